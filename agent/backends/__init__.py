@@ -1,0 +1,36 @@
+"""GPU discovery backends behind one Protocol, chosen by name from an explicit registry.
+
+Registry name = module name = config value: `nvml` -> `agent/backends/nvml.py` -> `NvmlBackend`. Modules are
+imported only when chosen, so importing this package never loads `pynvml`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from agent.devices import Discovery
+from agent.errors import ConfigError
+
+BACKENDS: dict[str, str] = {
+    "nvml": "agent.backends.nvml:NvmlBackend",
+    "mock": "agent.backends.mock:MockBackend",
+}
+
+
+class Backend(Protocol):
+    """Finds the node's physical GPUs and the driver facts; one call, no state kept between calls."""
+
+    name: str
+
+    def discover(self) -> Discovery: ...
+
+
+def create_backend(name: str, **options: Any) -> Backend:
+    """Construct the backend registered under `name`; an unknown name is a configuration error."""
+    target = BACKENDS.get(name)
+    if target is None:
+        raise ConfigError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
+    module_name, _, class_name = target.partition(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class(**options)

@@ -1,0 +1,203 @@
+"""The mock backend: whole-node profiles assembled from per-model NVML facts (`mock_models.toml`).
+
+A product feature for demos, staging and tests, and a peer of the NVML backend: it returns the same `Discovery`
+the real driver would. Profiles are TOML files shipped in `agent/backends/profiles/` (by name) or a user's TOML
+or JSON file (by path). Format (README "Mock profiles"):
+
+    description = "..."            # optional
+    driver_version = "550.54.15"   # optional
+    nvml_version = "12.550.54.15"  # optional
+    [[gpus]]                       # one group of identical GPUs, in index order
+    model = "h100-sxm5"            # a record of mock_models.toml
+    count = 8                      # default 1
+    # optional per-group overrides: any fact (name, pci_device_id, sm_count, ...), status = "lost"|"incomplete",
+    # error = "...", lost_fields = [...] (facts the lost GPU no longer reports),
+    # mig_instances = [{profile = "3g.40gb", slices = 3}, ...]
+    [[hidden]]                     # GPUs on the PCI bus that NVML does not report
+    model = "h100-sxm5"
+    count = 1
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+import uuid
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agent.devices import (
+    STATUS_INCOMPLETE,
+    STATUS_LOST,
+    STATUS_OK,
+    Discovery,
+    DriverInfo,
+    GpuDevice,
+    MigInstance,
+    PciFunction,
+)
+from agent.errors import ConfigError
+
+PROFILE_DIR = "agent.backends.profiles"
+# Bus numbers of a DGX H100's eight GPUs; further GPUs continue from 0xe0 upwards.
+_BUS_NUMBERS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+_FACT_FIELDS = {
+    f.name for f in fields(GpuDevice) if f.name not in ("index", "status", "error", "not_reported", "mig_instances")
+}
+_GROUP_KEYS = {"model", "count", "status", "error", "lost_fields", "mig_instances"} | _FACT_FIELDS
+_PROFILE_KEYS = {"description", "driver_version", "nvml_version", "gpus", "hidden"}
+
+
+@dataclass(frozen=True)
+class MockProfile:
+    name: str
+    description: str
+    driver: DriverInfo
+    devices: list[GpuDevice]
+    hidden: list[PciFunction]
+
+
+def profile_names() -> list[str]:
+    """The profiles shipped with the package."""
+    return sorted(
+        p.name.removesuffix(".toml") for p in resources.files(PROFILE_DIR).iterdir() if p.name.endswith(".toml")
+    )
+
+
+def _models() -> dict[str, dict[str, Any]]:
+    with resources.files("agent.backends").joinpath("mock_models.toml").open("rb") as handle:
+        data = tomllib.load(handle)
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _read_profile(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    if name_or_path in profile_names():
+        text = resources.files(PROFILE_DIR).joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
+        return name_or_path, tomllib.loads(text)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"mock profile {name_or_path!r}: no such profile or file",
+            hint=f"built-in profiles: {', '.join(profile_names())}; or give a path to a .toml or .json file",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"mock profile {path}: cannot read it: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"mock profile {path}: the top level must be a table/object")
+    return path.stem, data
+
+
+def _bus_id(position: int) -> tuple[str, str]:
+    """(NVML-style, sysfs-style) PCI bus id of the GPU at this position on the node."""
+    bus = _BUS_NUMBERS[position] if position < len(_BUS_NUMBERS) else 0xE0 + position - len(_BUS_NUMBERS)
+    return f"00000000:{bus:02x}:00.0", f"0000:{bus:02x}:00.0"
+
+
+def _groups(data: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:
+    groups = data.get(key, [])
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ConfigError(f"mock profile {source}: {key} must be an array of tables")
+    for i, group in enumerate(groups):
+        unknown = set(group) - _GROUP_KEYS
+        if unknown:
+            raise ConfigError(f"mock profile {source}: {key}[{i}]: unknown key(s) {', '.join(sorted(unknown))}")
+        count = group.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1024:
+            raise ConfigError(f"mock profile {source}: {key}[{i}].count must be an integer 0..1024")
+    return groups
+
+
+def _record(models: dict[str, dict[str, Any]], group: dict[str, Any], where: str) -> dict[str, Any]:
+    model = group.get("model")
+    if model is None:
+        return {}
+    if model not in models:
+        raise ConfigError(f"{where}.model: unknown mock model {model!r}", hint=f"known: {', '.join(sorted(models))}")
+    return dict(models[model])
+
+
+def _mig(group: dict[str, Any], where: str) -> list[MigInstance]:
+    try:
+        return [MigInstance(str(m["profile"]), int(m["slices"])) for m in group.get("mig_instances", [])]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{where}.mig_instances: each needs profile (string) and slices (integer)") from err
+
+
+def load_profile(name_or_path: str) -> MockProfile:
+    """Parse a built-in profile by name or a user's profile file; errors name the file and key."""
+    name, data = _read_profile(name_or_path)
+    unknown = set(data) - _PROFILE_KEYS
+    if unknown:
+        raise ConfigError(f"mock profile {name_or_path}: unknown key(s) {', '.join(sorted(unknown))}")
+    models = _models()
+    devices: list[GpuDevice] = []
+    for i, group in enumerate(_groups(data, "gpus", name_or_path)):
+        where = f"mock profile {name_or_path}: gpus[{i}]"
+        facts = _record(models, group, where) | {k: v for k, v in group.items() if k in _FACT_FIELDS}
+        status = group.get("status", STATUS_OK)
+        if status not in (STATUS_OK, STATUS_LOST, STATUS_INCOMPLETE):
+            raise ConfigError(f"{where}.status must be ok, lost or incomplete")
+        lost_fields = list(group.get("lost_fields", []))
+        for _ in range(group.get("count", 1)):
+            index = len(devices)
+            nvml_bus, _sysfs_bus = _bus_id(index)
+            device = GpuDevice(
+                index=index,
+                uuid=f"GPU-{uuid.uuid5(uuid.NAMESPACE_URL, f'gpucensus-mock/{name}/{index}')}",
+                serial=f"{1650000000000 + index + 1000 * len(name):013d}",
+                pci_bus_id=nvml_bus,
+                status=status,
+                error=str(group.get("error", "")),
+                mig_instances=_mig(group, where),
+            )
+            try:
+                for key, value in facts.items():
+                    setattr(device, key, value)
+            except TypeError as err:
+                raise ConfigError(f"{where}: bad value ({err})") from err
+            device.mig_mode = "enabled" if device.mig_instances else "disabled"
+            for lost in lost_fields:
+                if lost not in _FACT_FIELDS:
+                    raise ConfigError(f"{where}.lost_fields: unknown fact {lost!r}")
+                setattr(device, lost, None)
+                device.not_reported.append(lost)
+            devices.append(device)
+    hidden: list[PciFunction] = []
+    for i, group in enumerate(_groups(data, "hidden", name_or_path)):
+        record = _record(models, group, f"mock profile {name_or_path}: hidden[{i}]")
+        for _ in range(group.get("count", 1)):
+            _nvml_bus, sysfs_bus = _bus_id(len(devices) + len(hidden))
+            device_id = str(group.get("pci_device_id", record.get("pci_device_id", "0x0000")))
+            hidden.append(PciFunction(sysfs_bus, device_id, "0x0302", record.get("pci_subsystem_id")))
+    driver = DriverInfo(
+        version=str(data.get("driver_version", "550.54.15")),
+        nvml_version=str(data.get("nvml_version", "12.550.54.15")),
+        library_path="mock",
+    )
+    return MockProfile(name, str(data.get("description", "")), driver, devices, hidden)
+
+
+class MockBackend:
+    """Reports the GPUs of a named or file profile as if NVML had found them."""
+
+    name = "mock"
+
+    def __init__(self, profile: str = "dgx-h100") -> None:
+        self._profile = load_profile(profile)
+
+    def discover(self) -> Discovery:
+        return Discovery(driver=self._profile.driver, devices=copy.deepcopy(self._profile.devices))
+
+    def pci_functions(self) -> list[PciFunction]:
+        """The simulated PCI bus: every GPU of the profile (lost ones included) plus the hidden ones."""
+        bus = [
+            PciFunction(_bus_id(d.index)[1], d.pci_device_id or "0x0000", "0x0302", d.pci_subsystem_id)
+            for d in self._profile.devices
+        ]
+        return bus + list(self._profile.hidden)

@@ -1,0 +1,65 @@
+"""`gpucensus-agent snapshot`: this node's inventory as the attestation predicate (table or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from agent.accounting import load_rules
+from agent.backends import BACKENDS, create_backend
+from agent.catalogue import load_catalogue
+from agent.host import node_info
+from agent.pci import scan_sysfs
+from agent.render import snapshot_table
+from agent.snapshot import build_predicate
+
+
+def add_discovery_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every command that looks at the node's GPUs shares (snapshot, attest)."""
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="nvml", help="GPU discovery backend")
+    parser.add_argument("--profile", default="dgx-h100", help="mock backend: a built-in profile name or a file")
+    parser.add_argument(
+        "--sysfs-root",
+        default=None,
+        help="root of the sysfs tree for the PCI cross-check (default /sys; the mock backend simulates "
+        "its own PCI bus unless this is given)",
+    )
+    parser.add_argument("--node-id", default=None, help="stable node id (default: the machine id)")
+    parser.add_argument("--site", default="", help="site this node belongs to")
+
+
+def predicate_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Discover the node's GPUs with the chosen backend and build the snapshot predicate."""
+    options = {"profile": args.profile} if args.backend == "mock" else {}
+    backend = create_backend(args.backend, **options)
+    node = node_info(args.node_id, args.site)
+    discovery = backend.discover()
+    simulated_bus = getattr(backend, "pci_functions", None)
+    if args.sysfs_root is None and simulated_bus is not None:
+        pci = simulated_bus()
+    else:
+        pci = scan_sysfs(args.sysfs_root or "/sys")
+    return build_predicate(node, backend.name, discovery, pci, load_catalogue(), load_rules())
+
+
+def run(args: argparse.Namespace) -> int:
+    predicate = predicate_from_args(args)
+    if args.format == "json":
+        print(json.dumps(predicate, indent=2, sort_keys=True))
+    else:
+        print(snapshot_table(predicate))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "snapshot",
+        help="print this node's GPU inventory with TPP, ECCN class and H100e",
+        description="Enumerate the node's NVIDIA GPUs, cross-check them against the PCI bus, classify each "
+        "(TPP, performance density, ECCN 3A090, H100-equivalents) and print the inventory. The JSON form is "
+        "the attestation predicate (README: 'Snapshot JSON').",
+    )
+    add_discovery_arguments(parser)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(func=run)

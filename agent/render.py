@@ -1,0 +1,46 @@
+"""Human-readable tables of the agent's output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _h100e(milli: int | None) -> str:
+    return "-" if milli is None else f"{milli / 1000:.2f}"
+
+
+def snapshot_table(predicate: dict[str, Any]) -> str:
+    node, driver, totals = predicate["node"], predicate["driver"], predicate["totals"]
+    lines = [
+        f"node {node['id']} ({node['hostname']})  site {node['site'] or '-'}",
+        f"driver {driver.get('version', '?')}  NVML {driver.get('nvml_version', '?')}  backend {driver['backend']}"
+        f"  library {driver.get('library_path', '?')}",
+        "",
+        f"{'IDX':>3}  {'NAME':<26} {'PCI BUS':<17} {'MODEL':<15} {'TPP':>7} {'PD':>6} {'ECCN':<9} {'H100e':>6}"
+        f"  {'STATUS':<10} NOTE",
+    ]
+    for d in predicate["devices"]:
+        pd = "-" if "pd_milli" not in d else f"{d['pd_milli'] / 1000:.2f}"
+        tpp = f"{d['tpp']:,}" if "tpp" in d else "?"
+        mig = f"MIG {len(d['mig_instances'])} inst" if d["mig_instances"] else ""
+        note = "; ".join(x for x in (mig, d["error"], d["review"]) if x)
+        lines.append(
+            f"{d['index']:>3}  {d.get('name', '?')[:26]:<26} {d['pci'].get('bus_id', '?'):<17} "
+            f"{d['model'] or '-':<15} {tpp:>7} {pd:>6} {d['eccn']:<9} {_h100e(d.get('h100e_milli')):>6}"
+            f"  {d['status']:<10} {note}"
+        )
+    for p in predicate["pci_functions"]:
+        if p["status"] != "matched":
+            lines.append(
+                f"  !  GPU on the PCI bus that NVML does not report: {p['bus_id']} device {p['device_id']} "
+                f"({p['model'] or 'unknown model'}, TPP {p.get('tpp', '?')})"
+            )
+    lines += [
+        "",
+        f"total: {totals['gpus']} GPUs, {totals['tpp']:,} TPP, {totals['h100e_milli'] / 1000:.1f} H100e"
+        + (f", {totals['unaccounted']} with unknown TPP" if totals["unaccounted"] else "")
+        + (f", {totals['not_in_nvml']} not reported by NVML" if totals["not_in_nvml"] else ""),
+    ]
+    for eccn, bucket in totals["by_eccn"].items():
+        lines.append(f"  {eccn:<10} {bucket['gpus']:>3} GPUs {bucket['tpp']:>12,} TPP")
+    return "\n".join(lines)

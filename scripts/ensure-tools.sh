@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the system tools the tests and the demo use (the C compiler for the fake libnvidia-ml, jq and OpenSSL
+# for the regulator's verification recipe) when they are missing, from Debian's packages.
+set -euo pipefail
+missing=()
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v jq >/dev/null || missing+=(jq)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing tools: ${missing[*]} (install them, e.g. sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
