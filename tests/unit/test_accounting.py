@@ -1,0 +1,156 @@
+"""Accounting, table-driven: one row per catalogue entry and one per 3A090 threshold boundary."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from agent.accounting import (
+    BASIS_CATALOGUE,
+    BASIS_DERIVED,
+    BASIS_UNKNOWN,
+    account_device,
+    classify,
+    load_rules,
+    milli,
+)
+from agent.catalogue import load_catalogue
+from agent.devices import STATUS_LOST, GpuDevice
+
+RULES = load_rules()
+CATALOGUE = load_catalogue()
+
+# id, expected ECCN, expected pd_milli (round(1000 x TPP / die area); None = die area unpublished), h100e_milli.
+# Classes as shared/reference/regulation.md §1 and §5 states them.
+CATALOGUE_ROWS = [
+    ("a100-sxm4-40gb", "3A090.a", 6044, 315),  # TPP 4992 >= 4800
+    ("a100-sxm4-80gb", "3A090.a", 6044, 315),
+    ("a100-pcie", "3A090.a", 6044, 315),
+    ("a800", "3A090.a", 6044, 315),
+    ("a30", "3A090.b", 3201, 167),  # 2644 / 826 = 3.2010 >= 3.2, TPP >= 1600: second .b prong
+    ("a40", "3A090.b", 3814, 151),  # 2395 < 2400 so not the first prong; PD 3.81 in [3.2, 5.92)
+    ("a10", "not-3A090", 3185, 126),  # TPP 2000 < 2400 and PD 3.18 < 3.2
+    ("l4", "3A090.a", 6585, 122),  # 1936 >= 1600 and PD 6.59 >= 5.92
+    ("l20", "not-3A090", 3140, 121),  # 1912 < 2400, PD 3.14 < 3.2
+    ("l40", "3A090.b", 4759, 183),  # 2896 in [2400, 4800), PD 4.76 in [1.6, 5.92)
+    ("l40s", "3A090.a", 9637, 370),
+    ("h100-sxm5", "3A090.a", 19450, 1000),
+    ("h100-pcie", "3A090.a", 14870, 765),
+    ("h100-nvl", "3A090.a", 16423, 844),
+    ("h800-sxm", "3A090.a", 19450, 1000),
+    ("h800-pcie", "3A090.a", 14870, 765),
+    ("h20", "not-3A090", 2909, 150),  # 2368 < 2400 and PD 2.91 < 3.2: outside 3A090 by the numbers
+    ("h200-sxm", "3A090.a", 19450, 1000),
+    ("h200-nvl", "3A090.a", 16418, 844),
+    ("gh200", "3A090.a", 19450, 1000),
+    ("b100", "3A090.a", None, 1769),  # die area unpublished; TPP >= 4800 decides
+    ("b200", "3A090.a", None, 2274),
+    ("gb200", "3A090.a", None, 2527),
+    ("rtx-4090", "3A090.a", 8687, 334),  # gaming card, but TPP >= 4800: Note 2 does not apply
+    ("rtx-4090-d", "not-3A090", 7735, 297),  # not data centre and TPP 4707 < 4800: Note 2
+    ("rtx-5090", "3A090.a", 8939, 423),
+    ("rtx-6000-ada", "3A090.a", 9584, 368),
+    ("t4", "not-3A090", 1908, 66),
+    ("v100", "not-3A090", 2454, 126),
+]
+
+
+def test_every_catalogue_entry_has_a_row() -> None:
+    assert sorted(row[0] for row in CATALOGUE_ROWS) == sorted(e.id for e in CATALOGUE.entries)
+
+
+@pytest.mark.parametrize(("entry_id", "eccn", "pd_milli", "h100e_milli"), CATALOGUE_ROWS)
+def test_catalogue_entry(entry_id: str, eccn: str, pd_milli: int | None, h100e_milli: int) -> None:
+    entry = CATALOGUE.by_id(entry_id)
+    assert entry is not None
+    result = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, RULES)
+    assert (result.eccn, result.pd_milli, result.h100e_milli) == (eccn, pd_milli, h100e_milli)
+
+
+# tpp, die area, data centre?, expected class: each boundary of 3A090 met exactly and missed by the smallest step
+BOUNDARY_ROWS = [
+    (4800, None, True, "3A090.a"),  # TPP >= 4800, exactly
+    (4799, "10000", True, "not-3A090"),  # one below, PD 0.48
+    (2960, "500", True, "3A090.a"),  # PD = 5.92 exactly, TPP >= 1600
+    (2960, "500.01", True, "3A090.b"),  # PD 5.9199 < 5.92 -> .b (TPP in [2400, 4800), PD >= 1.6)
+    (1600, "270", True, "3A090.a"),  # TPP 1600 exactly, PD 5.926 >= 5.92
+    (1599, "270", True, "not-3A090"),  # PD 5.922 but TPP 1599: below the floor of every density prong
+    (2400, "1500", True, "3A090.b"),  # first .b prong at both floors: TPP 2400, PD 1.6
+    (2399, "1500", True, "not-3A090"),  # PD 1.5993 and TPP < 2400
+    (2400, "1500.01", True, "not-3A090"),  # PD 1.59999 < 1.6
+    (1600, "500", True, "3A090.b"),  # second .b prong at both floors: TPP 1600, PD 3.2
+    (1599, "499.6875", True, "not-3A090"),  # PD 3.2 exactly but TPP 1599 < 1600
+    (1600, "500.01", True, "not-3A090"),  # PD 3.19994 < 3.2
+    (4799, "100", False, "not-3A090"),  # Note 2: not data centre and TPP < 4800, whatever the density
+    (4800, "100", False, "3A090.a"),  # Note 2 stops at TPP 4800
+    (0, "100", True, "not-3A090"),
+]
+
+
+@pytest.mark.parametrize(("tpp", "area", "datacenter", "eccn"), BOUNDARY_ROWS)
+def test_threshold_boundary(tpp: int, area: str | None, datacenter: bool, eccn: str) -> None:
+    die_area = Fraction(area) if area else None
+    assert classify(tpp, die_area, datacenter, RULES).eccn == eccn
+
+
+def test_unknown_die_area_between_floors_is_controlled_and_flagged() -> None:
+    result = classify(3000, None, True, RULES)
+    assert result.eccn == "3A090.a"
+    assert "die area unknown" in result.review
+
+
+def test_h100e_is_tpp_over_h100_reference() -> None:
+    assert classify(15832 * 3, None, True, RULES).h100e_milli == 3000
+    assert milli(1, 3) == 333 and milli(2, 3) == 667 and milli(1, 2000) == 1  # half up
+
+
+def test_device_matched_by_pci_device_id_before_name() -> None:
+    device = GpuDevice(index=0, name="NVIDIA L4", pci_device_id="0x2330")
+    assert account_device(device, CATALOGUE, RULES).model == "h100-sxm5"
+
+
+def test_device_matched_by_name_when_pci_id_unknown() -> None:
+    device = GpuDevice(index=0, name="NVIDIA L40S", pci_device_id="0x0001")
+    acc = account_device(device, CATALOGUE, RULES)
+    assert (acc.model, acc.basis, acc.tpp) == ("l40s", BASIS_CATALOGUE, 5864)
+
+
+def test_unknown_device_is_derived_from_nvml_facts_and_flagged() -> None:
+    # Hopper (cc 9.0): 4096 dense FP16 ops/clock/SM x 132 SMs x 1980 MHz x 16 bits / 1e6 = 17127.5 -> 17128
+    device = GpuDevice(
+        index=0,
+        name="NVIDIA Graphics Device",
+        pci_device_id="0x23ff",
+        architecture="hopper",
+        cuda_compute_capability="9.0",
+        sm_count=132,
+        max_sm_clock_mhz=1980,
+    )
+    acc = account_device(device, CATALOGUE, RULES)
+    assert (acc.basis, acc.tpp, acc.eccn) == (BASIS_DERIVED, 17128, "3A090.a")
+    assert acc.model == "" and acc.review.startswith("not in catalogue")
+
+
+def test_unknown_device_falls_back_to_architecture() -> None:
+    device = GpuDevice(index=0, pci_device_id="0x0002", architecture="ampere", sm_count=10, max_sm_clock_mhz=1000)
+    # ampere fallback 2048 ops x 10 x 1000 x 16 / 1e6 = 327.68 -> 328; below 1600 -> outside 3A090
+    acc = account_device(device, CATALOGUE, RULES)
+    assert (acc.basis, acc.tpp, acc.eccn) == (BASIS_DERIVED, 328, "not-3A090")
+
+
+def test_unknown_device_without_facts_is_never_zero() -> None:
+    device = GpuDevice(index=0, pci_device_id="0x0003", architecture="hopper")
+    acc = account_device(device, CATALOGUE, RULES)
+    assert acc.basis == BASIS_UNKNOWN and acc.tpp is None
+    assert "sm_count" in acc.review
+
+
+def test_lost_device_without_identity_is_unknown() -> None:
+    acc = account_device(GpuDevice(index=3, status=STATUS_LOST), CATALOGUE, RULES)
+    assert acc.basis == BASIS_UNKNOWN and acc.tpp is None
+
+
+def test_negative_tpp_is_refused() -> None:
+    with pytest.raises(ValueError):
+        classify(-1, None, True, RULES)
