@@ -42,6 +42,7 @@ class Rules:
     note2_tpp_below: int
     h100_reference_tpp: int
     by_capability: dict[str, tuple[int, int]]  # "9.0" -> (dense ops per clock per SM, bit length)
+    cores_per_sm: dict[str, int]  # "9.0" -> CUDA cores per SM
     by_architecture: dict[str, tuple[int, int]]
 
 
@@ -100,6 +101,7 @@ def load_rules() -> Rules:
             cap: (int(row["dense_ops_per_clock_per_sm"]), int(row["bit_length"]))
             for cap, row in arch["capability"].items()
         },
+        cores_per_sm={cap: int(row["cuda_cores_per_sm"]) for cap, row in arch["capability"].items()},
         by_architecture={name: (int(ops), fallback_bits) for name, ops in arch["architecture"].items()},
     )
 
@@ -162,10 +164,12 @@ def derive_tpp(device: GpuDevice, rules: Rules) -> tuple[int | None, str]:
     figures = rules.by_capability.get(device.cuda_compute_capability or "")
     if figures is None and device.architecture:
         figures = rules.by_architecture.get(device.architecture.lower())
+    sm_count = device.sm_count
+    per_sm = rules.cores_per_sm.get(device.cuda_compute_capability or "")
+    if not sm_count and device.cuda_core_count and per_sm:
+        sm_count = device.cuda_core_count // per_sm  # NVML often reports cores, not SMs, for a whole GPU
     missing = [
-        name
-        for name, value in (("sm_count", device.sm_count), ("max_sm_clock_mhz", device.max_sm_clock_mhz))
-        if not value
+        name for name, value in (("sm_count", sm_count), ("max_sm_clock_mhz", device.max_sm_clock_mhz)) if not value
     ]
     if figures is None:
         known = device.cuda_compute_capability or device.architecture or "not reported"
@@ -173,8 +177,8 @@ def derive_tpp(device: GpuDevice, rules: Rules) -> tuple[int | None, str]:
     if missing:
         return None, f"cannot derive TPP: {', '.join(missing)} not reported"
     ops, bits = figures
-    assert device.sm_count is not None and device.max_sm_clock_mhz is not None
-    return _round_half_up(Fraction(ops * device.sm_count * device.max_sm_clock_mhz * bits, 10**6)), ""
+    assert sm_count is not None and device.max_sm_clock_mhz is not None
+    return _round_half_up(Fraction(ops * sm_count * device.max_sm_clock_mhz * bits, 10**6)), ""
 
 
 def account_device(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> Accounting:

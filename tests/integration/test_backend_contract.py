@@ -16,7 +16,6 @@ from agent.catalogue import load_catalogue
 from agent.devices import STATUS_LOST, STATUS_OK, Discovery, GpuDevice
 from agent.host import NodeInfo
 from agent.snapshot import build_predicate
-from tests.integration.fakenvml_fixtures import fakenvml_build, nvml_discovery, nvml_run  # noqa: F401
 
 BUS_ID = re.compile(r"^[0-9a-f]{8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 DEVICE_ID = re.compile(r"^0x[0-9a-f]{4}$")
@@ -33,7 +32,7 @@ CASES = [
 
 
 @pytest.fixture
-def discover(nvml_discovery: Callable[..., Discovery]) -> Callable[[str, str], Discovery]:  # noqa: F811
+def discover(nvml_discovery: Callable[..., Discovery]) -> Callable[[str, str], Discovery]:
     def run(kind: str, profile: str) -> Discovery:
         return MockBackend(profile).discover() if kind == "mock" else nvml_discovery(profile)
 

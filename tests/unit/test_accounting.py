@@ -132,6 +132,15 @@ def test_unknown_device_is_derived_from_nvml_facts_and_flagged() -> None:
     assert acc.model == "" and acc.review.startswith("not in catalogue")
 
 
+def test_unknown_device_sm_count_from_cuda_cores() -> None:
+    # NVML reports 16896 CUDA cores, no SM count; cc 9.0 has 128 cores/SM -> 132 SMs -> 17128 TPP as above
+    device = GpuDevice(
+        index=0, pci_device_id="0x23fe", cuda_compute_capability="9.0", cuda_core_count=16896, max_sm_clock_mhz=1980
+    )
+    acc = account_device(device, CATALOGUE, RULES)
+    assert (acc.basis, acc.tpp) == (BASIS_DERIVED, 17128)
+
+
 def test_unknown_device_falls_back_to_architecture() -> None:
     device = GpuDevice(index=0, pci_device_id="0x0002", architecture="ampere", sm_count=10, max_sm_clock_mhz=1000)
     # ampere fallback 2048 ops x 10 x 1000 x 16 / 1e6 = 327.68 -> 328; below 1600 -> outside 3A090

@@ -1,0 +1,19 @@
+# A GeForce RTX 4090 workstation: serial, board part number and device attributes (SM count) are
+# NOT_SUPPORTED on GeForce boards, and the GPU has no MIG. architecture 8 = NVML_DEVICE_ARCH_ADA.
+count=1
+driver_version=550.54.15
+nvml_version=12.550.54.15
+gpu.0.name=NVIDIA GeForce RTX 4090
+gpu.0.pci_device_id=0x268410de
+gpu.0.pci_subsystem_id=0x16f310de
+gpu.0.bus_id=00000000:01:00.0
+gpu.0.memory_total=25757220864
+gpu.0.architecture=8
+gpu.0.cc=8.9
+gpu.0.cores=16384
+gpu.0.sm_count=128
+gpu.0.max_sm_clock=3120
+gpu.0.vbios_version=95.02.18.80.5F
+gpu.0.fail.nvmlDeviceGetSerial=NOT_SUPPORTED
+gpu.0.fail.nvmlDeviceGetBoardPartNumber=NOT_SUPPORTED
+gpu.0.fail.nvmlDeviceGetAttributes_v2=NOT_SUPPORTED
