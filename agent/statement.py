@@ -1,0 +1,162 @@
+"""The signed payload: an in-toto Statement v1 wrapping the node inventory predicate (DESIGN §4.1).
+
+Pure: no files, no clock. The caller passes the sequence, the previous envelope's digest, the timestamp (from
+its own clock) and the last checkpoint; `check_statement` is the one definition of the shape, used by the
+agent's tests and by the collector's verifier alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://gpucensus.dev/inventory/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"  # the DSSE payloadType of an in-toto statement
+SUBJECT_PREFIX = "node:"
+
+CHAIN_FIELDS = ("sequence", "previous", "timestamp", "last_checkpoint")
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def subject_digest(raw_public_key: bytes) -> str:
+    """Hex SHA-256 of the node's raw 32-byte Ed25519 public key (the statement subject's digest)."""
+    if len(raw_public_key) != 32:
+        raise ValueError(f"an Ed25519 raw public key is 32 bytes, got {len(raw_public_key)}")
+    return hashlib.sha256(raw_public_key).hexdigest()
+
+
+def format_timestamp(moment: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ` in UTC; a naive datetime is refused (its zone would be a guess)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def build_statement(
+    predicate: dict[str, Any],
+    *,
+    subject_sha256: str,
+    sequence: int,
+    previous: str,
+    timestamp: str,
+    last_checkpoint: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The in-toto Statement v1 for one attestation; raises ValueError if the result would not pass
+    `check_statement` (so the agent never signs a statement the collector must reject)."""
+    clash = [name for name in CHAIN_FIELDS if name in predicate]
+    if clash:
+        raise ValueError(f"predicate already has chain field(s) {', '.join(clash)}")
+    node = predicate.get("node")
+    node_id = node.get("id") if isinstance(node, dict) else None
+    if not isinstance(node_id, str) or not node_id:
+        raise ValueError("predicate.node.id must be a non-empty string")
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": SUBJECT_PREFIX + node_id, "digest": {"sha256": subject_sha256}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            **predicate,
+            "sequence": sequence,
+            "previous": previous,
+            "timestamp": timestamp,
+            "last_checkpoint": dict(last_checkpoint or {}),
+        },
+    }
+    problems = check_statement(statement)
+    if problems:
+        raise ValueError("; ".join(message for _, message in problems))
+    return statement
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_checkpoint(checkpoint: Any) -> str:
+    if not isinstance(checkpoint, dict):
+        return "predicate.last_checkpoint must be an object"
+    if not checkpoint:
+        return ""
+    if set(checkpoint) != {"size", "root"}:
+        return "predicate.last_checkpoint must be {} or have exactly size and root"
+    if not _is_int(checkpoint["size"]) or checkpoint["size"] < 0:
+        return "predicate.last_checkpoint.size must be a non-negative integer"
+    root = checkpoint["root"]
+    try:
+        if not isinstance(root, str) or len(base64.b64decode(root, validate=True)) != 32:
+            return "predicate.last_checkpoint.root must be the base64 of a 32-byte hash"
+    except binascii.Error:
+        return "predicate.last_checkpoint.root is not valid base64"
+    return ""
+
+
+def _check_chain_fields(predicate: dict[str, Any]) -> list[str]:
+    problems = []
+    sequence, previous = predicate.get("sequence"), predicate.get("previous")
+    if not _is_int(sequence) or sequence < 1:
+        problems.append("predicate.sequence must be an integer >= 1")
+    if not isinstance(previous, str) or not (previous == "" or _HEX64.fullmatch(previous)):
+        problems.append("predicate.previous must be empty or 64 lower-case hex digits")
+    elif sequence == 1 and previous:
+        problems.append("predicate.previous must be empty for sequence 1")
+    timestamp = predicate.get("timestamp")
+    if not isinstance(timestamp, str) or not _TIMESTAMP.fullmatch(timestamp):
+        problems.append("predicate.timestamp must be YYYY-MM-DDTHH:MM:SSZ")
+    else:
+        try:
+            datetime.strptime(timestamp, TIMESTAMP_FORMAT)
+        except ValueError:
+            problems.append(f"predicate.timestamp {timestamp!r} is not a valid date and time")
+    checkpoint_problem = _check_checkpoint(predicate.get("last_checkpoint"))
+    if checkpoint_problem:
+        problems.append(checkpoint_problem)
+    return problems
+
+
+def check_statement(statement: Any) -> list[tuple[str, str]]:
+    """Every shape problem of a parsed statement, as (reason id, message); empty when well formed.
+
+    Reason ids: `statement-type`, `predicate-type`, `statement-shape`.
+    """
+    if not isinstance(statement, dict):
+        return [("statement-shape", "statement is not a JSON object")]
+    problems: list[tuple[str, str]] = []
+    if statement.get("_type") != STATEMENT_TYPE:
+        problems.append(("statement-type", f"_type is {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}"))
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        problems.append(
+            ("predicate-type", f"predicateType is {statement.get('predicateType')!r}, expected {PREDICATE_TYPE!r}")
+        )
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        return [*problems, ("statement-shape", "predicate must be an object")]
+    shape = _check_chain_fields(predicate)
+    node = predicate.get("node")
+    node_id = node.get("id") if isinstance(node, dict) else None
+    if not isinstance(node_id, str) or not node_id:
+        shape.append("predicate.node.id must be a non-empty string")
+    subject = statement.get("subject")
+    if not (isinstance(subject, list) and len(subject) == 1 and isinstance(subject[0], dict)):
+        shape.append("subject must be a list of exactly one entry")
+    else:
+        entry = subject[0]
+        if isinstance(node_id, str) and entry.get("name") != SUBJECT_PREFIX + node_id:
+            shape.append(f"subject name {entry.get('name')!r} does not match node id {node_id!r}")
+        digest = entry.get("digest")
+        if not (isinstance(digest, dict) and set(digest) == {"sha256"} and _HEX64.fullmatch(str(digest["sha256"]))):
+            shape.append("subject digest must be exactly {sha256: 64 lower-case hex digits}")
+    for name in ("driver", "totals"):
+        if not isinstance(predicate.get(name), dict):
+            shape.append(f"predicate.{name} must be an object")
+    for name in ("devices", "pci_functions"):
+        if not isinstance(predicate.get(name), list):
+            shape.append(f"predicate.{name} must be a list")
+    problems.extend(("statement-shape", message) for message in shape)
+    return problems
