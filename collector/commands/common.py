@@ -1,0 +1,63 @@
+"""What the registry subcommands share: finding the store (`--config FILE` / `--data-dir DIR`) and output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.config import CollectorConfig, load_config
+from collector.store import open_store
+from collector.store.base import Store
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="collector config file (TOML); its [store] is used")
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="use the embedded SQLite store in DIR (overrides the config's [store])"
+    )
+
+
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+
+
+def config_from_args(args: argparse.Namespace) -> CollectorConfig:
+    overrides = {}
+    if getattr(args, "data_dir", None):
+        overrides["store"] = {"kind": "sqlite", "data_dir": args.data_dir, "path": ""}
+    return load_config(getattr(args, "config", None), overrides=overrides)
+
+
+@contextmanager
+def store_from_args(args: argparse.Namespace, config: CollectorConfig | None = None) -> Iterator[Store]:
+    config = config or config_from_args(args)
+    store = open_store(config.store.kind, **config.store.open_options())
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+
+
+def emit(fmt: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print rows as an aligned table or as a JSON list of objects keyed by the headers."""
+    if fmt == "json":
+        json.dump([dict(zip(headers, row, strict=True)) for row in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    cells = [[str(c) for c in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

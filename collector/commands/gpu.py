@@ -1,0 +1,34 @@
+"""`gpucensus-collector gpu decommission UUID [--reason TEXT]`: a GPU leaves the inventory on purpose.
+
+A decommissioned GPU no longer counts in totals, and its disappearance from its node is not a finding. If it is
+reported again by a later attestation, the decommission is cleared and it counts again.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from collector.commands.common import add_store_arguments, iso, now, store_from_args
+from collector.store.base import RecordNotFoundError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("gpu", help="per-GPU actions")
+    sub = parser.add_subparsers(dest="gpu_command", required=True, metavar="ACTION")
+    dec = sub.add_parser("decommission", help="record that a GPU was removed on purpose (RMA, scrapped, sold)")
+    dec.add_argument("uuid", help="the GPU UUID, e.g. GPU-5f3c…")
+    dec.add_argument("--reason", default="", help="free text kept with the record, e.g. 'RMA 1234'")
+    add_store_arguments(dec)
+    dec.set_defaults(func=run_decommission)
+
+
+def run_decommission(args: argparse.Namespace) -> int:
+    when = now()
+    with store_from_args(args) as store:
+        if not store.decommission_gpu(args.uuid, args.reason, when):
+            raise RecordNotFoundError(
+                f"GPU {args.uuid!r} has never been reported to this collector",
+                hint="use the UUID exactly as attested (gpucensus-agent snapshot shows it)",
+            )
+    print(f"GPU {args.uuid} decommissioned at {iso(when)}" + (f" ({args.reason})" if args.reason else ""))
+    return 0

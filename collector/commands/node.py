@@ -1,0 +1,69 @@
+"""`gpucensus-collector node list|revoke`: enrolled nodes, their last attestation, staleness; key revocation."""
+
+from __future__ import annotations
+
+import argparse
+
+from collector.commands.common import (
+    add_format_argument,
+    add_store_arguments,
+    config_from_args,
+    emit,
+    iso,
+    now,
+    store_from_args,
+)
+from collector.store.base import NodeStatus, RecordNotFoundError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("node", help="enrolled nodes")
+    sub = parser.add_subparsers(dest="node_command", required=True, metavar="ACTION")
+
+    lst = sub.add_parser("list", help="list nodes with their last attestation and state (ok, stale, revoked)")
+    lst.add_argument("--site", help="only this site")
+    add_store_arguments(lst)
+    add_format_argument(lst)
+    lst.set_defaults(func=run_list)
+
+    revoke = sub.add_parser("revoke", help="revoke a node key: its attestations are refused from now on")
+    revoke.add_argument("key", metavar="KEYID|NODE", help="a key id, or a node id (revokes all its active keys)")
+    add_store_arguments(revoke)
+    revoke.set_defaults(func=run_revoke)
+
+
+def _state(node: NodeStatus, stale: set[str]) -> str:
+    if node.revoked:
+        return "revoked"
+    if node.node_id in stale:
+        return "stale" if node.last_attested_at else "stale (never attested)"
+    return "ok" if node.last_attested_at else "enrolled"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    with store_from_args(args, config) as store:
+        nodes = store.list_nodes(args.site)
+        stale = {n.node_id for n in store.stale_nodes(now(), config.nodes.stale_intervals,
+                                                       config.nodes.interval_seconds)}  # fmt: skip
+    rows = [
+        (n.node_id, n.site, n.keyid[:16], iso(n.last_attested_at), n.last_sequence, n.gpus, _state(n, stale))
+        for n in nodes
+    ]
+    emit(args.format, ("node", "site", "key", "last_attested", "sequence", "gpus", "state"), rows)
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    when = now()
+    with store_from_args(args) as store:
+        key = store.get_key(args.key)
+        keys = [key] if key else [k for k in store.list_keys() if k.node_id == args.key]
+        if not keys:
+            raise RecordNotFoundError(f"no key or node {args.key!r}", hint="see: gpucensus-collector node list")
+        revoked = [k.keyid for k in keys if store.revoke_key(k.keyid, when)]
+    if not revoked:
+        print(f"{args.key}: already revoked")
+    for keyid in revoked:
+        print(f"key {keyid} revoked")
+    return 0

@@ -1,0 +1,33 @@
+"""`gpucensus-collector token create --site S [--ttl 24h]`: a single-use enrollment token, printed once.
+
+Only the token's SHA-256 hash is stored; the token itself is the one line on stdout (details go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from collector import registry
+from collector.commands.common import add_store_arguments, iso, now, store_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("token", help="enrollment tokens for new nodes")
+    sub = parser.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = sub.add_parser("create", help="create a single-use enrollment token for a site (printed once)")
+    create.add_argument("--site", required=True, help="the site the enrolling node will be bound to")
+    create.add_argument("--ttl", default="24h", help="lifetime: N followed by s, m, h or d (default 24h)")
+    add_store_arguments(create)
+    create.set_defaults(func=run_create)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    ttl = registry.parse_ttl(args.ttl)
+    token, record = registry.new_token(args.site, now(), ttl)
+    with store_from_args(args) as store:
+        store.add_token(record)
+    print(token)
+    print(f"single-use enrollment token for site {record.site}, valid until {iso(record.expires_at)}; "
+          "it is shown only once", file=sys.stderr)  # fmt: skip
+    return 0

@@ -1,0 +1,220 @@
+"""Collector configuration: TOML file, `GPUCENSUS_<SECTION>_<KEY>` environment, flags; unknown keys are errors.
+
+Precedence: flags (`overrides`) > environment > file > defaults. Relative paths in the file are relative to the
+file's directory. Example:
+
+    [store]
+    kind = "sqlite"            # or "postgres"
+    data_dir = "/var/lib/gpucensus-collector"
+    # dsn = "host=db dbname=gpucensus user=gpucensus"   (postgres)
+    [server]
+    listen = "0.0.0.0:7443"
+    tls_cert = "server.pem"
+    tls_key = "server.key"
+    client_ca = "nodes-ca.pem"
+    require_client_auth = true
+    [policy]
+    pack = "ai-diffusion-2025"
+    [nodes]
+    interval_seconds = 60
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collector.errors import ConfigError
+
+ENV_PREFIX = "GPUCENSUS_"
+_PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
+              ("server", "client_ca")}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    kind: str = "sqlite"
+    data_dir: str = "/var/lib/gpucensus-collector"
+    path: str = ""  # sqlite file; default <data_dir>/collector.db
+    dsn: str = ""  # postgres
+    schema: str = ""  # postgres schema (search_path); default: the DSN's
+
+    def open_options(self) -> dict[str, Any]:
+        """Keyword options for `collector.store.open_store(self.kind, ...)`."""
+        if self.kind == "postgres":
+            return {"dsn": self.dsn, "schema": self.schema or None}
+        return {"path": self.path} if self.path else {"data_dir": self.data_dir}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:7443"  # host:port; port 0 = any free port
+    tls_cert: str = ""  # PEM server certificate chain; tls_cert + tls_key set = TLS; empty = plaintext
+    tls_key: str = ""
+    client_ca: str = ""  # CA of node client certificates: set = client certificates requested and verified
+    require_client_auth: bool = False  # refuse plaintext and clients without a certificate from client_ca
+    max_message_bytes: int = 1024 * 1024
+    keepalive_time_seconds: int = 60  # the server pings an idle connection this often
+    keepalive_timeout_seconds: int = 20  # and drops it if the ping is not answered within this
+    min_ping_interval_seconds: int = 30  # the fastest client keepalive the server tolerates
+    max_future_skew_seconds: int = 300  # an attestation stamped further in the future is rejected
+    shutdown_grace_seconds: int = 10  # SIGTERM: time given to in-flight streams to finish
+    max_workers: int = 16  # thread pool size
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    pack: str = "ai-diffusion-2025"  # a shipped pack name or a path to a pack file
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    interval_seconds: int = 60  # expected attestation interval (staleness)
+    stale_intervals: int = 3  # a node silent for this many intervals is reported stale
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    source: str = ""  # the config file read, if any
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
+}  # fmt: skip
+
+
+def _fields(section: str) -> dict[str, type]:
+    return {f.name: type(f.default) for f in dataclasses.fields(_SECTIONS[section])}
+
+
+def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    values: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}]", hint=f"known: {', '.join(_SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a table ([{section}])")
+        known = _fields(section)
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]",
+                                  hint=f"known keys: {', '.join(known)}")  # fmt: skip
+            if not _type_ok(value, known[key]):
+                raise ConfigError(f"{path}: [{section}] {key} must be {_type_name(known[key])}, got {value!r}")
+            if (section, key) in _PATH_KEYS and value:
+                value = str(path.parent / value)
+            values.setdefault(section, {})[key] = value
+    return values
+
+
+def _type_ok(value: Any, expected: type) -> bool:
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: type) -> str:
+    return {bool: "true or false", int: "an integer", str: "a string"}[expected]
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    values: dict[str, dict[str, Any]] = {}
+    for section in _SECTIONS:
+        for key, expected in _fields(section).items():
+            name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            if name in env:
+                values.setdefault(section, {})[key] = _parse_env(name, env[name], expected)
+    return values
+
+
+def _parse_env(name: str, raw: str, expected: type) -> Any:
+    text = raw.strip()
+    if expected is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+    elif expected is int:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    else:
+        return raw
+    raise ConfigError(f"environment variable {name}={raw!r} must be {_type_name(expected)}")
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> CollectorConfig:
+    """Build the config from defaults, the file, the environment and flag `overrides` ({section: {key: v}})."""
+    layers = [_read_file(Path(path)) if path else {}, _from_env(os.environ if env is None else env)]
+    flags: dict[str, dict[str, Any]] = {}
+    for section, table in (overrides or {}).items():
+        known = _fields(section) if section in _SECTIONS else {}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"unknown setting {section}.{key}")
+            if value is not None:
+                flags.setdefault(section, {})[key] = value
+    layers.append(flags)
+    merged: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    for layer in layers:
+        for section, table in layer.items():
+            merged[section].update(table)
+    config = CollectorConfig(**{s: _SECTIONS[s](**merged[s]) for s in _SECTIONS}, source=str(path) if path else "")
+    validate(config)
+    return config
+
+
+def validate(config: CollectorConfig) -> None:
+    where = f"{config.source}: " if config.source else ""
+    from collector.store import STORES  # late: the store package imports the database drivers
+
+    store, server, nodes = config.store, config.server, config.nodes
+    if store.kind not in STORES:
+        raise ConfigError(f"{where}[store] kind {store.kind!r} is unknown",
+                          hint=f"use one of: {', '.join(sorted(STORES))}")  # fmt: skip
+    if store.kind == "postgres" and not store.dsn:
+        raise ConfigError(f'{where}[store] kind = "postgres" needs dsn', hint='e.g. dsn = "host=db dbname=x"')
+    if store.kind == "sqlite" and not (store.path or store.data_dir):
+        raise ConfigError(f"{where}[store] needs data_dir (or path) for sqlite")
+    host, sep, port = server.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{where}[server] listen {server.listen!r} must be HOST:PORT", hint="e.g. 0.0.0.0:7443")
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError(f"{where}[server] tls_cert and tls_key must be set together")
+    if server.client_ca and not server.tls_cert:
+        raise ConfigError(f"{where}[server] client_ca needs tls_cert and tls_key (mTLS runs over TLS)")
+    if server.require_client_auth and not (server.tls_cert and server.client_ca):
+        raise ConfigError(f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca")
+    for name in ("max_message_bytes", "keepalive_time_seconds", "keepalive_timeout_seconds", "max_workers"):
+        if getattr(server, name) <= 0:
+            raise ConfigError(f"{where}[server] {name} must be greater than 0")
+    for name in ("min_ping_interval_seconds", "max_future_skew_seconds", "shutdown_grace_seconds"):
+        if getattr(server, name) < 0:
+            raise ConfigError(f"{where}[server] {name} must not be negative")
+    if nodes.interval_seconds <= 0 or nodes.stale_intervals <= 0:
+        raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
+    if not config.policy.pack:
+        raise ConfigError(f"{where}[policy] pack must not be empty")

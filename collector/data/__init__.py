@@ -1,0 +1,1 @@
+"""Collector data files (ISO 3166-1 country codes, ...)."""

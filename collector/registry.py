@@ -1,0 +1,84 @@
+"""Registry validation (pure): identifiers, ISO 3166-1 alpha-2 countries, entity authorizations, enrollment tokens.
+
+Tokens are random (`secrets.token_urlsafe`), shown once, and stored only as their SHA-256 hash; a token is single
+use and expires (the store enforces both atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from collector.countries import is_alpha2
+from collector.errors import ConfigError
+from collector.store.base import EnrollmentToken, Entity, Site
+
+AUTHORIZATIONS = ("none", "uveu", "nveu")  # none | Universal VEU | National VEU
+TOKEN_BYTES = 32
+MAX_TTL = timedelta(days=30)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TTL = re.compile(r"^(\d+)([smhd])$")
+_TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def validate_id(kind: str, value: str) -> str:
+    if not _ID.match(value or ""):
+        raise ConfigError(
+            f"invalid {kind} id {value!r}",
+            hint="use 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def validate_country(value: str) -> str:
+    """The upper-case alpha-2 code; ConfigError if it is not an officially assigned ISO 3166-1 code."""
+    code = (value or "").strip().upper()
+    if not is_alpha2(code):
+        raise ConfigError(
+            f"{value!r} is not an ISO 3166-1 alpha-2 country code",
+            hint="use the two-letter code, e.g. US, DE, SG, AE (the United Kingdom is GB; user-assigned codes like XK "
+            "are not accepted)",
+        )
+    return code
+
+
+def validate_authorization(value: str) -> str:
+    auth = (value or "").strip().lower()
+    if auth not in AUTHORIZATIONS:
+        raise ConfigError(f"unknown entity authorization {value!r}", hint=f"use one of: {', '.join(AUTHORIZATIONS)}")
+    return auth
+
+
+def make_entity(entity_id: str, headquarters: str, authorization: str = "none") -> Entity:
+    return Entity(
+        validate_id("entity", entity_id), validate_country(headquarters), validate_authorization(authorization)
+    )
+
+
+def make_site(site_id: str, country: str, entity: str) -> Site:
+    return Site(validate_id("site", site_id), validate_country(country), validate_id("entity", entity))
+
+
+def parse_ttl(value: str) -> timedelta:
+    """Parse a lifetime such as "90s", "15m", "24h" or "7d" (at most MAX_TTL)."""
+    match = _TTL.match((value or "").strip())
+    ttl = timedelta(**{_TTL_UNITS[match.group(2)]: int(match.group(1))}) if match else None
+    if ttl is None or ttl <= timedelta(0) or ttl > MAX_TTL:
+        raise ConfigError(
+            f"invalid token lifetime {value!r}",
+            hint=f"use a number with s, m, h or d (e.g. 24h), more than 0 and at most {MAX_TTL.days}d",
+        )
+    return ttl
+
+
+def hash_token(token: str) -> str:
+    """Hex SHA-256 of the token text: the only form in which a token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token(site: str, now: datetime, ttl: timedelta) -> tuple[str, EnrollmentToken]:
+    """A fresh random token (to show once) and the record to store (its hash, site, expiry)."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    return token, EnrollmentToken(hash_token(token), validate_id("site", site), now, now + ttl)

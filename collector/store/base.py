@@ -1,0 +1,294 @@
+"""The store Protocol every persistence backend implements, and the plain dataclasses it speaks.
+
+Times are timezone-aware UTC `datetime`s everywhere in this API. The idempotency key of an attestation is
+`(keyid, sequence)`, UNIQUE in every store; `store_attestation` writes the envelope, its devices, its findings,
+the node watermark and the per-GPU state in ONE transaction, and raises `ConflictError` when another writer
+(possibly another collector sharing the database) stored that `(keyid, sequence)` first: the caller then
+re-reads it with `get_attestation` and answers duplicate or equivocation.
+
+Errors: `collector.errors.StoreError` = the store cannot be used (unreachable, newer schema): transient or fatal,
+never the client's fault. The errors below are about the request and are user-facing (exit code 2 in the CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from agent.errors import GpucensusError
+
+
+class ConflictError(Exception):
+    """`(keyid, sequence)` is already stored: re-read it with `get_attestation` (duplicate or equivocation)."""
+
+    def __init__(self, keyid: str, sequence: int) -> None:
+        super().__init__(f"attestation ({keyid}, {sequence}) is already stored")
+        self.keyid = keyid
+        self.sequence = sequence
+
+
+class RecordExistsError(GpucensusError):
+    """An entity, site or key with that id already exists."""
+
+    exit_code = 2
+
+
+class RecordNotFoundError(GpucensusError):
+    """A referenced entity, site, key or GPU does not exist."""
+
+    exit_code = 2
+
+
+class TokenRejectedError(GpucensusError):
+    """An enrollment token is unknown, already used or expired (the three are not told apart)."""
+
+    exit_code = 2
+
+
+# --- registry -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entity:
+    id: str
+    headquarters: str  # ISO 3166-1 alpha-2
+    authorization: str = "none"  # none | uveu | nveu
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    country: str  # ISO 3166-1 alpha-2
+    entity: str  # Entity.id
+
+
+@dataclass(frozen=True)
+class EnrollmentToken:
+    token_hash: str  # hex SHA-256 of the token; the token itself is never stored
+    site: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    keyid: str  # hex SHA-256 of the DER SubjectPublicKeyInfo
+    public_key_pem: str
+    node_id: str
+    site: str
+    enrolled_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+# --- attestations -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One device of an attestation, with the COLLECTOR's recomputed accounting (never the agent's)."""
+
+    uuid: str
+    index: int = 0
+    name: str = ""
+    bus_id: str = ""
+    status: str = "ok"  # ok | lost | incomplete
+    error: str = ""
+    model: str = ""  # catalogue model id, "" when unknown
+    basis: str = "unknown"  # catalogue | derived | unknown
+    tpp: int | None = None  # None = not established: counts as unaccounted, never as zero
+    die_area_mm2: str | None = None  # decimal string, e.g. "814"
+    pd_milli: int | None = None
+    eccn: str = ""  # "3A090.a", "3A090.b", "" (outside 3A090 or unknown)
+    h100e_milli: int | None = None
+    datacenter: bool = True
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str  # stable, e.g. "chain.gap", "gpu.duplicate-uuid"
+    severity: str  # violation | warning | info
+    subject: str  # "node:…", "site:…", "gpu:…", "key:…"
+    message: str
+    keyid: str = ""
+    sequence: int | None = None
+    created_at: datetime | None = None  # set by the caller; the store fills "now" when None
+    id: int | None = None  # assigned by the store
+
+
+@dataclass(frozen=True)
+class AttestationRecord:
+    """A verified attestation as stored; `id` is None before `store_attestation` assigns it."""
+
+    keyid: str
+    sequence: int
+    digest: str  # hex SHA-256 of the envelope bytes as received
+    envelope: bytes  # exactly as received; never re-serialized
+    node_id: str
+    site: str
+    timestamp: datetime  # the statement's timestamp
+    received_at: datetime  # collector clock; drives the node watermark
+    previous: str = ""
+    devices: Sequence[DeviceRecord] = ()
+    findings: Sequence[Finding] = ()  # stored with this attestation; returned again for a duplicate ack
+    interval_seconds: int | None = None  # the node's expected reporting interval (staleness)
+    status: str = "accepted"  # the ack status given the first time
+    log_index: int | None = None  # transparency-log index, when a log exists
+    checkpoint: bytes = b""  # the checkpoint note sent in the first ack, if any
+    id: int | None = None
+
+
+class ChainHead(NamedTuple):
+    sequence: int
+    digest: str
+
+
+# --- per-GPU state, nodes, queries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuState:
+    uuid: str
+    node_id: str  # the node that last reported it
+    site: str
+    country: str
+    keyid: str
+    acquired: datetime  # the first time this collector saw the GPU
+    last_seen: datetime  # received_at of the last attestation reporting it
+    decommissioned_at: datetime | None = None  # cleared when the GPU is reported again
+    decommission_reason: str = ""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node_id: str
+    site: str
+    keyid: str  # the key of the latest enrollment
+    enrolled_at: datetime
+    last_attested_at: datetime | None  # None = enrolled, never attested
+    last_sequence: int | None
+    interval_seconds: int | None
+    gpus: int = 0
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class EccnTotals:
+    gpus: int
+    tpp: int
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    site: str
+    country: str
+    entity: str
+    nodes: int
+    gpus: int
+    tpp: int
+    unaccounted: int  # devices whose TPP is not established
+    last_attested_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CountryTotals:
+    country: str
+    gpus: int
+    tpp: int
+    unaccounted: int
+    by_eccn: dict[str, EccnTotals] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for the collector. Implementations: `collector.store.STORES`. Thread-safe."""
+
+    kind: str
+
+    # lifecycle
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version. StoreError if the database is newer."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    # registry
+    def add_entity(self, entity: Entity) -> None: ...
+    def get_entity(self, entity_id: str) -> Entity | None: ...
+    def list_entities(self) -> list[Entity]: ...
+    def add_site(self, site: Site) -> None: ...
+    def get_site(self, site_id: str) -> Site | None: ...
+    def list_sites(self) -> list[Site]: ...
+    def add_token(self, token: EnrollmentToken) -> None: ...
+    def consume_token(self, token_hash: str, now: datetime) -> str | None:
+        """Atomically mark the token used; its site, or None if unknown, used or expired."""
+        ...
+
+    def enroll(
+        self, keyid: str, public_key_pem: str, node_id: str, site: str, token_hash: str, now: datetime
+    ) -> NodeKey:
+        """Consume the token and bind the key to (node_id, site) in one transaction.
+
+        `site` may be "" (take the token's site); otherwise it must equal the token's site.
+        TokenRejectedError / RecordExistsError (keyid already enrolled) / RecordNotFoundError."""
+        ...
+
+    def get_key(self, keyid: str) -> NodeKey | None: ...
+    def list_keys(self, site: str | None = None) -> list[NodeKey]: ...
+    def revoke_key(self, keyid: str, now: datetime) -> bool:
+        """True if the key was active and is now revoked."""
+        ...
+
+    # attestations
+    def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None: ...
+    def last_attestation(self, keyid: str) -> ChainHead | None:
+        """The highest stored sequence for the key, with its digest."""
+        ...
+
+    def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
+        """Store in one transaction; the stored record (with `id`). ConflictError if (keyid, sequence) exists."""
+        ...
+
+    # per-GPU state and nodes
+    def gpu_states(self, uuids: Iterable[str]) -> dict[str, GpuState]: ...
+    def node_devices(self, node_id: str) -> list[DeviceRecord]:
+        """The devices of the node's latest stored attestation (empty if none)."""
+        ...
+
+    def decommission_gpu(self, uuid: str, reason: str, now: datetime) -> bool:
+        """False if the GPU was never seen."""
+        ...
+
+    def list_nodes(self, site: str | None = None) -> list[NodeStatus]: ...
+    def stale_nodes(self, now: datetime, intervals: int = 3, default_interval_seconds: int = 60) -> list[NodeStatus]:
+        """Non-revoked nodes silent (since last attestation, else since enrollment) for > intervals x interval."""
+        ...
+
+    # findings
+    def add_findings(self, findings: Iterable[Finding]) -> None: ...
+    def list_findings(
+        self,
+        *,
+        rule_id: str | None = None,
+        subject: str | None = None,
+        keyid: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Finding]:
+        """Newest first."""
+        ...
+
+    # queries
+    def site_status(self) -> list[SiteStatus]: ...
+    def country_totals(self) -> list[CountryTotals]: ...
+    def inventory(self, as_of: datetime) -> dict[str, Any]:
+        """The live inventory in the policy scenario shape (see `collector.store.inventory`)."""
+        ...

@@ -1,0 +1,1 @@
+"""Versioned schema migrations: `NNNN_<name>.<dialect>.sql`, applied in order, recorded in `schema_version`."""

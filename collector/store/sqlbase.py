@@ -1,0 +1,209 @@
+"""The SQL both stores share, part 1: dialect hooks, schema lifecycle and the registry.
+
+Queries are written with `?` placeholders (the PostgreSQL store turns them into `%s`) and avoid literal `%`.
+A dialect subclass provides `_tx(write)` (a transaction yielding a cursor), `_t` / `_dt` (datetime to and from
+the database), `_has_table` and `_migration_lock`. Every public method is one transaction. Part 2 (attestations,
+per-GPU state, nodes, findings, queries) is `collector.store.sqlstore.SqlStore`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.store import migrate as migrations
+from collector.store.base import (
+    EnrollmentToken,
+    Entity,
+    NodeKey,
+    RecordExistsError,
+    RecordNotFoundError,
+    Site,
+    TokenRejectedError,
+)
+
+_KEY_COLUMNS = "keyid, public_key_pem, node_id, site, enrolled_at, revoked_at"
+
+
+class SqlBase:
+    kind = ""
+    dialect = ""
+    where = ""  # the database, for messages
+
+    # --- dialect hooks ----------------------------------------------------------------------------------
+    def _tx(self, write: bool) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _t(self, value: datetime | None) -> Any:
+        raise NotImplementedError
+
+    def _dt(self, value: Any) -> datetime | None:
+        raise NotImplementedError
+
+    def _migration_lock(self, cur: Any) -> None:
+        """Serialize concurrent migrations (several collectors starting at once)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self._tx(False) as cur:
+            return self._read_version(cur)
+
+    def _read_version(self, cur: Any) -> int:
+        if not self._has_table(cur, "schema_version"):
+            return 0
+        row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _has_table(self, cur: Any, name: str) -> bool:
+        raise NotImplementedError
+
+    def check_version(self) -> int:
+        found = self.schema_version()
+        migrations.check_not_newer(found, self.dialect, self.where)
+        return found
+
+    def migrate(self) -> int:
+        with self._tx(True) as cur:
+            self._migration_lock(cur)
+            cur.execute(migrations.SCHEMA_VERSION_DDL)
+            current = self._read_version(cur)
+            migrations.check_not_newer(current, self.dialect, self.where)
+            for migration in migrations.load_migrations(self.dialect):
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    cur.execute(statement)
+                cur.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (migration.version, datetime.now(UTC).isoformat()),
+                )
+                current = migration.version
+            return current
+
+    # --- registry ---------------------------------------------------------------------------------------
+    def add_entity(self, entity: Entity) -> None:
+        with self._tx(True) as cur:
+            cur.execute(
+                "INSERT INTO entities (id, headquarters, auth) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (entity.id, entity.headquarters, entity.authorization),
+            )
+            if cur.rowcount != 1:
+                raise RecordExistsError(f"entity {entity.id!r} already exists")
+
+    def get_entity(self, entity_id: str) -> Entity | None:
+        with self._tx(False) as cur:
+            row = cur.execute("SELECT id, headquarters, auth FROM entities WHERE id = ?", (entity_id,)).fetchone()
+        return Entity(*row) if row else None
+
+    def list_entities(self) -> list[Entity]:
+        with self._tx(False) as cur:
+            rows = cur.execute("SELECT id, headquarters, auth FROM entities ORDER BY id").fetchall()
+        return [Entity(*row) for row in rows]
+
+    def add_site(self, site: Site) -> None:
+        with self._tx(True) as cur:
+            if not cur.execute("SELECT 1 FROM entities WHERE id = ?", (site.entity,)).fetchone():
+                raise RecordNotFoundError(
+                    f"entity {site.entity!r} does not exist", hint="add it first: gpucensus-collector entity add"
+                )
+            cur.execute(
+                "INSERT INTO sites (id, country, entity) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (site.id, site.country, site.entity),
+            )
+            if cur.rowcount != 1:
+                raise RecordExistsError(f"site {site.id!r} already exists")
+
+    def get_site(self, site_id: str) -> Site | None:
+        with self._tx(False) as cur:
+            row = cur.execute("SELECT id, country, entity FROM sites WHERE id = ?", (site_id,)).fetchone()
+        return Site(*row) if row else None
+
+    def list_sites(self) -> list[Site]:
+        with self._tx(False) as cur:
+            rows = cur.execute("SELECT id, country, entity FROM sites ORDER BY id").fetchall()
+        return [Site(*row) for row in rows]
+
+    def add_token(self, token: EnrollmentToken) -> None:
+        with self._tx(True) as cur:
+            if not cur.execute("SELECT 1 FROM sites WHERE id = ?", (token.site,)).fetchone():
+                raise RecordNotFoundError(
+                    f"site {token.site!r} does not exist", hint="add it first: gpucensus-collector site add"
+                )
+            cur.execute(
+                "INSERT INTO enrollment_tokens (token_hash, site, created_at, expires_at, used_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    token.token_hash,
+                    token.site,
+                    self._t(token.created_at),
+                    self._t(token.expires_at),
+                    self._t(token.used_at),
+                ),
+            )
+
+    def consume_token(self, token_hash: str, now: datetime) -> str | None:
+        with self._tx(True) as cur:
+            return self._consume(cur, token_hash, now)
+
+    def _consume(self, cur: Any, token_hash: str, now: datetime) -> str | None:
+        row = cur.execute(
+            "UPDATE enrollment_tokens SET used_at = ? "
+            "WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING site",
+            (self._t(now), token_hash, self._t(now)),
+        ).fetchone()
+        return row[0] if row else None
+
+    def enroll(
+        self, keyid: str, public_key_pem: str, node_id: str, site: str, token_hash: str, now: datetime
+    ) -> NodeKey:
+        with self._tx(True) as cur:
+            token_site = self._consume(cur, token_hash, now)
+            if token_site is None:
+                raise TokenRejectedError(
+                    "enrollment token is unknown, already used or expired",
+                    hint="create a new one: gpucensus-collector token create --site SITE",
+                )
+            if site and site != token_site:
+                raise TokenRejectedError(f"enrollment token is for site {token_site!r}, not {site!r}")
+            cur.execute(
+                "INSERT INTO node_keys (keyid, public_key_pem, node_id, site, token_hash, enrolled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (keyid) DO NOTHING",
+                (keyid, public_key_pem, node_id, token_site, token_hash, self._t(now)),
+            )
+            if cur.rowcount != 1:
+                raise RecordExistsError(f"key {keyid} is already enrolled")  # rolls back the token use
+            cur.execute(
+                "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node_id) DO UPDATE SET site = excluded.site, keyid = excluded.keyid, "
+                "enrolled_at = excluded.enrolled_at",
+                (node_id, token_site, keyid, self._t(now)),
+            )
+        return NodeKey(keyid, public_key_pem, node_id, token_site, now)
+
+    def get_key(self, keyid: str) -> NodeKey | None:
+        with self._tx(False) as cur:
+            row = cur.execute(f"SELECT {_KEY_COLUMNS} FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
+        return self._key(row) if row else None
+
+    def list_keys(self, site: str | None = None) -> list[NodeKey]:
+        sql = f"SELECT {_KEY_COLUMNS} FROM node_keys"
+        params: tuple[Any, ...] = ()
+        if site is not None:
+            sql, params = sql + " WHERE site = ?", (site,)
+        with self._tx(False) as cur:
+            rows = cur.execute(sql + " ORDER BY node_id, enrolled_at", params).fetchall()
+        return [self._key(row) for row in rows]
+
+    def _key(self, row: Any) -> NodeKey:
+        return NodeKey(row[0], row[1], row[2], row[3], self._dt(row[4]), self._dt(row[5]))
+
+    def revoke_key(self, keyid: str, now: datetime) -> bool:
+        with self._tx(True) as cur:
+            cur.execute(
+                "UPDATE node_keys SET revoked_at = ? WHERE keyid = ? AND revoked_at IS NULL", (self._t(now), keyid)
+            )
+            return cur.rowcount == 1

@@ -1,0 +1,97 @@
+"""The embedded default store: one SQLite file in the collector's data directory.
+
+WAL journal, `synchronous=FULL` (an acknowledged attestation survives power loss), a busy timeout so the CLI and
+a running server can share the file, foreign keys on. One connection guarded by a lock serves every thread of
+the (threaded) gRPC server; write transactions start with `BEGIN IMMEDIATE` so they never deadlock on upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector.errors import StoreError
+from collector.store.sqlstore import SqlStore
+
+DB_FILENAME = "collector.db"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class SqliteStore(SqlStore):
+    kind = "sqlite"
+    dialect = "sqlite"
+
+    def __init__(
+        self, *, path: str | Path | None = None, data_dir: str | Path | None = None, busy_timeout_ms: int = 10000
+    ) -> None:
+        if path is None and data_dir is None:
+            raise StoreError("the sqlite store needs a path or a data directory")
+        db_path = Path(path) if path is not None else Path(data_dir) / DB_FILENAME  # type: ignore[arg-type]
+        self.path = db_path
+        self.where = f"at {db_path}"
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the SQLite database {db_path}: {err}",
+                             hint="check the data directory exists and is writable") from err  # fmt: skip
+        self._lock = threading.RLock()
+        self._closed = False
+        self.check_version()
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Any]:
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the SQLite store {self.where} is closed")
+            cur = self._conn.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield cur
+                cur.execute("COMMIT")
+            except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+                self._rollback()
+                raise  # a bug in the caller or in this store, not an unusable database
+            except sqlite3.DatabaseError as err:  # locked past the busy timeout, disk full, corrupted file
+                self._rollback()
+                raise StoreError(f"SQLite error {self.where}: {err}") from err
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                cur.close()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def _has_table(self, cur: Any, name: str) -> bool:
+        row = cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
+
+    def _t(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware UTC times")
+        return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+    def _dt(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()

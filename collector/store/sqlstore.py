@@ -1,0 +1,286 @@
+"""The SQL both stores share, part 2: attestations, per-GPU state, nodes, findings and the queries.
+
+Concurrency: `store_attestation` is one transaction that first claims `(keyid, sequence)` with
+`INSERT … ON CONFLICT DO NOTHING RETURNING id` (the loser gets ConflictError and writes nothing), then takes row
+locks in one fixed order (the node row, then GPU rows sorted by UUID) so concurrent writers never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.store.base import (
+    AttestationRecord,
+    ChainHead,
+    ConflictError,
+    CountryTotals,
+    DeviceRecord,
+    Entity,
+    Finding,
+    GpuState,
+    NodeStatus,
+    Site,
+    SiteStatus,
+)
+from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
+from collector.store.sqlbase import SqlBase
+
+_DEVICE_COLUMNS = (
+    "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
+    "h100e_milli, datacenter"
+)
+_ATTESTATION_COLUMNS = (
+    "id, keyid, sequence, digest, envelope, node_id, site, stated_at, received_at, previous, status, "
+    "log_index, checkpoint"
+)
+_FINDING_COLUMNS = "id, rule_id, severity, subject, message, keyid, sequence, created_at"
+
+
+class SqlStore(SqlBase):
+    # --- attestations -----------------------------------------------------------------------------------
+    def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
+        with self._tx(False) as cur:
+            row = cur.execute(
+                f"SELECT {_ATTESTATION_COLUMNS} FROM attestations WHERE keyid = ? AND sequence = ?",
+                (keyid, sequence),
+            ).fetchone()
+            if row is None:
+                return None
+            devices = self._devices(cur, row[0])
+            findings = cur.execute(
+                f"SELECT {_FINDING_COLUMNS} FROM findings WHERE attestation_id = ? ORDER BY id", (row[0],)
+            ).fetchall()
+        return AttestationRecord(
+            id=row[0], keyid=row[1], sequence=row[2], digest=row[3], envelope=bytes(row[4]), node_id=row[5],
+            site=row[6], timestamp=self._dt(row[7]), received_at=self._dt(row[8]), previous=row[9],
+            status=row[10], log_index=row[11], checkpoint=bytes(row[12]), devices=tuple(devices),
+            findings=tuple(self._finding(f) for f in findings),
+        )  # fmt: skip
+
+    def last_attestation(self, keyid: str) -> ChainHead | None:
+        with self._tx(False) as cur:
+            row = cur.execute(
+                "SELECT sequence, digest FROM attestations WHERE keyid = ? ORDER BY sequence DESC LIMIT 1",
+                (keyid,),
+            ).fetchone()
+        return ChainHead(int(row[0]), row[1]) if row else None
+
+    def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
+        with self._tx(True) as cur:
+            row = cur.execute(
+                "INSERT INTO attestations (keyid, sequence, digest, envelope, node_id, site, stated_at, "
+                "received_at, previous, status, log_index, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
+                (record.keyid, record.sequence, record.digest, record.envelope, record.node_id, record.site,
+                 self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
+                 record.log_index, record.checkpoint),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                raise ConflictError(record.keyid, record.sequence)
+            attestation_id = int(row[0])
+            if record.devices:
+                cur.executemany(
+                    f"INSERT INTO attestation_devices (attestation_id, pos, {_DEVICE_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(attestation_id, pos, d.uuid, d.index, d.name, d.bus_id, d.status, d.error, d.model,
+                      d.basis, d.tpp, d.die_area_mm2, d.pd_milli, d.eccn, d.h100e_milli, d.datacenter)
+                     for pos, d in enumerate(record.devices)],
+                )  # fmt: skip
+            self._update_node(cur, record, attestation_id)
+            self._update_gpus(cur, record)
+            self._insert_findings(cur, record.findings, attestation_id, record.received_at)
+        return replace(record, id=attestation_id)
+
+    def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int) -> None:
+        # Lock order (nodes row, then gpus rows by uuid) is the same in every writer: no deadlock.
+        cur.execute(
+            "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (node_id) DO NOTHING",
+            (r.node_id, r.site, r.keyid, self._t(r.received_at)),
+        )
+        cur.execute(
+            "UPDATE nodes SET last_attested_at = ?, interval_seconds = COALESCE(?, interval_seconds) "
+            "WHERE node_id = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
+            (self._t(r.received_at), r.interval_seconds, r.node_id, self._t(r.received_at)),
+        )
+        cur.execute(
+            "UPDATE nodes SET last_attestation_id = ?, last_stated_at = ?, last_sequence = ?, site = ?, "
+            "keyid = ? WHERE node_id = ? AND (last_stated_at IS NULL OR last_stated_at <= ?)",
+            (attestation_id, self._t(r.timestamp), r.sequence, r.site, r.keyid, r.node_id, self._t(r.timestamp)),
+        )
+
+    def _update_gpus(self, cur: Any, r: AttestationRecord) -> None:
+        row = cur.execute("SELECT country FROM sites WHERE id = ?", (r.site,)).fetchone()
+        country = row[0] if row else ""
+        uuids = sorted({d.uuid for d in r.devices if d.uuid})
+        if uuids:
+            cur.executemany(
+                "INSERT INTO gpus (uuid, node_id, site, country, keyid, acquired, last_seen, last_stated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, "
+                "site = excluded.site, country = excluded.country, keyid = excluded.keyid, "
+                "last_seen = excluded.last_seen, last_stated_at = excluded.last_stated_at, "
+                "decommission_reason = CASE WHEN gpus.decommissioned_at IS NOT NULL AND "
+                "excluded.last_stated_at <= gpus.decommissioned_at THEN gpus.decommission_reason ELSE '' END, "
+                "decommissioned_at = CASE WHEN excluded.last_stated_at <= gpus.decommissioned_at "
+                "THEN gpus.decommissioned_at ELSE NULL END "
+                "WHERE gpus.last_stated_at <= excluded.last_stated_at",
+                [(uuid, r.node_id, r.site, country, r.keyid, self._t(r.received_at), self._t(r.received_at),
+                  self._t(r.timestamp)) for uuid in uuids],
+            )  # fmt: skip
+
+    def _devices(self, cur: Any, attestation_id: int) -> list[DeviceRecord]:
+        rows = cur.execute(
+            f"SELECT {_DEVICE_COLUMNS} FROM attestation_devices WHERE attestation_id = ? ORDER BY pos",
+            (attestation_id,),
+        ).fetchall()
+        return [DeviceRecord(*row[:13], datacenter=bool(row[13])) for row in rows]
+
+    # --- per-GPU state and nodes ------------------------------------------------------------------------
+    def gpu_states(self, uuids: Iterable[str]) -> dict[str, GpuState]:
+        wanted = sorted(set(uuids))
+        out: dict[str, GpuState] = {}
+        with self._tx(False) as cur:
+            for chunk in _chunks(wanted, 200):
+                rows = cur.execute(
+                    "SELECT uuid, node_id, site, country, keyid, acquired, last_seen, decommissioned_at, "
+                    f"decommission_reason FROM gpus WHERE uuid IN ({', '.join('?' * len(chunk))})",
+                    tuple(chunk),
+                ).fetchall()
+                for r in rows:
+                    out[r[0]] = GpuState(r[0], r[1], r[2], r[3], r[4], self._dt(r[5]), self._dt(r[6]),
+                                         self._dt(r[7]), r[8])  # fmt: skip
+        return out
+
+    def node_devices(self, node_id: str) -> list[DeviceRecord]:
+        with self._tx(False) as cur:
+            row = cur.execute("SELECT last_attestation_id FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            return self._devices(cur, row[0]) if row and row[0] is not None else []
+
+    def decommission_gpu(self, uuid: str, reason: str, now: datetime) -> bool:
+        with self._tx(True) as cur:
+            cur.execute(
+                "UPDATE gpus SET decommissioned_at = ?, decommission_reason = ? WHERE uuid = ?",
+                (self._t(now), reason, uuid),
+            )
+            return cur.rowcount == 1
+
+    def list_nodes(self, site: str | None = None) -> list[NodeStatus]:
+        sql = (
+            "SELECT n.node_id, n.site, n.keyid, n.enrolled_at, n.last_attested_at, n.last_sequence, "
+            "n.interval_seconds, (SELECT COUNT(*) FROM attestation_devices d "
+            "WHERE d.attestation_id = n.last_attestation_id), k.revoked_at "
+            "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
+        )
+        params: tuple[Any, ...] = ()
+        if site is not None:
+            sql, params = sql + " WHERE n.site = ?", (site,)
+        with self._tx(False) as cur:
+            rows = cur.execute(sql + " ORDER BY n.site, n.node_id", params).fetchall()
+        return [
+            NodeStatus(r[0], r[1], r[2], self._dt(r[3]), self._dt(r[4]), r[5], r[6], int(r[7]), r[8] is not None)
+            for r in rows
+        ]
+
+    def stale_nodes(self, now: datetime, intervals: int = 3, default_interval_seconds: int = 60) -> list[NodeStatus]:
+        stale = []
+        for node in self.list_nodes():
+            if node.revoked:
+                continue
+            since = node.last_attested_at or node.enrolled_at
+            interval = node.interval_seconds or default_interval_seconds
+            if (now - since).total_seconds() > intervals * interval:
+                stale.append(node)
+        return stale
+
+    # --- findings ---------------------------------------------------------------------------------------
+    def add_findings(self, findings: Iterable[Finding]) -> None:
+        batch = list(findings)
+        if batch:
+            with self._tx(True) as cur:
+                self._insert_findings(cur, batch, None, None)
+
+    def _insert_findings(
+        self, cur: Any, findings: Iterable[Finding], attestation_id: int | None, now: datetime | None
+    ) -> None:
+        fallback = now or datetime.now(UTC)
+        rows = [(f.rule_id, f.severity, f.subject, f.message, f.keyid, f.sequence, attestation_id,
+                 self._t(f.created_at or fallback)) for f in findings]  # fmt: skip
+        if rows:
+            cur.executemany(
+                "INSERT INTO findings (rule_id, severity, subject, message, keyid, sequence, attestation_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def list_findings(
+        self,
+        *,
+        rule_id: str | None = None,
+        subject: str | None = None,
+        keyid: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Finding]:
+        where, params = [], []
+        for column, value in (("rule_id", rule_id), ("subject", subject), ("keyid", keyid)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(self._t(since))
+        sql = f"SELECT {_FINDING_COLUMNS} FROM findings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._tx(False) as cur:
+            rows = cur.execute(sql, tuple(params)).fetchall()
+        return [self._finding(row) for row in rows]
+
+    def _finding(self, row: Any) -> Finding:
+        return Finding(row[1], row[2], row[3], row[4], row[5], row[6], self._dt(row[7]), row[0])
+
+    # --- queries ----------------------------------------------------------------------------------------
+    def _current_devices(self) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
+        """One consistent read: registry, the devices of each node's latest attestation, last attested."""
+        with self._tx(False) as cur:
+            entities = [Entity(*r) for r in cur.execute("SELECT id, headquarters, auth FROM entities").fetchall()]
+            sites = [Site(*r) for r in cur.execute("SELECT id, country, entity FROM sites").fetchall()]
+            rows = cur.execute(
+                "SELECT n.site, n.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, "
+                "d.datacenter, COALESCE(g.acquired, a.received_at) "
+                "FROM nodes n JOIN attestations a ON a.id = n.last_attestation_id "
+                "JOIN attestation_devices d ON d.attestation_id = a.id "
+                "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' "
+                "WHERE g.decommissioned_at IS NULL"
+            ).fetchall()
+            last = cur.execute(
+                "SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL"
+            ).fetchall()
+        devices = [
+            CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), self._dt(r[9])) for r in rows
+        ]
+        return entities, sites, devices, {r[0]: self._dt(r[1]) for r in last}
+
+    def site_status(self) -> list[SiteStatus]:
+        _, sites, devices, last = self._current_devices()
+        return build_site_status(sites, self.list_nodes(), devices, last)
+
+    def country_totals(self) -> list[CountryTotals]:
+        _, sites, devices, _ = self._current_devices()
+        return build_country_totals(sites, devices)
+
+    def inventory(self, as_of: datetime) -> dict[str, Any]:
+        entities, sites, devices, _ = self._current_devices()
+        return build_inventory(as_of, entities, sites, devices)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
