@@ -1,0 +1,167 @@
+"""The policy evaluation: a pure function of (scenario, pack, catalogue, 3A090 rules) -> `Evaluation`.
+
+The seven steps of issue 5, in order: (1) only classes in `counted_classes` count; (2) Tier 3 prohibition;
+(3) LPP per entity, country and calendar year; (4) Tier 2 country allocation; (5) UVEU; (6) NVEU; (7) devices of
+unknown TPP are listed with a warning. Steps 2-4 live in `rules_tiers`, 5-6 in `rules_veu`. Every comparison
+against a cap or share is exact (integers and `Fraction`s); nothing here reads a file or a clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from agent.accounting import ECCN_A, ECCN_B, Rules, classify
+from agent.catalogue import Catalogue
+from collector.policy import rules_tiers, rules_veu
+from collector.policy.pack import Pack
+from collector.policy.result import (
+    INFO,
+    WARNING,
+    CountryResult,
+    EntityResult,
+    Evaluation,
+    Finding,
+    ResolvedDevice,
+    SiteResult,
+    sort_findings,
+    worst,
+)
+from collector.policy.scenario import DeviceGroup, Scenario, Site
+
+CLASSES_3A090 = (ECCN_A, ECCN_B)
+
+
+def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules) -> Evaluation:
+    findings: list[Finding] = []
+    devices: list[ResolvedDevice] = []
+    for site in scenario.sites:
+        devices.extend(_resolve_site(site, scenario.as_of, pack, catalogue, rules, findings))
+    findings.extend(_policy_dates(pack, scenario.as_of))
+    findings.extend(rules_tiers.tier3(scenario, pack, devices))
+    used = rules_tiers.lpp_and_allocation(scenario, pack, devices, findings)
+    findings.extend(rules_veu.uveu(scenario, pack, devices))
+    findings.extend(rules_veu.nveu(scenario, pack, devices))
+    findings = list(sort_findings(findings))
+    return Evaluation(
+        policy=pack.summary(),
+        as_of=scenario.as_of,
+        h100_reference_tpp=pack.h100_reference_tpp,
+        countries=_countries(scenario, pack, devices, used, findings),
+        entities=_entities(scenario, devices, findings),
+        sites=_sites(scenario, pack, devices, findings),
+        findings=tuple(findings),
+    )
+
+
+def _resolve_site(
+    site: Site, as_of: date, pack: Pack, catalogue: Catalogue, rules: Rules, findings: list[Finding]
+) -> list[ResolvedDevice]:
+    """The site's devices with class and TPP; warnings for unknown ones, info for later or flagged ones."""
+    out: list[ResolvedDevice] = []
+    unknown = [f"{site.unaccounted} reported without an established TPP"] if site.unaccounted else []
+    unknown_count = site.unaccounted
+    later = 0
+    for group in site.devices:
+        if group.acquired is not None and group.acquired > as_of:
+            later += group.count
+            continue
+        device = _resolve(site, group, as_of, pack, catalogue, rules)
+        out.append(device)
+        if device.basis == "unknown":
+            unknown.append(f"{group.count} × {group.model!r} (not in the catalogue, no figures given)")
+            unknown_count += group.count
+        elif device.review:
+            findings.append(Finding(INFO, "device.review", f"site:{site.id}",
+                                    f"{group.count} × {device.model or 'device'} at TPP {device.tpp}: "
+                                    f"{device.review}"))  # fmt: skip
+    if unknown:
+        findings.append(Finding(WARNING, "device.unknown", f"site:{site.id}",
+                                f"site {site.id}: {unknown_count} device(s) of unknown class and TPP, listed and "
+                                f"not counted: {'; '.join(unknown)}", unknown_count, None))  # fmt: skip
+    if later:
+        findings.append(Finding(INFO, "device.after-as-of", f"site:{site.id}",
+                                f"site {site.id}: {later} device(s) acquired after {as_of.isoformat()} left out",
+                                later, None))  # fmt: skip
+    return out
+
+
+def _resolve(
+    site: Site, group: DeviceGroup, as_of: date, pack: Pack, catalogue: Catalogue, rules: Rules
+) -> ResolvedDevice:
+    tier = pack.tier(site.country)
+    acquired = group.acquired or as_of
+
+    def made(model: str, tpp: int | None, eccn: str, basis: str, review: str = "") -> ResolvedDevice:
+        return ResolvedDevice(site.id, site.country, site.entity, tier, model, group.count, tpp, eccn, basis,
+                              eccn in pack.counted_classes, group.acquired, acquired, review)  # fmt: skip
+
+    if group.tpp is not None:
+        c = classify(group.tpp, group.die_area_mm2, group.datacenter, rules)
+        return made(group.model, c.tpp, c.eccn, "given", c.review)
+    entry = catalogue.by_id(group.model)
+    if entry is None:
+        return made(group.model, None, "unknown", "unknown")
+    c = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules)
+    return made(entry.id, c.tpp, c.eccn, "catalogue", c.review)
+
+
+def _policy_dates(pack: Pack, as_of: date) -> list[Finding]:
+    until = pack.effective_until
+    if as_of < pack.effective_from or (until is not None and as_of >= until):
+        span = f"{pack.effective_from.isoformat()} to {until.isoformat() if until else 'open'}"
+        return [Finding(INFO, "policy.not-effective", f"policy:{pack.name}",
+                        f"{pack.name} ({pack.status}) is not in effect on {as_of.isoformat()} (effective {span}); "
+                        "evaluated as a what-if")]  # fmt: skip
+    return []
+
+
+def _countries(
+    scenario: Scenario, pack: Pack, devices: list[ResolvedDevice], used: dict[str, int], findings: list[Finding]
+) -> tuple[CountryResult, ...]:
+    tpp: dict[str, int] = defaultdict(int)
+    for d in devices:
+        if d.counted:
+            tpp[d.country] += d.total_tpp
+    sites_in: dict[str, set[str]] = defaultdict(set)
+    for s in scenario.sites:
+        sites_in[s.country].add(f"site:{s.id}")
+    out = []
+    for country in sorted(sites_in):
+        subjects = sites_in[country] | {f"country:{country}"}
+        allocation = rules_tiers.allocation_for(pack, country, scenario.government_agreements)
+        out.append(CountryResult(
+            country=country,
+            tier=pack.tier(country),
+            tpp=tpp[country],
+            allocation_tpp=allocation,
+            allocation_used_tpp=used.get(country, 0) if allocation is not None else None,
+            status=worst(f for f in findings if f.subject in subjects),
+        ))  # fmt: skip
+    return tuple(out)
+
+
+def _entities(scenario: Scenario, devices: list[ResolvedDevice], findings: list[Finding]) -> tuple[EntityResult, ...]:
+    out = []
+    for e in sorted(scenario.entities, key=lambda e: e.id):
+        subjects = {f"entity:{e.id}"} | {f"site:{s.id}" for s in scenario.sites if s.entity == e.id}
+        out.append(EntityResult(e.id, e.authorization, e.headquarters, *rules_veu.shares(e.id, devices),
+                                worst(f for f in findings if f.subject in subjects)))  # fmt: skip
+    return tuple(out)
+
+
+def _sites(
+    scenario: Scenario, pack: Pack, devices: list[ResolvedDevice], findings: list[Finding]
+) -> tuple[SiteResult, ...]:
+    out = []
+    for s in sorted(scenario.sites, key=lambda s: s.id):
+        mine = tuple(d for d in devices if d.site == s.id)
+        out.append(SiteResult(
+            id=s.id, country=s.country, entity=s.entity, tier=pack.tier(s.country),
+            gpus=sum(d.count for d in mine) + s.unaccounted,
+            tpp=sum(d.total_tpp for d in mine if d.counted),
+            unknown=sum(d.count for d in mine if d.tpp is None) + s.unaccounted,
+            devices=mine,
+            status=worst(f for f in findings if f.subject == f"site:{s.id}"),
+        ))  # fmt: skip
+    return tuple(out)

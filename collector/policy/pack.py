@@ -1,0 +1,289 @@
+"""Policy packs: versioned TOML files (shipped in `collector/policy/packs/` or named by path), strictly validated.
+
+A pack is data: tiers, limits and their sources. Unknown keys, wrong types, invalid ISO 3166-1 alpha-2 codes and
+a country in two tiers are `ConfigError`s naming the file and the key. Decimal limits are quoted strings parsed
+to `Fraction`s, so every comparison against a cap or a share is exact.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from collector.errors import ConfigError
+from collector.policy.fields import Reader
+
+STATUSES = ("in-force", "rescinded", "proposal")
+CLASSES = ("3A090.a", "3A090.b")
+TIERS = (1, 2, 3)
+FORMAT = 1
+_DEFAULT_CAP_FRACTION = "0.8"  # issue 5's warning bands (tool thresholds, not regulation)
+_DEFAULT_MIN_SHARE_MARGIN = "0.05"
+
+
+@dataclass(frozen=True)
+class LppStep:
+    from_year: int
+    tpp: int
+
+
+@dataclass(frozen=True)
+class Allocation:
+    tpp: int
+    window_from: date
+    window_through: date
+    government_agreement_multiplier: int = 1
+    country_multipliers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Uveu:
+    headquarters_tiers: tuple[int, ...]
+    tier1_min_share: Fraction | None
+    country_max_share: Fraction | None
+    headquarters_country_min_share: dict[str, Fraction]
+    tier3_sites_prohibited: bool
+
+
+@dataclass(frozen=True)
+class NveuStep:
+    through: date
+    tpp: int
+
+
+@dataclass(frozen=True)
+class Nveu:
+    headquarters_excluded_tiers: tuple[int, ...]
+    installed_base: tuple[NveuStep, ...]
+
+
+@dataclass(frozen=True)
+class Pack:
+    name: str
+    version: str
+    title: str
+    status: str
+    source: str  # "builtin" or the file path it was loaded from
+    sources: tuple[dict[str, str], ...]
+    effective_from: date
+    effective_until: date | None
+    h100_reference_tpp: int
+    counted_classes: tuple[str, ...]
+    government_agreements: frozenset[str]
+    tiers_as_of: date
+    default_tier: int
+    tier1: frozenset[str]
+    tier3: frozenset[str]
+    tier3_prohibited: bool
+    lpp: tuple[LppStep, ...] | None
+    allocation: Allocation | None
+    uveu: Uveu | None
+    nveu: Nveu | None
+    warn_cap_fraction: Fraction
+    warn_min_share_margin: Fraction
+
+    def tier(self, country: str) -> int:
+        if country in self.tier1:
+            return 1
+        if country in self.tier3:
+            return 3
+        return self.default_tier
+
+    def lpp_limit(self, year: int) -> int | None:
+        """The LPP limit (TPP) for acquisitions in `year`; None = no LPP exception that year."""
+        if self.lpp is None:
+            return None
+        steps = [s for s in self.lpp if s.from_year <= year]
+        return steps[-1].tpp if steps else None
+
+    def nveu_limit(self, as_of: date) -> int | None:
+        """The per-country NVEU installed-base cap at `as_of`; the last step holds after its date."""
+        if self.nveu is None or not self.nveu.installed_base:
+            return None
+        for step in self.nveu.installed_base:
+            if as_of <= step.through:
+                return step.tpp
+        return self.nveu.installed_base[-1].tpp
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "title": self.title, "status": self.status,
+                "source": self.source}  # fmt: skip
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("collector.policy.packs")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_pack(name_or_path: str) -> Pack:
+    """A shipped pack by name (`ai-diffusion-2025`) or any pack file by path."""
+    text, where, source = pack_text(name_or_path)
+    return parse_pack(text, where, source)
+
+
+def pack_text(name_or_path: str) -> tuple[str, str, str]:
+    """(TOML text, where to name in errors, "builtin" or the path) of a shipped pack or a pack file."""
+    if name_or_path in builtin_names():
+        where = f"{name_or_path}.toml"
+        text = resources.files("collector.policy.packs").joinpath(where).read_text(encoding="utf-8")
+        return text, f"builtin pack {where}", "builtin"
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"policy pack {name_or_path!r}: no shipped pack of that name and no such file",
+            hint=f"shipped packs: {', '.join(builtin_names())}; or give the path of a .toml pack",
+        )
+    try:
+        return path.read_text(encoding="utf-8"), str(path), str(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"policy pack {path}: cannot read it ({err})") from err
+
+
+def parse_pack(text: str, where: str, source: str) -> Pack:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: not valid TOML ({err})") from err
+    r = Reader(doc, where)
+    r.allow("format", "name", "version", "title", "status", "sources", "h100_reference_tpp", "counted_classes",
+            "government_agreements", "effective", "tiers", "limits", "warnings")  # fmt: skip
+    if r.integer("format") != FORMAT:
+        raise ConfigError(f"{where}: format: this collector reads pack format {FORMAT}")
+    status = r.string("status")
+    if status not in STATUSES:
+        raise ConfigError(f"{where}: status: must be one of {', '.join(STATUSES)}, got {status!r}")
+    counted = tuple(r.strings("counted_classes", default=["3A090.a"]))
+    for cls in counted:
+        if cls not in CLASSES:
+            raise ConfigError(f"{where}: counted_classes: {cls!r} is not one of {', '.join(CLASSES)}")
+    eff = r.table("effective")
+    eff.allow("from", "until")
+    tiers = r.table("tiers")
+    tiers.allow("as_of", "default", "tier1", "tier3")
+    tier1, tier3 = tiers.countries("tier1"), tiers.countries("tier3")
+    both = sorted(set(tier1) & set(tier3))
+    if both:
+        raise ConfigError(f"{where}: tiers.tier1 and tiers.tier3 overlap: {', '.join(both)}")
+    default_tier = tiers.integer("default", default=2)
+    if default_tier not in (1, 2):
+        raise ConfigError(f"{where}: tiers.default: must be 1 or 2, got {default_tier}")
+    h100 = r.integer("h100_reference_tpp", minimum=1)
+    limits = r.table("limits", required=False)
+    limits.allow("tier3", "lpp", "allocation", "uveu", "nveu")
+    warnings = r.table("warnings", required=False)
+    warnings.allow("cap_fraction", "min_share_margin")
+    return Pack(
+        name=r.string("name"),
+        version=r.string("version"),
+        title=r.string("title"),
+        status=status,
+        source=source,
+        sources=_sources(r),
+        effective_from=eff.date("from"),
+        effective_until=eff.date("until", required=False),
+        h100_reference_tpp=h100,
+        counted_classes=counted,
+        government_agreements=frozenset(r.countries("government_agreements", default=[])),
+        tiers_as_of=tiers.date("as_of"),
+        default_tier=default_tier,
+        tier1=frozenset(tier1),
+        tier3=frozenset(tier3),
+        tier3_prohibited=_tier3(limits),
+        lpp=_lpp(limits, h100),
+        allocation=_allocation(limits),
+        uveu=_uveu(limits),
+        nveu=_nveu(limits),
+        warn_cap_fraction=warnings.share("cap_fraction", default=_DEFAULT_CAP_FRACTION),
+        warn_min_share_margin=warnings.share("min_share_margin", default=_DEFAULT_MIN_SHARE_MARGIN),
+    )
+
+
+def _sources(r: Reader) -> tuple[dict[str, str], ...]:
+    if not r.has("sources"):
+        raise r.fail("sources", "missing (required): where every number of the pack comes from")
+    out = []
+    for i, item in enumerate(r.tables("sources")):
+        item.allow("id", "citation", "url", "note")
+        out.append({k: item.string(k) for k in ("id", "citation", "url", "note") if item.has(k)})
+        if "id" not in out[-1] or "citation" not in out[-1]:
+            raise ConfigError(f"{r.where}: sources[{i}]: needs 'id' and 'citation'")
+    return tuple(out)
+
+
+def _tier3(limits: Reader) -> bool:
+    t = limits.table("tier3", required=False)
+    t.allow("prohibited")
+    return t.boolean("prohibited", default=False)
+
+
+def _lpp(limits: Reader, h100: int) -> tuple[LppStep, ...] | None:
+    if not limits.has("lpp"):
+        return None
+    t = limits.table("lpp")
+    t.allow("schedule")
+    steps = []
+    for step in t.tables("schedule"):
+        step.allow("from_year", "tpp", "h100e")
+        year = step.integer("from_year", minimum=1)
+        if step.has("tpp") == step.has("h100e"):
+            raise ConfigError(f"{step.where}: give exactly one of 'tpp' or 'h100e'")
+        tpp = step.integer("tpp", minimum=0) if step.has("tpp") else step.integer("h100e", minimum=0) * h100
+        steps.append(LppStep(year, tpp))
+    years = [s.from_year for s in steps]
+    if years != sorted(set(years)):
+        raise ConfigError(f"{t.where}.schedule: from_year values must be strictly increasing")
+    return tuple(steps)
+
+
+def _allocation(limits: Reader) -> Allocation | None:
+    if not limits.has("allocation"):
+        return None
+    t = limits.table("allocation")
+    t.allow("tpp", "window_from", "window_through", "government_agreement_multiplier", "country_multipliers")
+    start, end = t.date("window_from"), t.date("window_through")
+    if end < start:
+        raise ConfigError(f"{t.where}.window_through: before window_from")
+    multipliers = t.table("country_multipliers", required=False)
+    return Allocation(
+        tpp=t.integer("tpp", minimum=0),
+        window_from=start,
+        window_through=end,
+        government_agreement_multiplier=t.integer("government_agreement_multiplier", default=1, minimum=1),
+        country_multipliers={cc: multipliers.integer(cc, minimum=1) for cc in multipliers.country_keys()},
+    )
+
+
+def _uveu(limits: Reader) -> Uveu | None:
+    if not limits.has("uveu"):
+        return None
+    t = limits.table("uveu")
+    t.allow("headquarters_tiers", "tier1_min_share", "country_max_share", "headquarters_country_min_share",
+            "tier3_sites_prohibited")  # fmt: skip
+    home = t.table("headquarters_country_min_share", required=False)
+    return Uveu(
+        headquarters_tiers=t.tiers("headquarters_tiers", default=list(TIERS)),
+        tier1_min_share=t.share("tier1_min_share", default=None),
+        country_max_share=t.share("country_max_share", default=None),
+        headquarters_country_min_share={cc: home.share(cc) for cc in home.country_keys()},
+        tier3_sites_prohibited=t.boolean("tier3_sites_prohibited", default=False),
+    )
+
+
+def _nveu(limits: Reader) -> Nveu | None:
+    if not limits.has("nveu"):
+        return None
+    t = limits.table("nveu")
+    t.allow("headquarters_excluded_tiers", "installed_base")
+    steps = []
+    for step in t.tables("installed_base"):
+        step.allow("through", "tpp")
+        steps.append(NveuStep(step.date("through"), step.integer("tpp", minimum=0)))
+    dates = [s.through for s in steps]
+    if dates != sorted(set(dates)):
+        raise ConfigError(f"{t.where}.installed_base: 'through' dates must be strictly increasing")
+    return Nveu(t.tiers("headquarters_excluded_tiers", default=[]), tuple(steps))

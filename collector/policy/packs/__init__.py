@@ -1,0 +1,1 @@
+"""Policy packs shipped with the collector (TOML data files, one per pack)."""

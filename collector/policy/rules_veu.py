@@ -1,0 +1,109 @@
+"""Steps 5-6 of the evaluation: Universal and National Verified End User limits. Shares are exact `Fraction`s."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from fractions import Fraction
+from typing import Any
+
+from collector.policy.pack import Pack
+from collector.policy.result import (
+    HOW,
+    VIOLATION,
+    Finding,
+    ResolvedDevice,
+    check_cap,
+    check_max_share,
+    check_min_share,
+    percent,
+    tpp_text,
+)
+from collector.policy.scenario import Scenario
+
+
+def shares(entity: str, devices: list[ResolvedDevice]) -> tuple[int, dict[str, Any]]:
+    """The entity's worldwide counted TPP and its shares: {"tier1": f, "by_country": {CC: f}} ({} when 0 TPP)."""
+    by_country: dict[str, int] = defaultdict(int)
+    tier1 = 0
+    for d in devices:
+        if d.entity == entity and d.counted:
+            by_country[d.country] += d.total_tpp
+            tier1 += d.total_tpp if d.tier == 1 else 0
+    total = sum(by_country.values())
+    if total == 0:
+        return 0, {}
+    return total, {
+        "tier1": Fraction(tier1, total),
+        "by_country": {c: Fraction(v, total) for c, v in sorted(by_country.items())},
+    }
+
+
+def uveu(scenario: Scenario, pack: Pack, devices: list[ResolvedDevice]) -> list[Finding]:
+    u = pack.uveu
+    if u is None:
+        return []
+    out: list[Finding] = []
+    for e in (e for e in scenario.entities if e.authorization == "uveu"):
+        subject = f"entity:{e.id}"
+        hq_tier = pack.tier(e.headquarters)
+        if hq_tier not in u.headquarters_tiers:
+            allowed = " or ".join(map(str, u.headquarters_tiers))
+            out.append(Finding(VIOLATION, "uveu.headquarters", subject,
+                               f"UVEU {e.id} is headquartered in {e.headquarters} (Tier {hq_tier}); "
+                               f"a UVEU must be headquartered in Tier {allowed}"))  # fmt: skip
+        if u.tier3_sites_prohibited:
+            for s in scenario.sites:
+                if s.entity == e.id and pack.tier(s.country) == 3:
+                    out.append(Finding(VIOLATION, "uveu.tier3-site", f"site:{s.id}",
+                                       f"UVEU {e.id} has site {s.id} in Tier 3 country {s.country}"))  # fmt: skip
+        total, sh = shares(e.id, devices)
+        if total == 0:
+            continue
+        head = f"UVEU {e.id} (worldwide {tpp_text(total, pack.h100_reference_tpp)})"
+        if u.tier1_min_share is not None:
+            t1, lim = sh["tier1"], u.tier1_min_share
+            out.append(check_min_share(t1, lim, pack.warn_min_share_margin, "uveu.tier1-share", subject,
+                                       f"{head}: Tier 1 share {percent(t1)} is {HOW} {percent(lim)}"))  # fmt: skip
+        if u.country_max_share is not None:
+            lim = u.country_max_share
+            for country, share in sh["by_country"].items():
+                if pack.tier(country) != 2:
+                    continue
+                out.append(check_max_share(share, lim, pack.warn_cap_fraction, "uveu.country-share", subject,
+                                           f"{head}: share in Tier 2 country {country} {percent(share)} is "
+                                           f"{HOW} {percent(lim)}"))  # fmt: skip
+        home = u.headquarters_country_min_share.get(e.headquarters)
+        if home is not None:
+            hq = e.headquarters
+            share = sh["by_country"].get(hq, Fraction(0))
+            out.append(check_min_share(share, home, pack.warn_min_share_margin, f"uveu.{hq.lower()}-share",
+                                       subject, f"{head}, headquartered in {hq}: share in {hq} {percent(share)} "
+                                       f"is {HOW} {percent(home)}"))  # fmt: skip
+    return [f for f in out if f is not None]
+
+
+def nveu(scenario: Scenario, pack: Pack, devices: list[ResolvedDevice]) -> list[Finding]:
+    n = pack.nveu
+    if n is None:
+        return []
+    limit = pack.nveu_limit(scenario.as_of)
+    ref = pack.h100_reference_tpp
+    out: list[Finding | None] = []
+    for e in (e for e in scenario.entities if e.authorization == "nveu"):
+        subject = f"entity:{e.id}"
+        hq_tier = pack.tier(e.headquarters)
+        if hq_tier in n.headquarters_excluded_tiers:
+            out.append(Finding(VIOLATION, "nveu.headquarters", subject,
+                               f"NVEU {e.id} is headquartered in {e.headquarters} (Tier {hq_tier}); "
+                               f"not allowed for an NVEU"))  # fmt: skip
+        if limit is None:
+            continue
+        base: dict[str, int] = defaultdict(int)
+        for d in devices:
+            if d.entity == e.id and d.counted and d.tier == 2:
+                base[d.country] += d.total_tpp
+        for country, value in sorted(base.items()):
+            out.append(check_cap(value, limit, pack.warn_cap_fraction, "nveu.installed-base", subject,
+                                 f"NVEU {e.id} in {country}: installed base {tpp_text(value, ref)} is {HOW} "
+                                 f"the cap for {scenario.as_of.isoformat()}, {tpp_text(limit, ref)}"))  # fmt: skip
+    return [f for f in out if f is not None]
