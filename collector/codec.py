@@ -1,0 +1,98 @@
+"""Protobuf <-> domain translation for the collector: with the servicer, the only module that sees generated
+types. Times go on the wire as RFC 3339 UTC strings, like the signed statement's timestamp."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from agent.statement import format_timestamp
+from collector.ingest.model import ACCEPTED, INFO, REJECTED, VIOLATION, WARNING, Finding, IngestResult
+from collector.store.base import CountryTotals, NodeKey, NodeStatus, SiteStatus
+from protos import census_pb2 as pb
+
+SEVERITY_TO_PB = {INFO: pb.SEVERITY_INFO, WARNING: pb.SEVERITY_WARNING, VIOLATION: pb.SEVERITY_VIOLATION}
+SEVERITY_FROM_PB = {value: key for key, value in SEVERITY_TO_PB.items()}
+STATUS_TO_PB = {ACCEPTED: pb.ACK_STATUS_ACCEPTED, REJECTED: pb.ACK_STATUS_REJECTED}
+STATUS_FROM_PB = {value: key for key, value in STATUS_TO_PB.items()}
+
+
+def timestamp(moment: datetime | None) -> str:
+    return format_timestamp(moment) if moment is not None else ""
+
+
+def finding_to_pb(finding: Finding) -> pb.Finding:
+    return pb.Finding(
+        rule_id=finding.rule_id,
+        severity=SEVERITY_TO_PB.get(finding.severity, pb.SEVERITY_UNSPECIFIED),
+        subject=finding.subject,
+        message=finding.message,
+    )
+
+
+def finding_from_pb(message: pb.Finding) -> Finding:
+    return Finding(message.rule_id, SEVERITY_FROM_PB.get(message.severity, ""), message.subject, message.message)
+
+
+def ack_to_pb(result: IngestResult) -> pb.Ack:
+    ack = pb.Ack(
+        keyid=result.keyid,
+        sequence=result.sequence,
+        status=STATUS_TO_PB[result.status],
+        duplicate=result.duplicate,
+        findings=[finding_to_pb(f) for f in result.findings],
+        checkpoint=result.checkpoint,
+    )
+    if result.log_index is not None:
+        ack.log_index = result.log_index
+    return ack
+
+
+def ack_from_pb(ack: pb.Ack) -> IngestResult:
+    return IngestResult(
+        keyid=ack.keyid,
+        sequence=ack.sequence,
+        status=STATUS_FROM_PB.get(ack.status, ""),
+        log_index=ack.log_index if ack.HasField("log_index") else None,
+        duplicate=ack.duplicate,
+        findings=tuple(finding_from_pb(f) for f in ack.findings),
+        checkpoint=ack.checkpoint,
+    )
+
+
+def enroll_response(key: NodeKey) -> pb.EnrollResponse:
+    return pb.EnrollResponse(keyid=key.keyid, node_id=key.node_id, site=key.site)
+
+
+def node_status_to_pb(node: NodeStatus, stale: bool) -> pb.NodeStatus:
+    message = pb.NodeStatus(
+        node_id=node.node_id,
+        keyid=node.keyid,
+        last_attested=timestamp(node.last_attested_at),
+        stale=stale,
+        revoked=node.revoked,
+        gpus=node.gpus,
+    )
+    if node.last_sequence is not None:
+        message.last_sequence = node.last_sequence
+    return message
+
+
+def site_status_to_pb(site: SiteStatus, nodes: Iterable[NodeStatus], stale: set[str]) -> pb.SiteStatus:
+    return pb.SiteStatus(
+        site=site.site,
+        country=site.country,
+        entity=site.entity,
+        nodes=[node_status_to_pb(n, n.node_id in stale) for n in nodes],
+        totals=pb.Totals(gpus=site.gpus, tpp=site.tpp, unaccounted=site.unaccounted),
+        last_attested=timestamp(site.last_attested_at),
+    )
+
+
+def country_totals_to_pb(totals: CountryTotals, sites: int) -> pb.CountryTotals:
+    return pb.CountryTotals(
+        country=totals.country,
+        sites=sites,
+        totals=pb.Totals(gpus=totals.gpus, tpp=totals.tpp, unaccounted=totals.unaccounted),
+        by_eccn={eccn: pb.EccnTotals(gpus=t.gpus, tpp=t.tpp) for eccn, t in totals.by_eccn.items()},
+    )

@@ -1,0 +1,58 @@
+"""`gpucensus-collector serve --config FILE`: run the gRPC collector until SIGTERM or SIGINT.
+
+On SIGTERM the health service turns NOT_SERVING, new calls are refused, each open stream finishes the envelope
+in hand (stored, then acknowledged) and ends with UNAVAILABLE so its agent reconnects; after
+`[server] shutdown_grace_seconds` whatever is left is cancelled. Nothing acknowledged is lost: the store commits first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from collector.config import load_config
+from collector.server import run_server
+from collector.store import open_store
+
+log = logging.getLogger("gpucensus.collector")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the collector's gRPC service (enrollment, attestations, queries)",
+        description="Receive, verify and store attestations over gRPC until SIGTERM. "
+        "Settings: [store], [server] and [nodes] in the config file (see collector/config.py).",
+    )
+    parser.add_argument("--config", default=None, metavar="FILE", help="collector config file (TOML)")
+    parser.add_argument("--listen", default=None, metavar="HOST:PORT", help="override [server] listen (port 0: any)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_config(args.config, overrides={"server": {"listen": args.listen}})
+    store = open_store(config.store.kind, **config.store.open_options())
+    try:
+        server, port = run_server(config, store)
+        host = config.server.listen.rpartition(":")[0]
+        print(f"gpucensus-collector: serving on {host}:{port}", file=sys.stderr, flush=True)
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            stop.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("stopping: finishing in-flight envelopes (up to %d s)", config.server.shutdown_grace_seconds)
+        server.stop(config.server.shutdown_grace_seconds).wait()
+        log.info("stopped; %d envelope(s) judged", server.timings.envelopes)
+    finally:
+        store.close()
+    return 0

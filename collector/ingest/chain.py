@@ -1,0 +1,92 @@
+"""Chain step: where an envelope stands in its key's sequence (DESIGN §4.5). The chain rules themselves are
+`collector.verify.check_chain` (shared with the auditor); this step turns its verdicts into the ingest's
+decisions and findings, and adds the rules that need the collector's clock or its whole history. Pure: the
+store lookups arrive as a `ChainContext`.
+
+- same (keyid, sequence), same digest: a replay; answered with the stored ack and `duplicate=True`;
+- same sequence, different digest: equivocation, a violation; rejected, the stored envelope stays;
+- timestamp further in the future than `max_future_skew`: rejected;
+- sequences skipped (also before a key's first stored envelope): missing attestations, accepted;
+- `previous` not the digest of the envelope before it, or a sequence older than the newest: accepted, flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from collector import verify
+from collector.ingest.model import VIOLATION, WARNING, Finding
+
+DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
+FIRST_SEQUENCE = 1  # agent/statement.py: sequence 1 starts a chain and names no previous envelope
+
+# verify.check_chain reason -> (finding rule id, severity)
+RULES = {
+    verify.FORK: ("chain.equivocation", VIOLATION),
+    verify.GAP: ("chain.missing-attestations", WARNING),
+    verify.PREVIOUS_MISMATCH: ("chain.previous-mismatch", VIOLATION),
+    verify.OUT_OF_ORDER: ("chain.out-of-order", WARNING),
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """An envelope in a key's chain: a stored one, or the incoming one."""
+
+    sequence: int
+    digest: str
+    previous: str = ""
+
+
+@dataclass(frozen=True)
+class ChainContext:
+    """What the store holds for this key around the incoming sequence."""
+
+    stored: Link | None = None  # at (keyid, sequence)
+    predecessor: Link | None = None  # at (keyid, sequence - 1)
+    last: Link | None = None  # the highest sequence stored for the key
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    duplicate: bool = False  # a replay: answer with the stored envelope's ack
+    rejected: bool = False
+    findings: tuple[Finding, ...] = ()
+
+
+def check_chain(
+    *,
+    node_id: str,
+    new: Link,
+    timestamp: datetime,
+    context: ChainContext,
+    now: datetime,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> ChainVerdict:
+    subject = f"node:{node_id}"
+    known = [link for link in (context.stored, context.predecessor, context.last) if link is not None]
+    failures = verify.check_chain(known, new)
+    reasons = {failure.reason for failure in failures}
+    if verify.DUPLICATE in reasons:
+        return ChainVerdict(duplicate=True)
+    findings = [_finding(subject, failure) for failure in failures]
+    if verify.FORK in reasons:
+        return ChainVerdict(rejected=True, findings=tuple(findings))
+    if timestamp > now + max_future_skew:
+        ahead = int((timestamp - now).total_seconds())
+        limit = int(max_future_skew.total_seconds())
+        message = f"sequence {new.sequence} is dated {ahead} s after the collector's clock (limit {limit} s)"
+        finding = Finding("chain.future-timestamp", VIOLATION, subject, message)
+        return ChainVerdict(rejected=True, findings=(finding,))
+    if context.last is None and new.sequence > FIRST_SEQUENCE:
+        last = new.sequence - 1
+        missing = f"{FIRST_SEQUENCE}..{last}" if last > FIRST_SEQUENCE else str(FIRST_SEQUENCE)
+        message = f"the key's first stored envelope is sequence {new.sequence}: sequence(s) {missing} missing"
+        findings.append(Finding("chain.missing-attestations", WARNING, subject, message))
+    return ChainVerdict(findings=tuple(findings))
+
+
+def _finding(subject: str, failure: verify.Failure) -> Finding:
+    rule_id, severity = RULES.get(failure.reason, (f"chain.{failure.reason}", WARNING))
+    return Finding(rule_id, severity, subject, f"sequence {failure.sequence}: {failure.message}")

@@ -1,0 +1,216 @@
+"""The ingest pipeline: signature -> chain -> recompute -> crossnode -> store -> ack. The one ingest module
+that talks to the store; each step it calls is a pure function of what it looked up.
+
+Envelopes of one key are judged one at a time (a per-key lock); a second collector sharing the database is
+caught by the store's UNIQUE (keyid, sequence): on `ConflictError` the envelope is judged again against what
+the other writer stored (duplicate or equivocation). Everything acknowledged was committed first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from agent.accounting import Rules, load_rules
+from agent.catalogue import Catalogue, load_catalogue
+from collector import verify
+from collector.ingest import chain, crossnode, recompute, signature
+from collector.ingest.errors import BindingError, SignatureError
+from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from collector.store.base import AttestationRecord, ConflictError, NodeKey, Store
+
+STEPS = ("signature", "chain", "recompute", "crossnode", "store")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StepTimings:
+    """Seconds spent per step, summed over envelopes (for the benchmark and the metrics)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
+    envelopes: int = 0
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        max_future_skew: timedelta = chain.DEFAULT_MAX_FUTURE_SKEW,
+        catalogue: Catalogue | None = None,
+        rules: Rules | None = None,
+        timings: StepTimings | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._skew = max_future_skew
+        self._catalogue = catalogue or load_catalogue()
+        self._rules = rules or load_rules()
+        self.timings = timings or StepTimings()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._public_keys: dict[tuple[str, str], verify.Ed25519PublicKey] = {}
+
+    def ingest(self, envelope_bytes: bytes, client_identity: str | None = None) -> IngestResult:
+        """Judge one envelope and store it if accepted. Raises `IngestError`s (malformed, bad signature,
+        unknown/revoked key, wrong node) and `StoreError` (store unusable); a verdict is never an exception.
+
+        `client_identity`: the node id a verified TLS client certificate names, when mutual TLS is required.
+        """
+        with self.timings.step("signature"):
+            key = signature.enrolled_key(envelope_bytes, self._store.get_key)
+            if client_identity is not None and client_identity != key.node_id:
+                raise BindingError(
+                    f"the TLS client certificate is for {client_identity!r}; key {key.keyid} is bound to "
+                    f"node {key.node_id!r}"
+                )
+            verified = signature.verify_signed(envelope_bytes, key, self._public_key(key))
+        with self._key_lock(key.keyid):
+            try:
+                return self._judge(verified, key)
+            except ConflictError:
+                return self._judge(verified, key)  # another collector stored it first: duplicate or fork now
+            finally:
+                self.timings.envelopes += 1
+
+    def _judge(self, verified: verify.VerifiedStatement, key: NodeKey) -> IngestResult:
+        store, seq, keyid = self._store, verified.sequence, key.keyid
+        with self.timings.step("chain"):
+            stored = store.get_attestation(keyid, seq)
+            before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
+            head = store.last_attestation(keyid)
+            context = chain.ChainContext(
+                stored=_link(stored),
+                predecessor=_link(before),
+                last=chain.Link(head.sequence, head.digest) if head else None,
+            )
+            now = self._clock()
+            verdict = chain.check_chain(
+                node_id=key.node_id,
+                new=chain.Link(seq, verified.digest, verified.previous),
+                timestamp=signature.statement_time(verified),
+                context=context,
+                now=now,
+                max_future_skew=self._skew,
+            )
+        if verdict.duplicate and stored is not None:
+            return _replay(stored)
+        if verdict.rejected:
+            with self.timings.step("store"):
+                store.add_findings(_tagged(verdict.findings, keyid, seq, now))
+            return IngestResult(keyid, seq, REJECTED, findings=verdict.findings)
+        predicate = verified.predicate
+        with self.timings.step("recompute"):
+            recomputed = recompute.recompute(predicate, self._catalogue, self._rules)
+        with self.timings.step("crossnode"):
+            site = store.get_site(key.site)
+            country = site.country if site else ""
+            cross = crossnode.check_crossnode(
+                node_id=key.node_id,
+                country=country,
+                devices=predicate.get("devices", []),
+                pci_functions=recomputed.pci_functions,
+                context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
+            )
+        findings = (*verdict.findings, *recomputed.findings, *cross)
+        with self.timings.step("store"):
+            record = store.store_attestation(
+                AttestationRecord(
+                    keyid=keyid,
+                    sequence=seq,
+                    digest=verified.digest,
+                    envelope=verified.envelope_bytes,
+                    node_id=key.node_id,
+                    site=key.site,
+                    timestamp=signature.statement_time(verified),
+                    received_at=now,
+                    previous=verified.previous,
+                    devices=recomputed.devices,
+                    findings=_tagged(findings, keyid, seq, now),
+                    status=ACCEPTED,
+                )
+            )
+        return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings)
+
+    def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
+        store = self._store
+        uuids = crossnode.device_uuids(devices)
+        previous = frozenset(d.uuid for d in store.node_devices(node_id) if d.uuid)
+        states = store.gpu_states(set(uuids) | previous)
+        elsewhere: dict[str, tuple[crossnode.Sighting, ...]] = {}
+        other_devices: dict[str, set[str]] = {}
+        for uuid in uuids:
+            state = states.get(uuid)
+            if state is None or state.node_id == node_id or state.decommissioned_at is not None:
+                continue
+            if state.node_id not in other_devices:
+                other_devices[state.node_id] = {d.uuid for d in store.node_devices(state.node_id)}
+            if uuid in other_devices[state.node_id]:
+                elsewhere[uuid] = (crossnode.Sighting(state.node_id, state.country),)
+        return crossnode.CrossnodeContext(
+            previous_uuids=previous,
+            current_elsewhere=elsewhere,
+            last_country={uuid: states[uuid].country for uuid in uuids if uuid in states},
+            decommissioned=frozenset(u for u, s in states.items() if s.decommissioned_at is not None),
+        )
+
+    def _public_key(self, key: NodeKey) -> verify.Ed25519PublicKey:
+        cache_key = (key.keyid, key.public_key_pem)
+        public = self._public_keys.get(cache_key)
+        if public is None:
+            try:
+                public = verify.public_key_from_pem(key.public_key_pem.encode())
+            except ValueError as err:
+                raise SignatureError(f"enrolled key {key.keyid} cannot be used: {err}") from err
+            self._public_keys[cache_key] = public
+        return public
+
+    @contextmanager
+    def _key_lock(self, keyid: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(keyid, threading.Lock())
+        with lock:
+            yield
+
+
+def _link(record: AttestationRecord | None) -> chain.Link | None:
+    return chain.Link(record.sequence, record.digest, record.previous) if record else None
+
+
+def _log_index(record: AttestationRecord) -> int:
+    index = record.log_index if record.log_index is not None else record.id
+    assert index is not None, "the store returned an attestation without an id"
+    return index
+
+
+def _replay(stored: AttestationRecord) -> IngestResult:
+    findings = tuple(Finding(f.rule_id, f.severity, f.subject, f.message) for f in stored.findings)
+    return IngestResult(
+        stored.keyid,
+        stored.sequence,
+        stored.status,
+        log_index=_log_index(stored) if stored.status == ACCEPTED else None,
+        duplicate=True,
+        findings=findings,
+        checkpoint=stored.checkpoint,
+    )
+
+
+def _tagged(findings: tuple[Finding, ...], keyid: str, sequence: int, now: datetime) -> list[Finding]:
+    return [replace(f, keyid=keyid, sequence=sequence, created_at=now) for f in findings]

@@ -1,0 +1,131 @@
+"""Recompute step: every figure of an attestation from its reported facts, with the collector's catalogue.
+
+The agent's figures are claims; the collector rebuilds each device entry, the PCI cross-check (which PCI GPU
+NVML did not report) and the totals with the same pure functions the agent uses (`agent.snapshot`), from the
+facts alone. A disagreement is a finding; the collector's figures are the ones stored. Devices whose figures
+need a person (derived from NVML facts, or unknown) and devices lost or incomplete are findings too.
+Pure: catalogue and rules are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent import snapshot
+from agent.accounting import ECCN_A, ECCN_B, Rules
+from agent.catalogue import Catalogue
+from agent.devices import STATUS_INCOMPLETE, STATUS_OK, GpuDevice, PciFunction
+from collector.ingest.model import INFO, WARNING, Finding
+from collector.store.base import DeviceRecord
+
+ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
+TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
+HIDDEN_ERROR = "on the PCI bus but not reported by NVML"
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    devices: tuple[DeviceRecord, ...]  # NVML devices, then GPUs seen only on the PCI bus
+    pci_functions: tuple[dict[str, Any], ...]  # with the collector's own matched / not-in-nvml status
+    findings: tuple[Finding, ...]
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def device_facts(raw: Mapping[str, Any]) -> GpuDevice:
+    """The facts of one predicate device (what NVML reported), ignoring every figure the agent computed."""
+    pci = raw.get("pci") if isinstance(raw.get("pci"), Mapping) else {}
+    return GpuDevice(
+        index=_int(raw.get("index")) or 0,
+        uuid=_str(raw.get("uuid")),
+        serial=_str(raw.get("serial")),
+        name=_str(raw.get("name")),
+        pci_bus_id=_str(pci.get("bus_id")),
+        pci_device_id=_str(pci.get("device_id")),
+        pci_subsystem_id=_str(pci.get("subsystem_id")),
+        memory_total_bytes=_int(raw.get("memory_total_bytes")),
+        architecture=_str(raw.get("architecture")),
+        cuda_compute_capability=_str(raw.get("cuda_compute_capability")),
+        sm_count=_int(raw.get("sm_count")),
+        max_sm_clock_mhz=_int(raw.get("max_sm_clock_mhz")),
+        mig_mode=_str(raw.get("mig_mode")),
+        status=_str(raw.get("status")) or STATUS_OK,
+        error=_str(raw.get("error")) or "",
+    )
+
+
+def pci_facts(raw: Mapping[str, Any]) -> PciFunction | None:
+    bus_id, device_id = _str(raw.get("bus_id")), _str(raw.get("device_id"))
+    if bus_id is None or device_id is None:
+        return None
+    return PciFunction(bus_id, device_id, _str(raw.get("class")) or "", _str(raw.get("subsystem_id")))
+
+
+def _differences(claimed: Mapping[str, Any], ours: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
+    return [f"{n} agent {claimed.get(n)!r} collector {ours.get(n)!r}" for n in names if claimed.get(n) != ours.get(n)]
+
+
+def _record(entry: Mapping[str, Any], uuid: str, status: str, error: str, catalogue: Catalogue) -> DeviceRecord:
+    known = catalogue.by_id(entry["model"]) if entry.get("model") else None
+    return DeviceRecord(
+        uuid=uuid,
+        index=entry.get("index", -1),
+        name=entry.get("name", ""),
+        bus_id=entry.get("pci", {}).get("bus_id", "") if "pci" in entry else entry.get("bus_id", ""),
+        status=status,
+        error=error,
+        model=entry.get("model", ""),
+        basis=entry.get("basis", "unknown"),
+        tpp=entry.get("tpp"),
+        die_area_mm2=entry.get("die_area_mm2"),
+        pd_milli=entry.get("pd_milli"),
+        eccn=entry["eccn"] if entry.get("eccn") in (ECCN_A, ECCN_B) else "",
+        h100e_milli=entry.get("h100e_milli"),
+        datacenter=known.datacenter if known else True,  # an unknown part is assumed a data-centre part
+    )
+
+
+def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) -> Recomputed:
+    raw_devices = [d for d in predicate.get("devices", []) if isinstance(d, Mapping)]
+    facts = [device_facts(d) for d in raw_devices]
+    ours = [snapshot.device_entry(f, catalogue, rules) for f in facts]
+    functions = [p for p in (pci_facts(r) for r in predicate.get("pci_functions", []) if isinstance(r, Mapping)) if p]
+    pci = snapshot.pci_entries(functions, facts, catalogue, rules)
+    findings: list[Finding] = []
+    records: list[DeviceRecord] = []
+    for raw, fact, entry in zip(raw_devices, facts, ours, strict=True):
+        subject = f"gpu:{fact.uuid}" if fact.uuid else f"gpu:index-{fact.index}"
+        differences = _differences(raw, entry, ACCOUNTING_FIELDS)
+        if differences:
+            message = "the agent's figures differ from the collector's (the collector's are stored): "
+            findings.append(Finding("accounting.mismatch", WARNING, subject, message + "; ".join(differences)))
+        if entry.get("review"):
+            findings.append(Finding("accounting.review", INFO, subject, entry["review"]))
+        if entry["status"] != STATUS_OK:
+            detail = entry.get("error") or "no detail"
+            findings.append(
+                Finding(
+                    f"device.{entry['status']}", WARNING, subject, f"device {fact.index} is {entry['status']}: {detail}"
+                )
+            )
+        records.append(_record(entry, fact.uuid or "", entry["status"], entry.get("error", ""), catalogue))
+    for entry in pci:
+        if entry["status"] == snapshot.PCI_NOT_IN_NVML:
+            records.append(_record(entry, "", STATUS_INCOMPLETE, HIDDEN_ERROR, catalogue))
+    claimed_totals = predicate.get("totals") if isinstance(predicate.get("totals"), Mapping) else {}
+    differences = _differences(claimed_totals, snapshot.totals(ours, pci), TOTALS_FIELDS)
+    if differences:
+        node = predicate.get("node", {}).get("id", "") if isinstance(predicate.get("node"), Mapping) else ""
+        message = "the agent's totals differ from the collector's (the collector's are stored): "
+        findings.append(
+            Finding("accounting.totals-mismatch", WARNING, f"node:{node}", message + "; ".join(differences))
+        )
+    return Recomputed(tuple(records), tuple(pci), tuple(findings))

@@ -1,0 +1,133 @@
+"""The collector's gRPC server: the Census service, the standard health service, server reflection, message
+size and keepalive limits, TLS / mutual TLS, and a graceful stop.
+
+`run_server(settings, store)` is the one composition of all of it; `gpucensus-collector serve` and the tests
+both call it (port 0 = any free port, returned).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from collector.config import CollectorConfig, ServerConfig, validate
+from collector.errors import ConfigError
+from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from collector.servicer import CensusServicer
+from collector.store.base import Store
+from protos import census_pb2, census_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = census_pb2.DESCRIPTOR.services_by_name["Census"].full_name  # "gpucensus.v1.Census"
+
+
+def channel_options(server: ServerConfig) -> list[tuple[str, int]]:
+    """Message size limit (both directions) and keepalive, from `[server]`."""
+    return [
+        ("grpc.max_receive_message_length", server.max_message_bytes),
+        ("grpc.max_send_message_length", server.max_message_bytes),
+        ("grpc.keepalive_time_ms", server.keepalive_time_seconds * 1000),
+        ("grpc.keepalive_timeout_ms", server.keepalive_timeout_seconds * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", server.min_ping_interval_seconds * 1000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),  # a second collector on the same port is an error, not a silent split
+    ]
+
+
+@dataclass
+class CollectorServer:
+    """A running server: the grpc server plus what a graceful stop needs."""
+
+    grpc_server: grpc.Server
+    port: int
+    servicer: CensusServicer
+    health: health.HealthServicer
+    timings: StepTimings
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Refuse new calls, let each stream finish the envelope in hand (its ack included), then close.
+        Returns an event set when the server has stopped."""
+        self.health.enter_graceful_shutdown()
+        self.servicer.stopping.set()
+        return self.grpc_server.stop(grace)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.grpc_server.wait_for_termination(timeout)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot read the {what} {path}: {err.strerror}", hint="check [server] in the config"
+        ) from err
+
+
+def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from a validated `[server]` (`collector.config.validate`); None for plaintext."""
+    if not settings.tls_cert:
+        return None
+    return grpc.ssl_server_credentials(
+        [(_read(settings.tls_key, "TLS key"), _read(settings.tls_cert, "TLS certificate"))],
+        root_certificates=_read(settings.client_ca, "client CA") if settings.client_ca else None,
+        require_client_auth=settings.require_client_auth,
+    )
+
+
+def run_server(
+    config: CollectorConfig,
+    store: Store,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    timings: StepTimings | None = None,
+) -> tuple[CollectorServer, int]:
+    """Build and start the server `config` describes on `store`; return it and the bound port."""
+    validate(config)  # the same checks as load_config, for a config built in code
+    settings = config.server
+    credentials = server_credentials(settings)
+    timings = timings or StepTimings()
+    skew = timedelta(seconds=settings.max_future_skew_seconds)
+    pipeline = Pipeline(store, clock=clock, max_future_skew=skew, timings=timings)
+    servicer = CensusServicer(
+        store,
+        pipeline,
+        clock=clock,
+        bind_tls_identity=bool(settings.require_client_auth),
+        stale_intervals=config.nodes.stale_intervals,
+        default_interval_seconds=config.nodes.interval_seconds,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="census"),
+        options=channel_options(settings),
+    )
+    census_pb2_grpc.add_CensusServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError as err:
+        raise ConfigError(f"cannot listen on {settings.listen}: {err}", hint="is another process using it?") from err
+    if port == 0:
+        raise ConfigError(f"cannot listen on {settings.listen}", hint="is the address valid and the port free?")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    mode = "mutual TLS" if settings.require_client_auth else ("TLS" if credentials else "plaintext")
+    log.info("serving %s on %s (port %d, %s)", SERVICE_NAME, settings.listen, port, mode)
+    return CollectorServer(server, port, servicer, health_servicer, timings), port

@@ -1,0 +1,35 @@
+"""The one table that turns errors into gRPC status codes (DESIGN §4.4). Only the servicer uses it.
+
+Anything not in the table is a bug in the collector: INTERNAL, logged with its traceback, never a crash.
+UNAVAILABLE is the only status an agent retries (with backoff), so only store trouble maps to it. A message
+over the 1 MiB limit never reaches the servicer: grpc itself answers RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from collector.errors import ConfigError, StoreError
+from collector.ingest import errors
+from collector.store.base import RecordExistsError, RecordNotFoundError, TokenRejectedError
+
+STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
+    errors.MalformedError: grpc.StatusCode.INVALID_ARGUMENT,
+    ConfigError: grpc.StatusCode.INVALID_ARGUMENT,  # a request field the registry's validation refuses
+    errors.SignatureError: grpc.StatusCode.UNAUTHENTICATED,
+    errors.UnknownKeyError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.RevokedKeyError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.BindingError: grpc.StatusCode.PERMISSION_DENIED,
+    TokenRejectedError: grpc.StatusCode.PERMISSION_DENIED,
+    RecordExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    RecordNotFoundError: grpc.StatusCode.NOT_FOUND,
+    StoreError: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_for(error: BaseException) -> grpc.StatusCode:
+    """The status for an error: the table entry of its nearest class, INTERNAL when none matches."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_TABLE:
+            return STATUS_TABLE[cls]
+    return grpc.StatusCode.INTERNAL

@@ -1,0 +1,106 @@
+"""Test nodes for the ingest and server tests: a mock-profile node with its own key that signs a chain of
+envelopes exactly as the agent does (agent.snapshot -> agent.attest), with knobs to break the chain."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.accounting import load_rules
+from agent.attest import sign_predicate
+from agent.backends.mock import MockBackend
+from agent.catalogue import load_catalogue
+from agent.dsse import envelope_digest
+from agent.host import NodeInfo
+from agent.snapshot import build_predicate
+from agent.statement import format_timestamp
+from collector.store.base import Entity, NodeKey, Site, Store
+from collector.verify import public_key_id
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+def mock_predicate(node_id: str, profile: str = "dgx-h100", site: str = "") -> dict[str, Any]:
+    backend = MockBackend(profile)
+    return build_predicate(
+        NodeInfo(id=node_id, hostname=f"host-{node_id}", site=site, boot_id="boot-1"),
+        "mock",
+        backend.discover(),
+        backend.pci_functions(),
+        load_catalogue(),
+        load_rules(),
+    )
+
+
+class TestNode:
+    """One node: key, predicate and chain state (next sequence, previous digest)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, node_id: str, profile: str = "dgx-h100", clock: Callable[[], datetime] = lambda: NOW) -> None:
+        self.node_id = node_id
+        self.key = Ed25519PrivateKey.generate()
+        self.keyid = public_key_id(self.key.public_key())
+        self.predicate = mock_predicate(node_id, profile)
+        self.clock = clock
+        self.sequence = 1
+        self.previous = ""
+
+    @property
+    def public_key_pem(self) -> str:
+        return (
+            self.key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def sign(
+        self,
+        *,
+        sequence: int | None = None,
+        previous: str | None = None,
+        ahead: timedelta = timedelta(0),
+        predicate: dict[str, Any] | None = None,
+    ) -> bytes:
+        """Sign without advancing the chain (an equivocation, a replayed sequence, a custom predicate)."""
+        return sign_predicate(
+            predicate if predicate is not None else self.predicate,
+            self.key,
+            sequence=self.sequence if sequence is None else sequence,
+            previous=self.previous if previous is None else previous,
+            timestamp=format_timestamp(self.clock() + ahead),
+        )
+
+    def next(self, **kwargs: Any) -> bytes:
+        """The next envelope of the chain; advances sequence and previous."""
+        envelope = self.sign(**kwargs)
+        self.sequence += 1
+        self.previous = envelope_digest(envelope)
+        return envelope
+
+    def edited(self, edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        predicate = copy.deepcopy(self.predicate)
+        edit(predicate)
+        return predicate
+
+
+def register(store: Store, site: str = "fra1", country: str = "DE", entity: str = "acme") -> None:
+    if store.get_entity(entity) is None:
+        store.add_entity(Entity(entity, "US"))
+    if store.get_site(site) is None:
+        store.add_site(Site(site, country, entity))
+
+
+def enroll(store: Store, node: TestNode, site: str = "fra1", country: str = "DE") -> NodeKey:
+    """Register the site (if new), create a token and enroll the node's key with it (no gRPC)."""
+    from collector.registry import new_token
+
+    register(store, site, country)
+    _token, record = new_token(site, NOW, timedelta(hours=1))
+    store.add_token(record)
+    return store.enroll(node.keyid, node.public_key_pem, node.node_id, "", record.token_hash, NOW)
