@@ -16,8 +16,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.cli_support import run_command
 from collector import __version__
-from collector.errors import ConfigError, GpucensusError
+from collector.errors import ConfigError
 from collector.verify import (
     EnvelopeResult,
     Failure,
@@ -140,16 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except GpucensusError as err:
-        print(f"gpucensus-audit: error: {err.message}", file=sys.stderr)
-        if err.hint:
-            print(f"hint: {err.hint}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(build_parser(), argv, exit_code=2)
 
 
 if __name__ == "__main__":

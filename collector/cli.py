@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from agent.errors import GpucensusError
+from agent.cli_support import build_parser, run_command
 from collector import __version__
 from collector.commands import COMMANDS
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gpucensus-collector",
-        description="Receive and verify gpucensus attestations, keep the registry and inventory, "
-        "and evaluate it against export-control policy packs.",
-    )
-    parser.add_argument("--version", action="version", version=f"gpucensus-collector {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(sub)
-    return parser
+DESCRIPTION = (
+    "Receive and verify gpucensus attestations, keep the registry and inventory, "
+    "and evaluate it against export-control policy packs."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except GpucensusError as err:
-        print(f"gpucensus-collector: error: {err.message}", file=sys.stderr)
-        if err.hint:
-            print(f"hint: {err.hint}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_command(build_parser("gpucensus-collector", DESCRIPTION, __version__, COMMANDS), argv)
 
 
 if __name__ == "__main__":
