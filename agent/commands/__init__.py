@@ -1,0 +1,11 @@
+"""The agent's subcommands, an explicit list: each module exposes `register(subparsers)`.
+
+A module's `register` adds its parser and sets `func` to a callable taking the parsed args and returning an exit
+code.
+"""
+
+from __future__ import annotations
+
+from agent.commands import attest, classify, keygen, run, snapshot
+
+COMMANDS = [snapshot, classify, keygen, attest, run]

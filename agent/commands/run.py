@@ -1,0 +1,143 @@
+"""`gpucensus-agent run --config FILE`: the daemon. Composition root of the agent's uplink.
+
+Loads the configuration, the node key, the chain state and the spool, checks that a snapshot can be taken
+(a missing driver or a bad profile is a start-up error with its own exit code), then runs the loop until
+SIGTERM/SIGINT: every interval, snapshot -> sign -> spool -> deliver. On SIGTERM it makes one last delivery
+attempt and exits 0; whatever is not delivered stays in the spool for the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from prometheus_client import CollectorRegistry, start_http_server
+
+from agent import config as agent_config
+from agent.attest import attest
+from agent.chain import ChainStore
+from agent.commands.snapshot import predicate_from_args
+from agent.errors import ConfigError
+from agent.host import node_info
+from agent.keys import load_key
+from agent.runner import Runner, Signed
+from agent.spool import Spool
+from agent.uplink import Backoff, DrainResult, Uplink, ensure_enrolled, open_channel, parse_checkpoint
+
+log = logging.getLogger("gpucensus.agent")
+
+FLAGS = {  # flag dest -> config "section.key"
+    "collector": "collector.address",
+    "node_id": "node.id",
+    "site": "node.site",
+    "state_dir": "node.state_dir",
+    "key": "node.key_path",
+    "interval": "schedule.interval_seconds",
+    "backend": "inventory.backend",
+    "profile": "inventory.profile",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the agent: attest every interval and deliver to the collector",
+        description="Every interval (jittered): take a snapshot, sign it, write it to the durable spool and "
+        "deliver the spool to the collector over gRPC. Enrolls on first start with the configured token. "
+        "Flags override the environment (GPUCENSUS_AGENT_<SECTION>_<KEY>), which overrides the file.",
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="agent TOML (deploy/agent.example.toml)")
+    parser.add_argument("--collector", metavar="HOST:PORT", help="collector address")
+    parser.add_argument("--node-id", help="node id (default: the machine id)")
+    parser.add_argument("--site", help="site id")
+    parser.add_argument("--state-dir", metavar="DIR", help="state directory (chain state, key, spool)")
+    parser.add_argument("--key", metavar="FILE", help="node private key (default <state-dir>/node.key)")
+    parser.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between attestations")
+    parser.add_argument("--backend", help="GPU discovery backend (nvml, mock)")
+    parser.add_argument("--profile", help="mock backend profile")
+    parser.add_argument("--rounds", type=int, metavar="N", help="stop after N rounds, once the spool drained")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    overrides = {dotted: getattr(args, dest) for dest, dotted in FLAGS.items()}
+    config = agent_config.load(args.config, overrides=overrides)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    key = load_key(config.key_path)
+    node_id = node_info(config.node_id or None, config.node_site).id
+    snapshot_args = SimpleNamespace(
+        backend=config.inventory_backend,
+        profile=config.inventory_profile or "dgx-h100",
+        sysfs_root=config.inventory_sysfs_root or None,
+        node_id=node_id,
+        site=config.node_site,
+    )
+    predicate_from_args(snapshot_args)  # start-up check: driver, profile, catalogue
+    chain = ChainStore(Path(config.node_state_dir), key.keyid)
+    registry = CollectorRegistry()
+    spool = Spool(config.spool_file, config.spool_max_bytes, registry, config.spool_keep_delivered)
+    if config.metrics_listen:
+        _serve_metrics(config.metrics_listen, registry)
+    channel = open_channel(config)
+    uplink = Uplink(channel, config.collector_timeout_seconds)
+    public_pem = key.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    enrolled = False
+
+    def attest_once() -> Signed:
+        result = attest(predicate_from_args(snapshot_args), key.private_key, chain, lambda: datetime.now(UTC))
+        return Signed(result.keyid, result.sequence, result.envelope)
+
+    def deliver() -> DrainResult:
+        nonlocal enrolled
+        if not enrolled:
+            record = ensure_enrolled(config, uplink, node_id, public_pem, key.keyid)
+            if record is None:
+                log.warning("no enrollment token configured: assuming key %s is enrolled", key.keyid[:16])
+            enrolled = True
+        latest: dict[str, Any] = {}
+        result = uplink.drain(spool, on_ack=lambda ack: latest.update(parse_checkpoint(ack.checkpoint)))
+        if latest and latest.get("size", -1) > chain.load().last_checkpoint.get("size", -1):
+            chain.record_checkpoint(latest)
+        return result
+
+    runner = Runner(
+        spool=spool,
+        attest=attest_once,
+        deliver=deliver,
+        interval_seconds=config.schedule_interval_seconds,
+        jitter_fraction=config.schedule_jitter_fraction,
+        backoff=Backoff(config.collector_retry_initial_seconds, config.collector_retry_max_seconds),
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    log.info(
+        "agent started: node %s, key %s, collector %s, interval %.1fs, spool %s",
+        node_id, key.keyid[:16], config.collector_address, config.schedule_interval_seconds, config.spool_file,
+    )  # fmt: skip
+    try:
+        runner.run(max_rounds=args.rounds)
+    finally:
+        counts = spool.counts()
+        spool.close()
+        channel.close()
+    log.info("agent stopped: %d rounds, %d envelopes created, spool %s", runner.rounds, runner.created, counts)
+    return 0
+
+
+def _serve_metrics(listen: str, registry: CollectorRegistry) -> None:
+    host, _, port = listen.rpartition(":")
+    try:
+        start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"cannot serve metrics on {listen!r}: {err}", hint="metrics.listen is host:port") from err

@@ -1,0 +1,231 @@
+"""The agent's configuration: one TOML file, overridden by environment variables, overridden by flags.
+
+Precedence: flags > environment (`GPUCENSUS_AGENT_<SECTION>_<KEY>`) > file > defaults. An unknown section
+or key in the file is a `ConfigError` naming the file and the key; so is a value of the wrong type. Relative
+paths in the file are resolved against the file's directory; relative paths from flags or the environment
+against the working directory. `deploy/agent.example.toml` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+ENV_PREFIX = "GPUCENSUS_AGENT_"
+MIB = 1024 * 1024
+
+# section -> key -> default. The dataclass field is "<section>_<key>"; the type of the default is the type.
+SCHEMA: dict[str, dict[str, Any]] = {
+    "collector": {
+        "address": "127.0.0.1:7443",
+        "tls_ca_file": "",
+        "tls_cert_file": "",
+        "tls_key_file": "",
+        "tls_server_name": "",
+        "timeout_seconds": 10.0,
+        "retry_initial_seconds": 1.0,
+        "retry_max_seconds": 60.0,
+    },
+    "node": {"id": "", "site": "", "key_path": "", "state_dir": "/var/lib/gpucensus"},
+    "enrollment": {"token": "", "token_file": ""},
+    "spool": {"path": "", "max_bytes": 64 * MIB, "keep_delivered": 100},
+    "schedule": {"interval_seconds": 60.0, "jitter_fraction": 0.1},
+    "inventory": {"backend": "nvml", "profile": "", "sysfs_root": ""},
+    "metrics": {"listen": ""},
+}
+PATH_KEYS = {
+    "collector.tls_ca_file",
+    "collector.tls_cert_file",
+    "collector.tls_key_file",
+    "node.key_path",
+    "node.state_dir",
+    "enrollment.token_file",
+    "spool.path",
+    "inventory.sysfs_root",
+}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    collector_address: str
+    collector_tls_ca_file: str
+    collector_tls_cert_file: str
+    collector_tls_key_file: str
+    collector_tls_server_name: str
+    collector_timeout_seconds: float
+    collector_retry_initial_seconds: float
+    collector_retry_max_seconds: float
+    node_id: str
+    node_site: str
+    node_key_path: str
+    node_state_dir: str
+    enrollment_token: str
+    enrollment_token_file: str
+    spool_path: str
+    spool_max_bytes: int
+    spool_keep_delivered: int
+    schedule_interval_seconds: float
+    schedule_jitter_fraction: float
+    inventory_backend: str
+    inventory_profile: str
+    inventory_sysfs_root: str
+    metrics_listen: str
+    source: str = "<defaults>"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.node_key_path or Path(self.node_state_dir) / "node.key")
+
+    @property
+    def spool_file(self) -> Path:
+        return Path(self.spool_path or Path(self.node_state_dir) / "spool.db")
+
+    @property
+    def enrollment_file(self) -> Path:
+        """Where the enrollment result is kept, next to the key, so enrollment happens once."""
+        return self.key_path.with_name(self.key_path.name + ".enrollment.json")
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.collector_tls_ca_file or self.collector_tls_cert_file)
+
+    def read_token(self) -> str:
+        """The enrollment token, inline or from `token_file` (stripped); empty if neither is set."""
+        if self.enrollment_token:
+            return self.enrollment_token.strip()
+        if not self.enrollment_token_file:
+            return ""
+        try:
+            return Path(self.enrollment_token_file).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read enrollment token file {self.enrollment_token_file}: {err.strerror}",
+                hint="put the token from `gpucensus-collector token create` in it, or set enrollment.token",
+            ) from err
+
+
+def load(
+    path: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """Build the configuration from the file at `path` (optional), `env` and flag `overrides`.
+
+    `overrides` maps "section.key" to a value (None means "flag not given"); `env` defaults to os.environ.
+    """
+    values: dict[str, Any] = {f"{s}.{k}": v for s, keys in SCHEMA.items() for k, v in keys.items()}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        values.update(_read_file(Path(path)))
+    for dotted, value in _from_env(os.environ if env is None else env).items():
+        values[dotted] = value
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if dotted not in values:
+            raise ConfigError(f"unknown setting {dotted!r}")
+        values[dotted] = _coerce(dotted, value, "command line")
+    config = AgentConfig(**{d.replace(".", "_"): v for d, v in values.items()}, source=source)
+    _validate(config)
+    return config
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as err:
+        hint = "pass --config with an existing file"
+        raise ConfigError(f"config file {path} not found", hint=hint) from err
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    out: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{path}: unknown section [{section}]", hint=f"known sections: {', '.join(SCHEMA)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a table ([{section}])")
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if key not in SCHEMA[section]:
+                raise ConfigError(
+                    f"{path}: unknown key {dotted!r}",
+                    hint=f"known keys in [{section}]: {', '.join(SCHEMA[section])}",
+                )
+            value = _coerce(dotted, value, str(path))
+            if dotted in PATH_KEYS and value and not Path(value).is_absolute():
+                value = str(path.parent.resolve() / value)
+            out[dotted] = value
+    return out
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name in env:
+                out[f"{section}.{key}"] = _coerce(f"{section}.{key}", env[name], f"environment {name}")
+    return out
+
+
+def _coerce(dotted: str, value: Any, where: str) -> Any:
+    section, key = dotted.split(".", 1)
+    kind = type(SCHEMA[section][key])
+    if kind is str and isinstance(value, str):
+        return value
+    if kind in (int, float) and not isinstance(value, bool):
+        if isinstance(value, int) or (kind is float and isinstance(value, float)):
+            return kind(value)
+        if isinstance(value, str):
+            try:
+                return kind(value.strip())
+            except ValueError:
+                pass
+    raise ConfigError(f"{where}: {dotted} must be {_type_name(kind)}, got {value!r}")
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number"}.get(kind, kind.__name__)
+
+
+def _validate(config: AgentConfig) -> None:
+    where = config.source
+    checks = [
+        (config.schedule_interval_seconds > 0, "schedule.interval_seconds must be > 0"),
+        (0 <= config.schedule_jitter_fraction < 1, "schedule.jitter_fraction must be in [0, 1)"),
+        (config.spool_max_bytes > 0, "spool.max_bytes must be > 0"),
+        (config.spool_keep_delivered >= 0, "spool.keep_delivered must be >= 0"),
+        (config.collector_timeout_seconds > 0, "collector.timeout_seconds must be > 0"),
+        (config.collector_retry_initial_seconds > 0, "collector.retry_initial_seconds must be > 0"),
+        (
+            config.collector_retry_max_seconds >= config.collector_retry_initial_seconds,
+            "collector.retry_max_seconds must be >= collector.retry_initial_seconds",
+        ),
+        (":" in config.collector_address, "collector.address must be host:port"),
+        (
+            bool(config.collector_tls_cert_file) == bool(config.collector_tls_key_file),
+            "collector.tls_cert_file and collector.tls_key_file must be set together",
+        ),
+        (
+            not (config.enrollment_token and config.enrollment_token_file),
+            "set enrollment.token or enrollment.token_file, not both",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{where}: {message}")
+    if config.collector_tls_cert_file and not config.collector_tls_ca_file:
+        raise ConfigError(
+            f"{where}: collector.tls_cert_file is set but collector.tls_ca_file is not",
+            hint="mutual TLS needs the CA that signed the collector's certificate",
+        )

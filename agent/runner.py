@@ -1,0 +1,157 @@
+"""The agent's loop: every (jittered) interval, snapshot -> sign -> append to the spool -> drain the spool.
+
+Everything with a side effect is passed in: `attest` (snapshot and sign one envelope), `deliver` (enroll if
+needed, then drain the spool to the collector), the clock and the wait. Production passes `time.monotonic`
+and an event wait that `stop()` (the SIGTERM handler) interrupts; tests pass a fake clock. A failure in one
+round is logged and the loop goes on; only a configuration error (e.g. a refused enrollment token) ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.errors import ConfigError, GpucensusError
+from agent.spool import PENDING, Spool
+from agent.uplink import Backoff, DrainResult, RetryableError
+
+log = logging.getLogger("gpucensus.agent.runner")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """One signed envelope as the attest step returns it: the bytes to ship and their chain position."""
+
+    keyid: str
+    sequence: int
+    envelope: bytes
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        spool: Spool,
+        attest: Callable[[], Signed],
+        deliver: Callable[[], DrainResult],
+        interval_seconds: float,
+        jitter_fraction: float,
+        backoff: Backoff,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], object] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spool, self.attest, self.deliver = spool, attest, deliver
+        self.interval_seconds, self.jitter_fraction = interval_seconds, jitter_fraction
+        self.backoff, self.clock = backoff, clock
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self._rng = rng or random.Random()
+        self._held: Signed | None = None  # signed but not yet spooled (the spool write failed)
+        self.rounds = 0  # rounds started (including those refused for lack of room)
+        self.created = 0  # envelopes signed and spooled
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it flushes (one last drain) and returns. Safe from a signal handler."""
+        self._stop.set()
+
+    def next_interval(self) -> float:
+        j = self.jitter_fraction
+        return self.interval_seconds * (1 + self._rng.uniform(-j, j))
+
+    def run(self, max_rounds: int | None = None) -> None:
+        """Loop until stop(); with `max_rounds`, also return after that many rounds once the spool drained."""
+        next_round = next_drain = self.clock()
+        while not self._stop.is_set():
+            now = self.clock()
+            if self._held is not None:
+                self._spool(self._held)
+            rounds_left = max_rounds is None or self.rounds < max_rounds
+            if rounds_left and now >= next_round:
+                self.round()
+                next_round = now + self.next_interval()
+                if self.backoff.failures == 0:
+                    next_drain = now
+            pending = self._pending()
+            if pending and now >= next_drain:
+                next_drain = now + self._drain()
+                pending = self._pending()
+            rounds_left = max_rounds is None or self.rounds < max_rounds
+            if not rounds_left and not pending and self._held is None:
+                break
+            wake = min(next_round if rounds_left else math.inf, next_drain if pending else math.inf)
+            if wake == math.inf:
+                wake = now + self.interval_seconds
+            self._wait(max(0.0, wake - self.clock()))
+        self.flush()
+
+    def round(self) -> None:
+        """One attestation: refuse if the spool is full, else sign and spool it."""
+        self.rounds += 1
+        if self._held is not None and not self._spool(self._held):
+            return
+        if not self.spool.check_room():
+            return
+        try:
+            signed = self.attest()
+        except Exception as err:  # a bad round is logged; the loop goes on
+            log.error("attestation round failed: %s", err, exc_info=not _is_user_error(err))
+            return
+        self._spool(signed)
+
+    def _spool(self, signed: Signed) -> bool:
+        try:
+            self.spool.append(signed.keyid, signed.sequence, signed.envelope)
+        except Exception as err:
+            self._held = signed
+            log.error("cannot write sequence %d to the spool (kept in memory, retried): %s", signed.sequence, err)
+            return False
+        self._held = None
+        self.created += 1
+        return True
+
+    def _pending(self) -> int:
+        return self.spool.counts()[PENDING]
+
+    def _drain(self) -> float:
+        """One delivery attempt; returns the delay before the next one (0 when more is pending, no error)."""
+        try:
+            result = self.deliver()
+        except ConfigError:
+            raise
+        except RetryableError as err:
+            delay = self.backoff.next_delay()
+            log.warning("collector unavailable (%s); %d pending, retrying in %.2fs", err, self._pending(), delay)
+            return delay
+        except Exception as err:
+            delay = self.backoff.next_delay()
+            log.error("delivery failed: %s; retrying in %.2fs", err, delay, exc_info=not _is_user_error(err))
+            return delay
+        if result.error:
+            return self.backoff.next_delay()
+        self.backoff.reset()
+        if result.delivered or result.rejected:
+            log.info(
+                "delivered %d (%d already stored), rejected %d, %d pending",
+                result.delivered, result.duplicates, result.rejected, self._pending(),
+            )  # fmt: skip
+        return 0.0
+
+    def flush(self) -> None:
+        """Spool anything held in memory and make one last delivery attempt (bounded by the call deadline)."""
+        if self._held is not None:
+            self._spool(self._held)
+        if self._pending():
+            try:
+                self.deliver()
+            except Exception as err:
+                log.warning("final delivery attempt failed (%s); %d envelope(s) stay spooled", err, self._pending())
+
+
+def _is_user_error(err: BaseException) -> bool:
+    return isinstance(err, GpucensusError)

@@ -1,0 +1,252 @@
+"""The agent's gRPC client: `Enroll` once, then drain the spool over one bidirectional `Report` stream.
+
+Envelopes go out in sequence order; each ack names its (keyid, sequence). An envelope is marked delivered
+only on an ACCEPTED ack carrying a log index; a REJECTED ack, or a stream ended by a status other than
+UNAVAILABLE / DEADLINE_EXCEEDED, flags the envelope as rejected in the spool (kept, never deleted). Those
+two statuses mean "try again later": the caller backs off (`Backoff`) and the next drain resends everything
+still pending, in order. Every call has a deadline; messages are capped at 1 MiB; keepalive is on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from agent.config import AgentConfig
+from agent.errors import ConfigError
+from agent.spool import Spool, SpoolEntry
+from protos import census_pb2, census_pb2_grpc
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+MAX_BATCH = 500  # envelopes per stream; the rest go on the next drain
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.enable_retries", 0),  # retries are ours: in order, from the spool, with backoff
+]
+
+log = logging.getLogger("gpucensus.agent.uplink")
+
+
+class RetryableError(Exception):
+    """The collector could not be reached or answered UNAVAILABLE / DEADLINE_EXCEEDED: back off, retry."""
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    duplicates: int = 0  # delivered envelopes the collector already had (an ack lost earlier)
+    error: str = ""  # set when the stream ended early; retry decides whether to back off
+
+
+class Backoff:
+    """Exponential backoff with jitter: the n-th delay is uniform in [d/2, d], d = min(max, initial * 2^n)."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * 2 ** min(self.failures, 32))
+        self.failures += 1
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def open_channel(config: AgentConfig) -> grpc.Channel:
+    """An insecure channel, or TLS (CA only) / mutual TLS (CA + client cert and key) when configured."""
+    options = list(CHANNEL_OPTIONS)
+    if not config.tls_enabled:
+        return grpc.insecure_channel(config.collector_address, options=options)
+    root = _read_pem(config.collector_tls_ca_file, "collector.tls_ca_file")
+    key = _read_pem(config.collector_tls_key_file, "collector.tls_key_file")
+    chain = _read_pem(config.collector_tls_cert_file, "collector.tls_cert_file")
+    if config.collector_tls_server_name:
+        options.append(("grpc.ssl_target_name_override", config.collector_tls_server_name))
+    credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+    return grpc.secure_channel(config.collector_address, credentials, options=options)
+
+
+def _read_pem(path: str, setting: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read {setting} {path}: {err.strerror}") from err
+
+
+class Uplink:
+    """Talks to one collector over `channel`; `timeout_seconds` bounds every call."""
+
+    def __init__(self, channel: grpc.Channel, timeout_seconds: float) -> None:
+        self._stub = census_pb2_grpc.CensusStub(channel)
+        self.timeout_seconds = timeout_seconds
+
+    def enroll(self, token: str, node_id: str, public_key_pem: str) -> census_pb2.EnrollResponse:
+        request = census_pb2.EnrollRequest(token=token, node_id=node_id, public_key_pem=public_key_pem)
+        return self._stub.Enroll(request, timeout=self.timeout_seconds)
+
+    def drain(self, spool: Spool, on_ack: Callable[[census_pb2.Ack], None] | None = None) -> DrainResult:
+        """Send the spool's pending envelopes (up to MAX_BATCH) on one stream and apply the acks.
+
+        Raises RetryableError when the collector is unreachable or busy; the envelopes stay pending.
+        """
+        batch = spool.pending()[:MAX_BATCH]
+        result = DrainResult()
+        if not batch:
+            return result
+        waiting = {(e.keyid, e.sequence): e for e in batch}
+        deadline = self.timeout_seconds * (1 + len(batch) // 100)
+        try:
+            stream = self._stub.Report(_requests(batch, result), timeout=deadline)
+            for ack in stream:
+                entry = waiting.pop((ack.keyid, ack.sequence), None)
+                if entry is None:
+                    log.error("ack for an envelope not sent on this stream: key %s seq %d", ack.keyid, ack.sequence)
+                    continue
+                _apply_ack(spool, entry, ack, result)
+                if on_ack is not None:
+                    on_ack(ack)
+        except grpc.RpcError as err:
+            code, details = err.code(), err.details() or ""
+            if not waiting:  # every envelope was answered before the stream failed
+                return result
+            if code in RETRYABLE:
+                raise RetryableError(f"{code.name}: {details}") from None
+            first = min(waiting.values(), key=lambda e: e.sequence)
+            reason = f"{code.name}: {details}"
+            log.error(
+                "collector refused envelope key %s sequence %d: %s; kept in the spool as rejected",
+                first.keyid[:16], first.sequence, reason,
+            )  # fmt: skip
+            spool.mark_rejected(first.keyid, first.sequence, reason)
+            result.rejected += 1
+            result.error = reason
+            return result
+        if waiting:
+            raise RetryableError(f"stream closed with {len(waiting)} envelope(s) unanswered")
+        return result
+
+
+def _requests(batch: list[SpoolEntry], result: DrainResult) -> Iterator[census_pb2.Envelope]:
+    for entry in batch:
+        result.sent += 1
+        yield census_pb2.Envelope(dsse=entry.envelope)
+
+
+def _apply_ack(spool: Spool, entry: SpoolEntry, ack: census_pb2.Ack, result: DrainResult) -> None:
+    for finding in ack.findings:
+        level = logging.WARNING if finding.severity >= census_pb2.SEVERITY_WARNING else logging.INFO
+        log.log(level, "finding %s on %s: %s", finding.rule_id, finding.subject, finding.message)
+    if ack.status == census_pb2.ACK_STATUS_ACCEPTED and ack.HasField("log_index"):
+        spool.mark_delivered(entry.keyid, entry.sequence, ack.log_index)
+        result.delivered += 1
+        result.duplicates += ack.duplicate
+    elif ack.status == census_pb2.ACK_STATUS_REJECTED:
+        reasons = "; ".join(f"{f.rule_id}: {f.message}" for f in ack.findings) or "no reason given"
+        log.error("collector rejected sequence %d: %s; kept in the spool as rejected", entry.sequence, reasons)
+        spool.mark_rejected(entry.keyid, entry.sequence, f"REJECTED: {reasons}")
+        result.rejected += 1
+    else:  # not a delivery: keep it pending and let the caller back off before resending
+        result.error = (
+            f"ack for sequence {entry.sequence} has status {census_pb2.AckStatus.Name(ack.status)} and "
+            f"{'a' if ack.HasField('log_index') else 'no'} log index"
+        )
+        log.error("%s; kept pending", result.error)
+
+
+def parse_checkpoint(note: bytes) -> dict[str, Any]:
+    """{size, root} of a C2SP tlog-checkpoint note (origin, size, base64 root, ...); {} if empty or malformed.
+
+    The agent only echoes it in its next statement (`last_checkpoint`); auditors verify the signature.
+    """
+    if not note:
+        return {}
+    try:
+        lines = note.decode("utf-8").split("\n\n", 1)[0].split("\n")
+        size, root = int(lines[1]), lines[2]
+        if size < 0 or len(base64.b64decode(root, validate=True)) != 32:
+            raise ValueError("bad size or root")
+    except (UnicodeDecodeError, IndexError, ValueError, binascii.Error) as err:
+        log.warning("ignoring a malformed checkpoint in an ack: %s", err)
+        return {}
+    return {"size": size, "root": root}
+
+
+def ensure_enrolled(
+    config: AgentConfig, uplink: Uplink, node_id: str, public_key_pem: str, keyid: str
+) -> dict[str, Any] | None:
+    """Enroll once with the configured token; the result is kept next to the key so it is not repeated.
+
+    Returns the stored enrollment, or None when no token is configured (the key was enrolled another way).
+    A record written for another key (the key was replaced) does not count. Raises RetryableError if the
+    collector is unreachable, ConfigError if it refuses the token.
+    """
+    path = config.enrollment_file
+    if path.exists():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ConfigError(
+                f"enrollment record {path} is unreadable: {err}",
+                hint="delete it and set a fresh enrollment token to enroll again",
+            ) from err
+        if record.get("keyid") == keyid:
+            return record
+        log.warning("enrollment record %s is for key %s, not this key: enrolling again", path, record.get("keyid"))
+    token = config.read_token()
+    if not token:
+        return None
+    try:
+        response = uplink.enroll(token, node_id, public_key_pem)
+        record = {"keyid": response.keyid, "node_id": response.node_id, "site": response.site}
+    except grpc.RpcError as err:
+        if err.code() in RETRYABLE:
+            raise RetryableError(f"enroll: {err.code().name}: {err.details()}") from None
+        if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise ConfigError(
+                f"the collector refused enrollment: {err.code().name}: {err.details()}",
+                hint="create a new token with `gpucensus-collector token create --site SITE`",
+            ) from None
+        log.warning("this key is already enrolled (%s); recording that", err.details())
+        record = {"keyid": keyid, "node_id": node_id, "site": "", "note": "already enrolled"}
+    record |= {"collector": config.collector_address, "enrolled_at": datetime.now(UTC).isoformat()}
+    _write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    log.info("enrolled node %s at site %s (key %s)", record["node_id"], record["site"], record["keyid"][:16])
+    return record
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,185 @@
+"""The agent loop with fakes: a fake clock, a fake attest step and a fake delivery."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+
+from agent.errors import ConfigError, DriverError
+from agent.runner import Runner, Signed
+from agent.spool import DELIVERED, Spool
+from agent.uplink import Backoff, DrainResult, RetryableError
+
+KEY = "cd" * 32
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+class FakeAttest:
+    def __init__(self, fail_on: set[int] = frozenset(), size: int = 100) -> None:
+        self.sequence = 0
+        self.fail_on, self.size = fail_on, size
+        self.calls = 0
+
+    def __call__(self) -> Signed:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise DriverError("NVML went away")
+        self.sequence += 1
+        return Signed(KEY, self.sequence, b"x" * self.size + str(self.sequence).encode())
+
+
+class FakeCollector:
+    """Delivers everything pending, except while `down` is positive (UNAVAILABLE, counted down per call)."""
+
+    def __init__(self, spool: Spool, down: int = 0) -> None:
+        self.spool, self.down = spool, down
+        self.calls: list[float] = []
+        self.received: list[int] = []
+
+    def deliver(self, clock: FakeClock) -> DrainResult:
+        self.calls.append(clock.now)
+        if self.down > 0:
+            self.down -= 1
+            raise RetryableError("UNAVAILABLE: connection refused")
+        result = DrainResult()
+        for entry in self.spool.pending():
+            self.received.append(entry.sequence)
+            self.spool.mark_delivered(entry.keyid, entry.sequence, len(self.received))
+            result.delivered += 1
+        return result
+
+
+def make_runner(tmp_path, clock, attest, collector=None, max_bytes=100_000, jitter=0.0):
+    spool = Spool(tmp_path / "spool.db", max_bytes=max_bytes)
+    collector = collector or FakeCollector(spool)
+    collector.spool = spool
+    runner = Runner(
+        spool=spool,
+        attest=attest,
+        deliver=lambda: collector.deliver(clock),
+        interval_seconds=60.0,
+        jitter_fraction=jitter,
+        backoff=Backoff(1.0, 8.0, random.Random(1)),
+        clock=clock,
+        wait=clock.wait,
+        rng=random.Random(2),
+    )
+    return runner, spool, collector
+
+
+def test_each_round_signs_spools_and_delivers_in_order(tmp_path):
+    clock = FakeClock()
+    runner, spool, collector = make_runner(tmp_path, clock, FakeAttest())
+    runner.run(max_rounds=3)
+    assert collector.received == [1, 2, 3]
+    assert [row[1] for row in spool.entries(DELIVERED)] == [1, 2, 3]
+    assert clock.waits == [60.0, 60.0]  # no busy loop, no wait after the last round
+
+
+def test_interval_is_jittered_within_bounds(tmp_path):
+    clock = FakeClock()
+    runner, _, _ = make_runner(tmp_path, clock, FakeAttest(), jitter=0.25)
+    intervals = [runner.next_interval() for _ in range(200)]
+    assert all(45.0 <= i <= 75.0 for i in intervals)
+    assert len(set(intervals)) > 100
+
+
+def test_collector_down_backs_off_exponentially_and_resends_in_order(tmp_path):
+    clock = FakeClock()
+    collector = FakeCollector(None, down=4)
+    runner, _, collector = make_runner(tmp_path, clock, FakeAttest(), collector=collector)
+    runner.run(max_rounds=1)
+    delays = [b - a for a, b in zip(collector.calls, collector.calls[1:], strict=False)]
+    assert len(delays) == 4
+    # jittered in [d/2, d] with d = 1, 2, 4, 8 (capped at retry max 8)
+    for delay, ceiling in zip(delays, [1, 2, 4, 8], strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert collector.received == [1]
+    assert runner.backoff.failures == 0  # reset after the success
+
+
+def test_a_failed_round_is_logged_and_the_loop_goes_on(tmp_path, caplog):
+    clock = FakeClock()
+    runner, _, collector = make_runner(tmp_path, clock, FakeAttest(fail_on={2}))
+    with caplog.at_level(logging.ERROR, logger="gpucensus.agent.runner"):
+        runner.run(max_rounds=3)
+    assert "NVML went away" in caplog.text
+    assert collector.received == [1, 2]  # round 2 signed nothing, so no gap in the chain
+    assert runner.rounds == 3 and runner.created == 2
+
+
+def test_full_spool_stops_new_envelopes_until_delivery_makes_room(tmp_path, caplog):
+    clock = FakeClock()
+    collector = FakeCollector(None, down=10**6)  # the collector never comes back
+    attest = FakeAttest(size=100)
+    runner, spool, _ = make_runner(tmp_path, clock, attest, collector=collector, max_bytes=250)
+    with caplog.at_level(logging.ERROR, logger="gpucensus.agent.spool"):
+        for _ in range(5):
+            runner.round()
+    assert attest.calls == 3  # 3 x ~100 bytes reached the 250-byte limit; rounds 4 and 5 signed nothing
+    assert [e.sequence for e in spool.pending()] == [1, 2, 3]
+    assert caplog.text.count("is full") == 2
+    collector.down = 0
+    collector.deliver(clock)
+    runner.round()
+    assert attest.calls == 4 and [e.sequence for e in spool.pending()] == [4]
+
+
+def test_spool_write_failure_keeps_the_envelope_in_memory_and_retries(tmp_path):
+    clock = FakeClock()
+    runner, spool, _ = make_runner(tmp_path, clock, FakeAttest())
+    real_append = spool.append
+    failures = iter([OSError("disk full")])
+
+    def flaky_append(*args):
+        for err in failures:
+            raise err
+        return real_append(*args)
+
+    spool.append = flaky_append
+    runner.round()
+    assert spool.pending() == [] and runner._held is not None
+    runner.round()  # first spools the held envelope, then signs the next
+    assert [e.sequence for e in spool.pending()] == [1, 2]
+
+
+def test_stop_flushes_with_a_last_delivery(tmp_path):
+    clock = FakeClock()
+    collector = FakeCollector(None, down=1)
+    runner, spool, collector = make_runner(tmp_path, clock, FakeAttest(), collector=collector)
+
+    def wait_then_stop(seconds):
+        clock.wait(seconds)
+        runner.stop()
+
+    runner._wait = wait_then_stop
+    runner.run()
+    assert collector.received == [1]  # delivered by the flush after stop()
+    assert spool.pending() == []
+
+
+def test_refused_enrollment_ends_the_loop(tmp_path):
+    clock = FakeClock()
+    runner, spool, _ = make_runner(tmp_path, clock, FakeAttest())
+
+    def refuse():
+        raise ConfigError("the collector refused enrollment")
+
+    runner.deliver = refuse
+    with pytest.raises(ConfigError):
+        runner.run()
+    assert [e.sequence for e in spool.pending()] == [1]  # what was signed stays spooled

@@ -1,0 +1,169 @@
+"""The durable spool: order, durability across reopen, delivered/rejected/quarantined states, the size limit."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.errors import StateError
+from agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
+
+KEY = "ab" * 32
+
+
+def envelope(sequence: int, size: int = 100) -> bytes:
+    body = f'{{"sequence":{sequence}}}'.encode()
+    return body + b" " * max(0, size - len(body))
+
+
+@pytest.fixture
+def registry():
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def spool(tmp_path, registry):
+    s = Spool(tmp_path / "spool.db", max_bytes=10_000, registry=registry)
+    yield s
+    s.close()
+
+
+def metric(registry: CollectorRegistry, name: str) -> float:
+    value = registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+def test_pending_in_sequence_order_and_survives_reopen(tmp_path, registry):
+    spool = Spool(tmp_path / "spool.db", max_bytes=10_000, registry=registry)
+    for seq in (3, 1, 2):
+        spool.append(KEY, seq, envelope(seq))
+    spool.close()
+    again = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    assert [(e.keyid, e.sequence, e.envelope) for e in again.pending()] == [
+        (KEY, 1, envelope(1)),
+        (KEY, 2, envelope(2)),
+        (KEY, 3, envelope(3)),
+    ]
+    assert again._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    again.close()
+
+
+def test_same_bytes_again_is_a_no_op_different_bytes_are_refused(spool):
+    spool.append(KEY, 1, envelope(1))
+    spool.append(KEY, 1, envelope(1))
+    assert len(spool.pending()) == 1
+    with pytest.raises(StateError, match=r"different envelope for key .* sequence 1"):
+        spool.append(KEY, 1, envelope(1, size=200))
+    assert spool.pending()[0].envelope == envelope(1)
+
+
+def test_delivered_only_by_mark_delivered_and_metrics_follow(spool, registry):
+    for seq in (1, 2, 3):
+        spool.append(KEY, seq, envelope(seq))
+    assert metric(registry, "gpucensus_agent_spool_pending_envelopes") == 3
+    spool.mark_delivered(KEY, 2, log_index=41)
+    assert [e.sequence for e in spool.pending()] == [1, 3]
+    assert spool.entries(DELIVERED) == [(KEY, 2, 41, "")]
+    assert metric(registry, "gpucensus_agent_spool_pending_envelopes") == 2
+    assert metric(registry, "gpucensus_agent_envelopes_delivered_total") == 1
+    assert metric(registry, "gpucensus_agent_spool_undelivered_bytes") == 200
+    spool.mark_delivered(KEY, 2, log_index=41)  # a second ack for it changes nothing
+    assert metric(registry, "gpucensus_agent_envelopes_delivered_total") == 1
+
+
+def test_rejected_is_kept_with_its_reason_and_not_resent(spool, registry):
+    spool.append(KEY, 1, envelope(1))
+    spool.append(KEY, 2, envelope(2))
+    spool.mark_rejected(KEY, 1, "PERMISSION_DENIED: key revoked")
+    assert [e.sequence for e in spool.pending()] == [2]
+    assert spool.entries(REJECTED) == [(KEY, 1, None, "PERMISSION_DENIED: key revoked")]
+    assert metric(registry, "gpucensus_agent_spool_rejected_envelopes") == 1
+    assert spool.counts() == {PENDING: 1, DELIVERED: 0, REJECTED: 1, QUARANTINED: 0}
+
+
+def test_corrupted_row_is_quarantined_loudly_and_the_rest_drains(tmp_path, registry, caplog):
+    spool = Spool(tmp_path / "spool.db", max_bytes=10_000, registry=registry)
+    for seq in (1, 2, 3):
+        spool.append(KEY, seq, envelope(seq))
+    raw = sqlite3.connect(tmp_path / "spool.db")
+    raw.execute("UPDATE envelopes SET envelope = ? WHERE sequence = 2", (b'{"sequence":2,"tampered":1}',))
+    raw.commit()
+    raw.close()
+    with caplog.at_level(logging.ERROR, logger="gpucensus.agent.spool"):
+        assert [e.sequence for e in spool.pending()] == [1, 3]
+    assert "sequence 2" in caplog.text and "quarantined" in caplog.text and "digest" in caplog.text
+    [(keyid, sequence, _, reason)] = spool.entries(QUARANTINED)
+    assert (keyid, sequence) == (KEY, 2) and "do not match their digest" in reason
+    assert metric(registry, "gpucensus_agent_spool_quarantined_envelopes") == 1
+    # never dropped: the row and its (damaged) bytes are still there
+    assert spool.counts()[QUARANTINED] == 1
+    spool.close()
+
+
+def test_row_with_wrong_column_type_is_quarantined(spool):
+    spool.append(KEY, 1, envelope(1))
+    spool._db.execute("UPDATE envelopes SET envelope = 'text, not bytes' WHERE sequence = 1")
+    assert spool.pending() == []
+    assert "not bytes" in spool.entries(QUARANTINED)[0][3]
+
+
+def test_full_spool_refuses_new_envelopes_loudly_and_keeps_old_ones(tmp_path, registry, caplog):
+    spool = Spool(tmp_path / "spool.db", max_bytes=250, registry=registry)
+    assert spool.check_room()
+    spool.append(KEY, 1, envelope(1))
+    spool.append(KEY, 2, envelope(2))
+    assert spool.check_room()  # 200 < 250
+    spool.append(KEY, 3, envelope(3))
+    with caplog.at_level(logging.ERROR, logger="gpucensus.agent.spool"):
+        assert not spool.check_room()
+        assert not spool.check_room()
+    assert caplog.text.count("is full") == 2
+    assert metric(registry, "gpucensus_agent_spool_full_total") == 2
+    assert metric(registry, "gpucensus_agent_spool_max_bytes") == 250
+    assert [e.sequence for e in spool.pending()] == [1, 2, 3]  # nothing dropped
+    spool.mark_delivered(KEY, 1, log_index=0)
+    assert spool.check_room()  # delivery makes room
+    spool.close()
+
+
+def test_rejected_envelopes_count_against_the_limit(tmp_path):
+    spool = Spool(tmp_path / "spool.db", max_bytes=150)
+    spool.append(KEY, 1, envelope(1))
+    spool.append(KEY, 2, envelope(2))
+    spool.mark_rejected(KEY, 1, "INVALID_ARGUMENT")
+    spool.mark_rejected(KEY, 2, "INVALID_ARGUMENT")
+    assert not spool.check_room()
+    spool.close()
+
+
+def test_delivered_rows_are_pruned_to_keep_delivered(tmp_path):
+    spool = Spool(tmp_path / "spool.db", max_bytes=100_000, keep_delivered=2)
+    for seq in range(1, 6):
+        spool.append(KEY, seq, envelope(seq))
+        spool.mark_delivered(KEY, seq, log_index=seq - 1)
+    assert [row[1] for row in spool.entries(DELIVERED)] == [4, 5]
+    spool.close()
+
+
+def test_spool_from_a_newer_agent_is_refused(tmp_path):
+    path = tmp_path / "spool.db"
+    Spool(path, max_bytes=1000).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version=99")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StateError, match="newer agent"):
+        Spool(path, max_bytes=1000)
+
+
+def test_damaged_file_is_a_state_error_with_a_hint(tmp_path):
+    path = tmp_path / "spool.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError) as err:
+        Spool(path, max_bytes=1000)
+    assert str(path) in err.value.message and "move it aside" in err.value.hint
