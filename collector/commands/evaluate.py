@@ -14,6 +14,7 @@ from agent.catalogue import load_catalogue
 from collector.errors import ConfigError
 from collector.policy import evaluate, load_pack, load_scenario
 from collector.policy.compare import render_compare
+from collector.policy.fields import iso_date
 from collector.policy.render import FORMATS, render
 
 
@@ -30,10 +31,10 @@ def add_policy_arguments(parser: argparse.ArgumentParser, policy_required: bool)
 def parse_as_of(value: str | None) -> date | None:
     if value is None:
         return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--as-of: expected a date (YYYY-MM-DD), got {value!r}") from None
+    parsed = iso_date(value)
+    if parsed is None:
+        raise ConfigError(f"--as-of: expected a date (YYYY-MM-DD), got {value!r}")
+    return parsed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from agent.accounting import ECCN_A, ECCN_B, Rules, classify
+from agent.accounting import Rules, classify
 from agent.catalogue import Catalogue
 from collector.policy import rules_tiers, rules_veu
 from collector.policy.pack import Pack
@@ -28,8 +28,6 @@ from collector.policy.result import (
     worst,
 )
 from collector.policy.scenario import DeviceGroup, Scenario, Site
-
-CLASSES_3A090 = (ECCN_A, ECCN_B)
 
 
 def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules) -> Evaluation:
@@ -107,6 +105,9 @@ def _resolve(
 
 
 def _policy_dates(pack: Pack, as_of: date) -> list[Finding]:
+    if pack.status == "proposal":
+        return [Finding(INFO, "policy.not-effective", f"policy:{pack.name}",
+                        f"{pack.name} is a proposal, never in effect; evaluated as a what-if")]  # fmt: skip
     until = pack.effective_until
     if as_of < pack.effective_from or (until is not None and as_of >= until):
         span = f"{pack.effective_from.isoformat()} to {until.isoformat() if until else 'open'}"

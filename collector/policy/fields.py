@@ -6,6 +6,7 @@ expected a quoted decimal ...").
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
@@ -14,6 +15,7 @@ from collector.countries import is_alpha2
 from collector.errors import ConfigError
 
 _MISSING = object()
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class Reader:
@@ -133,7 +135,7 @@ class Reader:
         return Reader(self._get(name, _MISSING), self.file, path)
 
     def tables(self, name: str, default: Any = _MISSING) -> list[Reader]:
-        value = self._get(name, [] if default is _MISSING else default)
+        value = self._get(name, default)  # required unless a default is given: a missing list is an error
         if not isinstance(value, list):
             raise self.fail(name, f"expected a list of tables/objects, got {_kind(value)}")
         base = f"{self.path}.{name}" if self.path else name
@@ -145,12 +147,20 @@ def parse_date(value: Any, where: str) -> date:
         raise ConfigError(f"{where}: expected a date (YYYY-MM-DD), got a date-time")
     if isinstance(value, date):
         return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
+    if isinstance(value, str) and (parsed := iso_date(value)) is not None:
+        return parsed
     raise ConfigError(f"{where}: expected a date (YYYY-MM-DD), got {_kind(value)}")
+
+
+def iso_date(text: str) -> date | None:
+    """A calendar date written exactly YYYY-MM-DD, else None (Python 3.11's `date.fromisoformat` would also take
+    "20260101" and week dates such as "2026-W01-1", which no one writes in a compliance file on purpose)."""
+    if not _DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _kind(value: Any) -> str:

@@ -15,11 +15,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent.accounting import ECCN_A, ECCN_B
 from collector.errors import ConfigError
 from collector.policy.fields import Reader
 
 STATUSES = ("in-force", "rescinded", "proposal")
-CLASSES = ("3A090.a", "3A090.b")
+CLASSES = (ECCN_A, ECCN_B)
 TIERS = (1, 2, 3)
 FORMAT = 1
 _DEFAULT_CAP_FRACTION = "0.8"  # issue 5's warning bands (tool thresholds, not regulation)
@@ -157,12 +158,17 @@ def parse_pack(text: str, where: str, source: str) -> Pack:
     status = r.string("status")
     if status not in STATUSES:
         raise ConfigError(f"{where}: status: must be one of {', '.join(STATUSES)}, got {status!r}")
-    counted = tuple(r.strings("counted_classes", default=["3A090.a"]))
+    counted = tuple(r.strings("counted_classes", default=[ECCN_A]))
     for cls in counted:
         if cls not in CLASSES:
             raise ConfigError(f"{where}: counted_classes: {cls!r} is not one of {', '.join(CLASSES)}")
+    if len(set(counted)) != len(counted):
+        raise ConfigError(f"{where}: counted_classes: a class is listed twice")
     eff = r.table("effective")
     eff.allow("from", "until")
+    effective_from, effective_until = eff.date("from"), eff.date("until", required=False)
+    if effective_until is not None and effective_until <= effective_from:
+        raise ConfigError(f"{where}: effective.until: must be after effective.from")
     tiers = r.table("tiers")
     tiers.allow("as_of", "default", "tier1", "tier3")
     tier1, tier3 = tiers.countries("tier1"), tiers.countries("tier3")
@@ -184,8 +190,8 @@ def parse_pack(text: str, where: str, source: str) -> Pack:
         status=status,
         source=source,
         sources=_sources(r),
-        effective_from=eff.date("from"),
-        effective_until=eff.date("until", required=False),
+        effective_from=effective_from,
+        effective_until=effective_until,
         h100_reference_tpp=h100,
         counted_classes=counted,
         government_agreements=frozenset(r.countries("government_agreements", default=[])),
@@ -212,6 +218,10 @@ def _sources(r: Reader) -> tuple[dict[str, str], ...]:
         out.append({k: item.string(k) for k in ("id", "citation", "url", "note") if item.has(k)})
         if "id" not in out[-1] or "citation" not in out[-1]:
             raise ConfigError(f"{r.where}: sources[{i}]: needs 'id' and 'citation'")
+        if out[-1]["id"] in [s["id"] for s in out[:-1]]:
+            raise ConfigError(f"{r.where}: sources[{i}].id: {out[-1]['id']!r} is used twice")
+    if not out:
+        raise r.fail("sources", "empty: a pack names where its numbers come from")
     return tuple(out)
 
 

@@ -28,8 +28,14 @@ def _h100e(tpp: int, ref: int) -> float:
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
+    """A finding's value and limit unrounded (a share as the nearest float): rounding could put a value that is
+    below its limit onto it."""
     return {"severity": f.severity, "rule": f.rule, "subject": f.subject, "message": f.message,
-            "value": _num(f.value), "limit": _num(f.limit)}  # fmt: skip
+            "value": _exact(f.value), "limit": _exact(f.limit)}  # fmt: skip
+
+
+def _exact(value: int | Fraction | None) -> int | float | None:
+    return value if value is None or isinstance(value, int) else float(value)
 
 
 def to_dict(ev: Evaluation) -> dict[str, Any]:

@@ -151,10 +151,20 @@ def check_min_share(
     return None
 
 
-def percent(value: Fraction) -> str:
+def percent(value: Fraction, digits: int = 2) -> str:
     """0.075 -> '7.5 %' (display only)."""
-    text = f"{float(value * 100):.2f}".rstrip("0").rstrip(".")
+    text = f"{float(value * 100):.{digits}f}".rstrip("0").rstrip(".")
     return f"{text} %"
+
+
+def percent_near(value: Fraction, *marks: Fraction) -> str:
+    """`value` as a percentage with as few decimals (2 or more) as keep it on the same side of every mark (a limit,
+    a warning band) as the exact value: 0.749975 next to 0.75 reads '74.9975 %', never '75 %' below a 75 % minimum."""
+    for digits in range(2, 12):
+        shown = round(value * 100, digits) / 100
+        if all((shown > m) - (shown < m) == (value > m) - (value < m) for m in marks):
+            return percent(shown, digits)
+    return percent(value, 12)
 
 
 def points(value: Fraction) -> str:

@@ -43,9 +43,13 @@ def allocation_for(pack: Pack, country: str, agreements: Iterable[str] = ()) -> 
 def lpp_and_allocation(
     scenario: Scenario, pack: Pack, devices: list[ResolvedDevice], findings: list[Finding]
 ) -> dict[str, int]:
-    """Steps 3 and 4; appends findings and returns the allocation used per Tier 2 country (TPP)."""
+    """Steps 3 and 4; appends findings and returns the allocation used per Tier 2 country (TPP).
+
+    Only acquisitions on or after the pack's `effective.from` are subject to its LPP and licensing rules: a rule
+    does not reach back to exports made before it existed (they still count in installed bases and shares)."""
     plain = {e.id for e in scenario.entities if e.authorization == "none"}
-    candidates = [d for d in devices if d.counted and d.tier == 2 and d.entity in plain]
+    candidates = [d for d in devices if d.counted and d.tier == 2 and d.entity in plain
+                  and d.acquired_effective >= pack.effective_from]  # fmt: skip
     licensed = _licensed(candidates, pack, findings)
     a = pack.allocation
     if a is None:

@@ -16,6 +16,7 @@ from collector.policy.result import (
     check_max_share,
     check_min_share,
     percent,
+    percent_near,
     tpp_text,
 )
 from collector.policy.scenario import Scenario
@@ -60,25 +61,24 @@ def uveu(scenario: Scenario, pack: Pack, devices: list[ResolvedDevice]) -> list[
         if total == 0:
             continue
         head = f"UVEU {e.id} (worldwide {tpp_text(total, pack.h100_reference_tpp)})"
-        if u.tier1_min_share is not None:
-            t1, lim = sh["tier1"], u.tier1_min_share
-            out.append(check_min_share(t1, lim, pack.warn_min_share_margin, "uveu.tier1-share", subject,
-                                       f"{head}: Tier 1 share {percent(t1)} is {HOW} {percent(lim)}"))  # fmt: skip
-        if u.country_max_share is not None:
-            lim = u.country_max_share
+        margin, band = pack.warn_min_share_margin, pack.warn_cap_fraction
+        if (lim := u.tier1_min_share) is not None:
+            t1 = sh["tier1"]
+            text = f"{head}: Tier 1 share {percent_near(t1, lim, lim + margin)} is {HOW} {percent(lim)}"
+            out.append(check_min_share(t1, lim, margin, "uveu.tier1-share", subject, text))
+        if (lim := u.country_max_share) is not None:
             for country, share in sh["by_country"].items():
                 if pack.tier(country) != 2:
                     continue
-                out.append(check_max_share(share, lim, pack.warn_cap_fraction, "uveu.country-share", subject,
-                                           f"{head}: share in Tier 2 country {country} {percent(share)} is "
-                                           f"{HOW} {percent(lim)}"))  # fmt: skip
-        home = u.headquarters_country_min_share.get(e.headquarters)
-        if home is not None:
+                shown = percent_near(share, lim, band * lim)
+                text = f"{head}: share in Tier 2 country {country} {shown} is {HOW} {percent(lim)}"
+                out.append(check_max_share(share, lim, band, "uveu.country-share", subject, text))
+        if (home := u.headquarters_country_min_share.get(e.headquarters)) is not None:
             hq = e.headquarters
             share = sh["by_country"].get(hq, Fraction(0))
-            out.append(check_min_share(share, home, pack.warn_min_share_margin, f"uveu.{hq.lower()}-share",
-                                       subject, f"{head}, headquartered in {hq}: share in {hq} {percent(share)} "
-                                       f"is {HOW} {percent(home)}"))  # fmt: skip
+            shown = percent_near(share, home, home + margin)
+            text = f"{head}, headquartered in {hq}: share in {hq} {shown} is {HOW} {percent(home)}"
+            out.append(check_min_share(share, home, margin, f"uveu.{hq.lower()}-share", subject, text))
     return [f for f in out if f is not None]
 
 

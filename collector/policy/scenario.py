@@ -55,9 +55,6 @@ class Scenario:
     sites: tuple[Site, ...]
     government_agreements: frozenset[str] = frozenset()
 
-    def entity(self, entity_id: str) -> Entity:
-        return next(e for e in self.entities if e.id == entity_id)
-
 
 def load_scenario(path: str, as_of: date | None = None) -> Scenario:
     """A scenario file (.json or .toml); `as_of` overrides the file's date."""

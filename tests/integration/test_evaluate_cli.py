@@ -54,6 +54,12 @@ def test_worked_example_json_contract() -> None:
     assert doc["summary"] == {"violations": 6, "warnings": 8, "compliant": False}
     for f in doc["findings"]:
         assert set(f) == {"severity", "rule", "subject", "message", "value", "limit"}
+    # TPP is an integer everywhere, never a float that a reader could round
+    tpp_values = [e["tpp"] for e in doc["entities"]] + [s["tpp"] for s in doc["sites"]] + [
+        v for f in doc["findings"] if f["rule"] in ("country.allocation", "lpp.exceeded", "nveu.installed-base",
+                                                    "tier3.prohibited") for v in (f["value"], f["limit"])]  # fmt: skip
+    assert tpp_values and all(type(v) is int for v in tpp_values)
+    assert '"tpp": 960210800,' in result.stdout
 
 
 def test_compliant_scenario_exits_0_with_a_table() -> None:
@@ -70,8 +76,9 @@ def test_csv() -> None:
     kinds = {r["record"] for r in rows}
     assert kinds == {"country", "entity", "site", "finding"}
     ae = next(r for r in rows if r["record"] == "country" and r["id"] == "AE")
-    # carnegie: the 2025 batches (1,650 H100 each) are licensed too: 744,104,000 + 52,245,600 = 796,349,600
-    assert (ae["allocation_used_tpp"], ae["status"]) == ("796349600", "violation")
+    # carnegie: oasis-ai's 1,650 H100 in 2026 (26,122,800) are over its 2026 LPP (300 H100e = 4,749,600), so
+    # licensed: 744,104,000 + 26,122,800 = 770,226,800 = 97.5 % of 790,000,000 -> warning
+    assert (ae["allocation_used_tpp"], ae["status"]) == ("770226800", "warning")
 
 
 def test_as_of_and_compare() -> None:
@@ -82,20 +89,22 @@ def test_as_of_and_compare() -> None:
     by_country = {c["country"]: c for c in doc["countries"]}
     assert by_country["CY"]["tier"] == [3, 1] and by_country["CY"]["status"] == ["violation", "compliant"]
     assert by_country["IN"]["status"] == ["violation", "compliant"] and by_country["IN"]["changed"]
-    assert by_country["AE"]["status"] == ["warning", "violation"]
+    assert by_country["AE"]["status"] == ["warning", "warning"]
+    assert by_country["AE"]["allocation_used_tpp"] == [744_104_000, 770_226_800] and by_country["AE"]["changed"]
     assert by_country["US"]["changed"] is False
     northwind = next(e for e in doc["entities"] if e["id"] == "northwind")
     assert northwind["status"] == ["violation", "compliant"]
     table = cli("evaluate", "--policy", "baseline-2023", "--compare", "carnegie-2025", "--scenario", WORKED)
     assert table.returncode == 1 and table.stdout.startswith("compare baseline-2023 -> carnegie-2025")
-    # as of 2025-12-31 the 2026 acquisitions are left out (AE uses 2 x 26,122,800 = 52,245,600, IN nothing);
-    # atlas's undated 250,000 H100 = 3,958,000,000 TPP are over the 2025 NVEU cap of 1,583,200,000
+    # as of 2025-12-31 the 2026 acquisitions are left out and the 2025 batches (1,650 H100 = 26,122,800 each) are
+    # within the 2025 LPP (26,900,000, inherited from the IFR): AE uses nothing; atlas's undated 250,000 H100 =
+    # 3,958,000,000 TPP are over the 2025 NVEU cap of 1,583,200,000
     early = cli("evaluate", "--policy", "carnegie-2025", "--scenario", WORKED, "--as-of", "2025-12-31",
                 "--format", "json")  # fmt: skip
     doc = json.loads(early.stdout)
     rules = {(f["rule"], f["value"], f["limit"]) for f in doc["findings"] if f["severity"] == "violation"}
     assert rules == {("tier3.prohibited", 1_288_000, 0), ("nveu.installed-base", 3_958_000_000, 1_583_200_000)}
-    assert next(c for c in doc["countries"] if c["country"] == "AE")["allocation_used_tpp"] == 52_245_600
+    assert next(c for c in doc["countries"] if c["country"] == "AE")["allocation_used_tpp"] == 0
 
 
 def test_broken_scenario(tmp_path) -> None:
@@ -111,6 +120,11 @@ def test_broken_scenario(tmp_path) -> None:
                        "cannot read it")  # fmt: skip
     assert_clean_error(cli("evaluate", "--policy", "ai-diffusion-2025", "--scenario", WORKED, "--as-of", "2026-02-30"),
                        "--as-of: expected a date")  # fmt: skip
+    assert_clean_error(cli("evaluate", "--policy", "ai-diffusion-2025", "--scenario", WORKED, "--as-of", "20260930"),
+                       "--as-of: expected a date (YYYY-MM-DD), got '20260930'")  # fmt: skip
+    bad.write_text('{"as_of": "2026-09-30", "entities": []}')
+    assert_clean_error(cli("evaluate", "--policy", "ai-diffusion-2025", "--scenario", str(bad)),
+                       f"scenario {bad}: sites: missing (required)")  # fmt: skip
 
 
 def test_broken_pack(tmp_path) -> None:

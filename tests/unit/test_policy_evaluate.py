@@ -179,8 +179,39 @@ LPP_CASES = [
         [(31_664_000, 26_900_000)],
         31_664_000,
     ),
-    # carnegie: no LPP exception before 2026 -> 1 H100 in 2025 is licensed (limit 0)
-    ("carnegie-2025-none", CARNEGIE, [h100(1, "2025-06-01")], "2026-06-30", [(15_832, 0)], 15_832),
+    # carnegie keeps the IFR's 26,900,000 for 2025 (the proposal starts lowering it in 2026): 1,699 H100 =
+    # 26,898,368 covered; 1,700 H100 = 26,914,400 over -> licensed
+    ("carnegie-2025-inherited-at", CARNEGIE, [h100(1699, "2025-06-01")], "2026-06-30", [], 0),
+    (
+        "carnegie-2025-inherited-over",
+        CARNEGIE,
+        [h100(1700, "2025-06-01")],
+        "2026-06-30",
+        [(26_914_400, 26_900_000)],
+        26_914_400,
+    ),
+    # before the IFR's effective date (2025-01-13) its LPP and licensing do not apply: 2024 and 2025-01-12
+    # acquisitions of 26,900,001 are not tested; on 2025-01-13 they are
+    ("ifr-2024-not-reached", IFR, [tpp(26_900_001, "2024-06-01")], "2026-06-30", [], 0),
+    ("ifr-day-before-effective", IFR, [tpp(26_900_001, "2025-01-12")], "2026-06-30", [], 0),
+    (
+        "ifr-effective-day",
+        IFR,
+        [tpp(26_900_001, "2025-01-13")],
+        "2026-06-30",
+        [(26_900_001, 26_900_000)],
+        26_900_001,
+    ),
+    # 2025 total from the effective date only: 20,000,000 on 2025-01-12 (before) + 20,000,000 on 2025-01-13 -> the
+    # year's total under the rule is 20,000,000 <= 26,900,000 -> covered
+    (
+        "ifr-year-counts-from-effective",
+        IFR,
+        [tpp(20_000_000, "2025-01-12"), tpp(20_000_000, "2025-01-13")],
+        "2026-06-30",
+        [],
+        0,
+    ),
     # carnegie 2026: 300 H100e = 300 x 15,832 = 4,749,600; exactly 300 H100 covered, 301 = 4,765,432 not
     ("carnegie-2026-at", CARNEGIE, [h100(300, "2026-02-01")], "2026-06-30", [], 0),
     ("carnegie-2026-over", CARNEGIE, [h100(301, "2026-02-01")], "2026-06-30", [(4_765_432, 4_749_600)], 4_765_432),
@@ -275,6 +306,11 @@ ALLOCATION_CASES = [
 ]
 
 
+# the allocation of the cases without a finding: 790,000,000, or 1,580,000,000 with AE's agreement
+ALLOCATION_WITHOUT_FINDING = {"below-80-percent": 790_000_000, "agreement-doubles": 1_580_000_000,
+                              "before-window": 790_000_000, "after-window": 790_000_000}  # fmt: skip
+
+
 @pytest.mark.parametrize(("name", "pack_name", "rows", "cc", "agreements", "expected"), ALLOCATION_CASES,
                          ids=[c[0] for c in ALLOCATION_CASES])  # fmt: skip
 def test_allocation(name, pack_name, rows, cc, agreements, expected) -> None:
@@ -283,7 +319,7 @@ def test_allocation(name, pack_name, rows, cc, agreements, expected) -> None:
     got = [(f.severity, f.value, f.limit) for f in ev.findings if f.rule == "country.allocation"]
     assert got == ([expected] if expected else [])
     c = country(ev, cc)
-    assert c.allocation_tpp == (expected[2] if expected else c.allocation_tpp)
+    assert c.allocation_tpp == (expected[2] if expected else ALLOCATION_WITHOUT_FINDING[name])
     assert c.status == (expected[0] if expected else "compliant")
     assert ev.compliant == (not expected or expected[0] != "violation")
 
@@ -494,6 +530,22 @@ def test_policy_not_in_effect_is_info() -> None:
     assert not [f for f in ev.findings if f.rule == "policy.not-effective"]
 
 
+@pytest.mark.parametrize("as_of", ["2025-06-01", "2026-06-30", "2031-01-01"])
+def test_a_proposal_is_never_in_effect(as_of) -> None:
+    # carnegie-2025 has no `until`: the dates alone would call it in effect; its status says it never was
+    ev = run(CARNEGIE, scenario([("s", "US", "e", [h100(1)])], {"e": ("US", "none")}, as_of=as_of))
+    f = one(ev, "policy.not-effective")
+    assert f.severity == "info" and "proposal" in f.message and ev.compliant
+
+
+def test_baseline_is_in_force_today() -> None:
+    # the October 2023 controls were not rescinded with the IFR: no "not in effect" note in 2026
+    ev = run(BASELINE, scenario([("s", "US", "e", [h100(1)])], {"e": ("US", "none")}, as_of="2026-06-30"))
+    assert not [f for f in ev.findings if f.rule == "policy.not-effective"]
+    ev = run(BASELINE, scenario([("s", "US", "e", [h100(1)])], {"e": ("US", "none")}, as_of="2023-11-16"))
+    assert one(ev, "policy.not-effective").severity == "info"
+
+
 def test_summary_counts_and_sort_order() -> None:
     ev = run(IFR, scenario([("cn", "CN", "e", [h100(1)]), ("ae", "AE", "e", [{"model": "nope", "count": 1}])]))
     assert (ev.count("violation"), ev.count("warning"), ev.compliant) == (1, 1, False)
@@ -516,3 +568,88 @@ def test_json_keeps_tpp_integers_and_rounds_only_display_fields() -> None:
     assert utilization_text(790_000_001, 790_000_000) == "> 100 %"
     assert utilization_text(790_000_000, 790_000_000) == "100 %"
     assert utilization_text(632_000_000, 790_000_000) == "80 %"
+
+
+# --- boundaries added in review (hand-computed) ---------------------------------------------------------------
+
+NVEU_BOUNDARY_CASES = [
+    # (id, installed base in SA given as one device of N TPP, as_of, expected (severity, value, limit))
+    # 2025 cap 1,583,200,000: at it on its last day -> warning; one TPP over -> violation; the day after, the
+    # 2026 cap 4,274,640,000 applies: 1,583,200,001 / 4,274,640,000 = 37.04 % -> nothing
+    ("2025-last-day-at-cap", 1_583_200_000, "2025-12-31", ("warning", 1_583_200_000, 1_583_200_000)),
+    ("2025-last-day-one-over", 1_583_200_001, "2025-12-31", ("violation", 1_583_200_001, 1_583_200_000)),
+    ("2026-first-day", 1_583_200_001, "2026-01-01", None),
+    # 2026 cap on its last day, one TPP over -> violation; on 2027-01-01 the cap is 5,066,240,000:
+    # 4,274,640,001 / 5,066,240,000 = 84.4 % >= 80 % -> warning
+    ("2026-last-day-one-over", 4_274_640_001, "2026-12-31", ("violation", 4_274_640_001, 4_274_640_000)),
+    ("2027-first-day", 4_274_640_001, "2027-01-01", ("warning", 4_274_640_001, 5_066_240_000)),
+    # the last step holds after 2027-12-31: exactly at it -> warning, one over -> violation
+    ("2028-at-last-cap", 5_066_240_000, "2028-01-01", ("warning", 5_066_240_000, 5_066_240_000)),
+    ("2028-one-over", 5_066_240_001, "2028-01-01", ("violation", 5_066_240_001, 5_066_240_000)),
+    # 80 % of the 2025 cap = 1,266,560,000 -> warning; one TPP less -> nothing
+    ("2025-at-80-percent", 1_266_560_000, "2025-06-30", ("warning", 1_266_560_000, 1_583_200_000)),
+    ("2025-below-80-percent", 1_266_559_999, "2025-06-30", None),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "as_of", "expected"), NVEU_BOUNDARY_CASES,
+                         ids=[c[0] for c in NVEU_BOUNDARY_CASES])  # fmt: skip
+def test_nveu_boundaries_to_the_tpp(name, value, as_of, expected) -> None:
+    ev = run(IFR, scenario([("s", "SA", "n", [tpp(value, acquired=None)])], {"n": ("SA", "nveu")}, as_of=as_of))
+    got = [(f.severity, f.value, f.limit) for f in ev.findings if f.rule == "nveu.installed-base"]
+    assert got == ([expected] if expected else [])
+    assert ev.compliant == (expected is None or expected[0] != "violation")
+
+
+def test_shared_allocation_counts_only_licensed_entities() -> None:
+    # e1 acquires exactly the LPP limit in 2026 (26,900,000: covered, not counted); e2 790,000,000 (licensed):
+    # used = 790,000,000 = the allocation exactly -> warning, not violation
+    rows = [("a", "AE", "e1", [tpp(26_900_000)]), ("b", "AE", "e2", [tpp(790_000_000)])]
+    ev = run(IFR, scenario(rows))
+    assert [(f.severity, f.value) for f in ev.findings if f.rule == "country.allocation"] == [("warning", 790_000_000)]
+    assert "e2" in one(ev, "country.allocation").message and "e1" not in one(ev, "country.allocation").message
+    # one TPP more for e1 (26,900,001): its year is licensed too -> 816,900,001 > 790,000,000
+    rows[0] = ("a", "AE", "e1", [tpp(26_900_001)])
+    ev = run(IFR, scenario(rows))
+    assert [(f.severity, f.value) for f in ev.findings if f.rule == "country.allocation"] == [
+        ("violation", 816_900_001)]  # fmt: skip
+
+
+def test_undated_devices_take_the_as_of_date_for_the_window() -> None:
+    # 790,000,001 TPP undated: as of 2027-12-31 inside the window -> violation; as of 2028-01-01 outside -> nothing
+    doc = scenario([("a", "AE", "e", [tpp(790_000_001, acquired=None)])], as_of="2027-12-31")
+    assert found(run(IFR, doc), "country.allocation") == {("violation", "country.allocation", "country:AE")}
+    doc["as_of"] = "2028-01-01"
+    assert found(run(IFR, doc), "country.allocation") == set()
+
+
+SHARE_TEXT_CASES = [
+    # (id, TPP in US, TPP in BR, rule, text that must appear): the share is shown with enough decimals to stay on
+    # its side of the limit and of the warning band; 2,999,900 / 4,000,000 = 74.9975 % must not read "75 %"
+    ("tier1-just-below", 2_999_900, 1_000_100, "uveu.tier1-share", "Tier 1 share 74.998 % is below the minimum 75 %"),
+    # 3,199,960 / 4,000,000 = 79.999 %: a warning, so not "80 %" (which would be outside the 5-point band)
+    ("tier1-just-inside-band", 3_199_960, 800_040, "uveu.tier1-share", "Tier 1 share 79.999 % is less than 5"),
+    # US share 1,999,980 / 4,000,000 = 49.9995 % -> below 50 % (at three decimals it would round to 50 %)
+    ("us-just-below", 1_999_980, 2_000_020, "uveu.us-share", "share in US 49.9995 % is below the minimum 50 %"),
+    # round values keep two decimals: 7,499 / 10,000 = 74.99 %
+    ("two-decimals", 7_499_000, 2_501_000, "uveu.tier1-share", "Tier 1 share 74.99 % is below"),
+]
+
+
+@pytest.mark.parametrize(("name", "us", "br", "rule", "text"), SHARE_TEXT_CASES, ids=[c[0] for c in SHARE_TEXT_CASES])
+def test_share_messages_never_round_across_a_limit(name, us, br, rule, text) -> None:
+    doc = scenario(
+        [("us", "US", "u", [tpp(us, count=1)]), ("br", "BR", "u", [tpp(br, count=1)])], {"u": ("US", "uveu")}
+    )
+    msg = one(run(IFR, doc), rule).message
+    assert text in msg, msg
+
+
+def test_json_finding_values_are_not_rounded_onto_the_limit() -> None:
+    from collector.policy.render import to_dict
+
+    # Tier 1 share 74,999,990 / 100,000,000 = 0.7499999: rounded to 6 decimals it would read 0.75 = the limit
+    doc = scenario([("us", "US", "u", [tpp(74_999_990)]), ("br", "BR", "u", [tpp(25_000_010)])], {"u": ("US", "uveu")})
+    f = next(f for f in to_dict(run(IFR, doc))["findings"] if f["rule"] == "uveu.tier1-share")
+    assert (f["severity"], f["limit"]) == ("violation", 0.75) and f["value"] < f["limit"]
+    assert f["value"] == 0.7499999

@@ -47,8 +47,10 @@ def test_carnegie_adds_exactly_the_documented_countries() -> None:
     assert c.tier1 - ifr.tier1 == (EU27 - IFR_TIER1) | {"IS", "IL", "CH"}
     assert len(c.tier1 - ifr.tier1) == 20 and c.tier1 >= ifr.tier1
     assert c.tier3 == ifr.tier3 - {"CY"}  # Cyprus moves to Tier 1 with the whole EU
-    assert [(s.from_year, s.tpp) for s in c.lpp or ()] == [
+    # 2025 inherited from the IFR (the proposal is silent on it), then 300 / 600 / 1,200 / 2,400 H100e
+    assert [(s.from_year, s.tpp) for s in c.lpp or ()] == [(2025, 26_900_000),
         (2026, 300 * 15_832), (2027, 600 * 15_832), (2028, 1_200 * 15_832), (2029, 2_400 * 15_832)]  # fmt: skip
+    assert c.lpp_limit(2025) == ifr.lpp_limit(2025) and c.lpp_limit(2031) == 2_400 * 15_832
     assert c.allocation is not None and c.allocation.country_multipliers == {"IN": 2}
     assert c.uveu is not None and c.uveu.country_max_share is None and c.uveu.tier1_min_share == Fraction(3, 4)
     text = pack_text("carnegie-2025")[0]
@@ -58,7 +60,11 @@ def test_carnegie_adds_exactly_the_documented_countries() -> None:
 
 def test_baseline_is_only_the_tier3_prohibition() -> None:
     p = load_pack("baseline-2023")
-    assert p.tier3_prohibited and p.tier3 == D5_MACAU_HK and not p.tier1 and p.default_tier == 1
+    assert p.tier3_prohibited and not p.tier1 and p.default_tier == 1
+    # the October 2023 controls are still in force (the IFR's rescission did not touch them), so the list is the
+    # current one: Cambodia left D:5 in February 2026 (regulation.md §2)
+    assert (p.status, p.effective_from, p.effective_until) == ("in-force", date(2023, 11, 17), None)
+    assert p.tier3 == D5_MACAU_HK - {"KH"} and p.tiers_as_of == date(2026, 2, 28)
     assert (p.lpp, p.allocation, p.uveu, p.nveu) == (None, None, None, None)
 
 
@@ -137,6 +143,21 @@ BAD_PACKS = [
     ("negative-cap", ("tpp = 790000000", "tpp = -1"), "limits.allocation.tpp: must be at least 0"),
     ("bad-class", ('counted_classes = ["3A090.a"]', 'counted_classes = ["4A090.a"]'), "counted_classes: '4A090.a'"),
     ("not-toml", ("format = 1", "format = = 1"), "not valid TOML"),
+    # a required list left out is an error, never an empty schedule that silently removes the limit
+    ("lpp-no-schedule", ("schedule = [{ from_year = 2025, tpp = 26900000 }]", ""), "limits.lpp.schedule: missing"),
+    ("nveu-misspelt-schedule", ("installed_base = [", "xs = ["), "limits.nveu.xs: unknown key"),
+    ("effective-backwards", ("until = 2025-05-13", "until = 2025-01-13"), "effective.until: must be after"),
+    (
+        "duplicate-source-id",
+        ('id = "summaries"', 'id = "ifr"'),
+        "sources[2].id: 'ifr' is used twice",
+    ),
+    (
+        "duplicate-class",
+        ('counted_classes = ["3A090.a"]', 'counted_classes = ["3A090.a", "3A090.a"]'),
+        "counted_classes: a class is listed twice",
+    ),
+    ("date-basic-format", ("from = 2025-01-13", 'from = "20250113"'), "effective.from: expected a date"),
 ]
 
 
@@ -163,3 +184,17 @@ def test_parse_pack_names_where() -> None:
         parse_pack('format = 1\nname = "x"', "here", "here")
     with pytest.raises(ConfigError, match=r"^here: effective: missing"):
         parse_pack('format = 1\nname = "x"\nstatus = "proposal"\ncounted_classes = []', "here", "here")
+
+
+def test_required_lists_and_sources(tmp_path) -> None:
+    text = IFR_TEXT
+    no_base = re.sub(r"installed_base = \[.*?\]\n", "", text, flags=re.S)
+    assert no_base != text
+    with pytest.raises(ConfigError, match=r"limits\.nveu\.installed_base: missing"):
+        parse_pack(no_base, "p.toml", "p.toml")
+    no_sources = text[: text.index("[[sources]]")]
+    with pytest.raises(ConfigError, match=r"p\.toml: sources: missing"):
+        parse_pack(no_sources, "p.toml", "p.toml")
+    empty = no_sources.replace("format = 1\n", "format = 1\nsources = []\n")
+    with pytest.raises(ConfigError, match=r"p\.toml: sources: empty"):
+        parse_pack(empty, "p.toml", "p.toml")

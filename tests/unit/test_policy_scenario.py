@@ -93,6 +93,16 @@ BAD = [
     ),
     ("agreements", lambda d: d.update(government_agreements=["AE", "XX"]), "t: government_agreements: 'XX'"),
     ("sites-not-list", lambda d: d.update(sites={"id": "s"}), "t: sites: expected a list"),
+    # required lists: a scenario without sites is not an empty, compliant inventory
+    ("no-sites", lambda d: d.pop("sites"), "t: sites: missing"),
+    ("no-entities", lambda d: d.pop("entities"), "t: entities: missing"),
+    # dates are YYYY-MM-DD exactly (Python 3.11 would also read "20260102" and week dates)
+    (
+        "acquired-basic-format",
+        lambda d: d["sites"][0]["devices"][0].update(acquired="20260102"),
+        "t: sites[0].devices[0].acquired: expected a date (YYYY-MM-DD)",
+    ),
+    ("as-of-week-date", lambda d: d.update(as_of="2026-W27-2"), "t: as_of: expected a date (YYYY-MM-DD)"),
 ]
 
 
