@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from agent.accounting import ECCN_A, ECCN_B
 from collector.policy.pack import Pack
-from collector.policy.result import HOW, VIOLATION, WARNING, Finding, ResolvedDevice, check_cap, tpp_text
+from collector.policy.result import HOW, VIOLATION, WARNING, Finding, ResolvedDevice, check_cap, percent, tpp_text
 from collector.policy.scenario import Scenario
 
 
@@ -87,10 +87,16 @@ def _licensed(candidates: list[ResolvedDevice], pack: Pack, findings: list[Findi
     for (entity, country, year), found in sorted(groups.items()):
         total = sum(d.total_tpp for d in found)
         limit = pack.lpp_limit(year)
+        ref = pack.h100_reference_tpp
         if total <= (limit or 0):
+            if limit and total >= pack.warn_cap_fraction * limit:
+                findings.append(Finding(WARNING, "lpp.near-limit", f"entity:{entity}",
+                                        f"entity {entity} in {country}: acquisitions in {year} total "
+                                        f"{tpp_text(total, ref)}, at ≥ {percent(pack.warn_cap_fraction)} of the LPP "
+                                        f"limit {tpp_text(limit, ref)}; going over it would make all of that year's "
+                                        f"acquisitions there need licences", total, limit))  # fmt: skip
             continue
         licensed.extend(found)
-        ref = pack.h100_reference_tpp
         what = (
             f"over the LPP limit {tpp_text(limit, ref)}"
             if limit is not None

@@ -233,6 +233,26 @@ def test_lpp(name, pack_name, devices, as_of, exceeded, used) -> None:
     assert country(ev, "AE").allocation_used_tpp == used
 
 
+NEAR_LIMIT_CASES = [
+    # (id, TPP acquired by e in AE in 2026, expected lpp.near-limit (value, limit) list, lpp.exceeded count)
+    # 80 % of 26,900,000 = 21,520,000: at the band -> warning; one TPP below -> nothing
+    ("band", 21_520_000, [(21_520_000, 26_900_000)], 0),
+    ("below-band", 21_519_999, [], 0),
+    # exactly at the limit: still LPP-covered, so near-limit (not exceeded)
+    ("at-limit", 26_900_000, [(26_900_000, 26_900_000)], 0),
+    # one over: exceeded only
+    ("over", 26_900_001, [], 1),
+]
+
+
+@pytest.mark.parametrize(("name", "total", "near", "exceeded"), NEAR_LIMIT_CASES, ids=[c[0] for c in NEAR_LIMIT_CASES])
+def test_lpp_near_limit_warning(name, total, near, exceeded) -> None:
+    ev = run(IFR, scenario([("s", "AE", "e", [tpp(total, "2026-03-01")])], as_of="2026-06-30"))
+    assert [(f.value, f.limit) for f in ev.findings if f.rule == "lpp.near-limit"] == near
+    assert all(f.severity == "warning" and f.subject == "entity:e" for f in ev.findings if f.rule == "lpp.near-limit")
+    assert sum(1 for f in ev.findings if f.rule == "lpp.exceeded") == exceeded
+
+
 def test_lpp_is_per_entity_and_per_country() -> None:
     # e1 and e2 each 1,000 H100 in AE in 2026 (15,832,000 each, within); e1 also 1,000 in SA: separate consignee
     ev = run(IFR, scenario([("a1", "AE", "e1", [h100(1000, "2026-02-01")]), ("a2", "AE", "e2", [h100(1000)]),
