@@ -14,12 +14,12 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agent.durable import atomic_write
 from agent.errors import StateError
 
 STATE_FILE = "chain.json"
@@ -38,45 +38,6 @@ class ChainState:
     next_sequence: int = 1
     previous: str = ""  # hex SHA-256 of the last signed envelope's bytes, "" before the first
     last_checkpoint: dict[str, Any] = field(default_factory=dict)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(directory: Path, data: bytes, mode: int) -> Path:
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(name)
-        raise
-    os.close(fd)
-    return Path(name)
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool = True) -> None:
-    """Write `data` to `path` atomically and durably. With overwrite=False, FileExistsError if it exists
-    (the file is linked into place, so an existing file is never replaced)."""
-    temp = _write_temp(path.parent, data, mode)
-    try:
-        if overwrite:
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)
-            os.unlink(temp)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _parse(path: Path, data: bytes, keyid: str) -> ChainState:

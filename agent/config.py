@@ -8,6 +8,8 @@ against the working directory. `deploy/agent.example.toml` documents every key.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -146,8 +148,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} not found", hint=hint) from err
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}", hint="the agent config is a UTF-8 TOML file") from err
     out: dict[str, Any] = {}
     for section, table in data.items():
         if section not in SCHEMA:
@@ -184,13 +186,14 @@ def _coerce(dotted: str, value: Any, where: str) -> Any:
     if kind is str and isinstance(value, str):
         return value
     if kind in (int, float) and not isinstance(value, bool):
+        number: int | float | None = None
         if isinstance(value, int) or (kind is float and isinstance(value, float)):
-            return kind(value)
-        if isinstance(value, str):
-            try:
-                return kind(value.strip())
-            except ValueError:
-                pass
+            number = kind(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = kind(value.strip())
+        if number is not None and math.isfinite(number):  # TOML and float() accept inf and nan
+            return number
     raise ConfigError(f"{where}: {dotted} must be {_type_name(kind)}, got {value!r}")
 
 

@@ -13,7 +13,7 @@ from agent.errors import ConfigError
 
 MACHINE_ID_PATHS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def machine_id(paths: Sequence[str] = MACHINE_ID_PATHS) -> str | None:
 
 
 def validate_node_id(node_id: str) -> str:
-    if not _NODE_ID.match(node_id):
+    if not _NODE_ID.fullmatch(node_id):  # `$` would let a trailing newline through
         raise ConfigError(
             f"node id {node_id!r} is not valid",
             hint="use 1-128 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
@@ -56,7 +56,7 @@ def node_info(
     if not chosen:
         raise ConfigError(
             "cannot determine a stable node id: no machine id found at " + ", ".join(machine_id_paths),
-            hint="set --node-id (or node_id in the config); in a container, mount the host's /etc/machine-id",
+            hint="set --node-id (or [node] id in the config); in a container, mount the host's /etc/machine-id",
         )
     try:
         boot_id = Path(boot_id_path).read_text(encoding="ascii").strip()

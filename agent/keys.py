@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent import dsse
+from agent.durable import atomic_write
 from agent.errors import KeyError_
 
 PRIVATE_MODE = 0o600
@@ -44,21 +45,6 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return dsse.key_id(der)
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` (refusing to overwrite) with `mode`, write and fsync it and its directory."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def generate_key(path: Path) -> NodeKey:
     """Create a new key at `path` and `path`.pub; KeyError_ if either exists or cannot be written."""
     pub = public_path(path)
@@ -75,13 +61,13 @@ def generate_key(path: Path) -> NodeKey:
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    try:
-        _write_new(path, private_pem, PRIVATE_MODE)
-        _write_new(pub, public_pem, 0o644)
-    except FileExistsError as err:
-        raise KeyError_(f"{err.filename} already exists; refusing to overwrite a node key") from err
-    except OSError as err:
-        raise KeyError_(f"cannot write key file {err.filename or path}: {err.strerror}") from err
+    for target, data, mode in ((path, private_pem, PRIVATE_MODE), (pub, public_pem, 0o644)):
+        try:
+            atomic_write(target, data, mode=mode, overwrite=False)
+        except FileExistsError as err:  # created by someone else since the check above
+            raise KeyError_(f"{target} already exists; refusing to overwrite a node key") from err
+        except OSError as err:
+            raise KeyError_(f"cannot write key file {target}: {err.strerror}") from err
     return NodeKey(private_key, path)
 
 
@@ -111,18 +97,3 @@ def load_key(path: Path) -> NodeKey:
             hint="gpucensus signs with Ed25519 keys only; generate one with gpucensus-agent keygen",
         )
     return NodeKey(key, path)
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """Load a SubjectPublicKeyInfo PEM Ed25519 public key; KeyError_ if missing, malformed or another type."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise KeyError_(f"cannot read public key {path}: {err.strerror}") from err
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnicodeError) as err:
-        raise KeyError_(f"public key {path} is not a PEM SubjectPublicKeyInfo") from err
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"public key {path} is not Ed25519")
-    return key

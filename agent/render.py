@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.spool import SpoolRow
 
 
 def _h100e(milli: int | None) -> str:
@@ -43,4 +47,18 @@ def snapshot_table(predicate: dict[str, Any]) -> str:
     ]
     for eccn, bucket in totals["by_eccn"].items():
         lines.append(f"  {eccn:<10} {bucket['gpus']:>3} GPUs {bucket['tpp']:>12,} TPP")
+    return "\n".join(lines)
+
+
+def spool_table(path: str, rows: Sequence[SpoolRow], counts: Mapping[str, int]) -> str:
+    """The spool's rows (sequence, state, log index, size, key id, reason) and the count per state."""
+    lines = [f"spool {path}: " + ", ".join(f"{n} {state}" for state, n in counts.items()), ""]
+    lines.append(f"{'SEQUENCE':>8}  {'STATE':<11} {'LOG INDEX':>9} {'BYTES':>7}  {'KEY':<16}  REASON")
+    for r in rows:
+        log_index = "-" if r.log_index is None else str(r.log_index)
+        lines.append(
+            f"{r.sequence:>8}  {r.state:<11} {log_index:>9} {r.size_bytes:>7}  {r.keyid[:16]:<16}  {r.error or '-'}"
+        )
+    if not rows:
+        lines.append("(no envelopes)")
     return "\n".join(lines)

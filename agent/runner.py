@@ -14,22 +14,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from agent.errors import ConfigError, GpucensusError
-from agent.spool import PENDING, Spool
+from agent.spool import PENDING, Spool, SpoolEntry
 from agent.uplink import Backoff, DrainResult, RetryableError
 
 log = logging.getLogger("gpucensus.agent.runner")
-
-
-@dataclass(frozen=True)
-class Signed:
-    """One signed envelope as the attest step returns it: the bytes to ship and their chain position."""
-
-    keyid: str
-    sequence: int
-    envelope: bytes
 
 
 class Runner:
@@ -37,7 +27,7 @@ class Runner:
         self,
         *,
         spool: Spool,
-        attest: Callable[[], Signed],
+        attest: Callable[[], SpoolEntry],
         deliver: Callable[[], DrainResult],
         interval_seconds: float,
         jitter_fraction: float,
@@ -52,7 +42,8 @@ class Runner:
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
         self._rng = rng or random.Random()
-        self._held: Signed | None = None  # signed but not yet spooled (the spool write failed)
+        self._held: SpoolEntry | None = None  # signed but not yet spooled (the spool write failed)
+        self._next_round = self._next_drain = 0.0
         self.rounds = 0  # rounds started (including those refused for lack of room)
         self.created = 0  # envelopes signed and spooled
 
@@ -65,30 +56,48 @@ class Runner:
         return self.interval_seconds * (1 + self._rng.uniform(-j, j))
 
     def run(self, max_rounds: int | None = None) -> None:
-        """Loop until stop(); with `max_rounds`, also return after that many rounds once the spool drained."""
-        next_round = next_drain = self.clock()
+        """Loop until stop(); with `max_rounds`, also return after that many rounds once the spool drained.
+
+        An unexpected error in one pass (the spool database locked or unreadable for a while) is logged and
+        retried after a backoff; only a ConfigError (a refused enrollment) ends the loop early.
+        """
+        self._next_round = self._next_drain = self.clock()
         while not self._stop.is_set():
-            now = self.clock()
-            if self._held is not None:
-                self._spool(self._held)
-            rounds_left = max_rounds is None or self.rounds < max_rounds
-            if rounds_left and now >= next_round:
-                self.round()
-                next_round = now + self.next_interval()
-                if self.backoff.failures == 0:
-                    next_drain = now
-            pending = self._pending()
-            if pending and now >= next_drain:
-                next_drain = now + self._drain()
-                pending = self._pending()
-            rounds_left = max_rounds is None or self.rounds < max_rounds
-            if not rounds_left and not pending and self._held is None:
+            try:
+                wake = self._step(max_rounds)
+            except ConfigError:
+                self._spool_held_before_exit()
+                raise
+            except Exception as err:
+                delay = self.backoff.next_delay()
+                log.error("agent loop error: %s; retrying in %.2fs", err, delay, exc_info=not _is_user_error(err))
+                wake = self.clock() + delay
+            if wake is None:
                 break
-            wake = min(next_round if rounds_left else math.inf, next_drain if pending else math.inf)
-            if wake == math.inf:
-                wake = now + self.interval_seconds
             self._wait(max(0.0, wake - self.clock()))
         self.flush()
+
+    def _step(self, max_rounds: int | None) -> float | None:
+        """One pass of the loop: when due, attest and drain. Returns when to wake next, None when done."""
+        now = self.clock()
+        if self._held is not None:
+            self._spool(self._held)
+        rounds_left = max_rounds is None or self.rounds < max_rounds
+        if rounds_left and now >= self._next_round:
+            self._next_round = now + self.next_interval()
+            if self._held is None:  # else the spool cannot even take what is signed: sign nothing new
+                self.round()
+                if self.backoff.failures == 0:
+                    self._next_drain = now
+        pending = self._pending()
+        if pending and now >= self._next_drain:
+            self._next_drain = now + self._drain()
+            pending = self._pending()
+        rounds_left = max_rounds is None or self.rounds < max_rounds
+        if not rounds_left and not pending and self._held is None:
+            return None
+        wake = min(self._next_round if rounds_left else math.inf, self._next_drain if pending else math.inf)
+        return now + self.interval_seconds if wake == math.inf else wake
 
     def round(self) -> None:
         """One attestation: refuse if the spool is full, else sign and spool it."""
@@ -104,7 +113,7 @@ class Runner:
             return
         self._spool(signed)
 
-    def _spool(self, signed: Signed) -> bool:
+    def _spool(self, signed: SpoolEntry) -> bool:
         try:
             self.spool.append(signed.keyid, signed.sequence, signed.envelope)
         except Exception as err:
@@ -144,13 +153,20 @@ class Runner:
 
     def flush(self) -> None:
         """Spool anything held in memory and make one last delivery attempt (bounded by the call deadline)."""
-        if self._held is not None:
-            self._spool(self._held)
-        if self._pending():
-            try:
+        self._spool_held_before_exit()
+        try:
+            if self._pending():
                 self.deliver()
-            except Exception as err:
-                log.warning("final delivery attempt failed (%s); %d envelope(s) stay spooled", err, self._pending())
+        except Exception as err:
+            log.warning("final delivery attempt failed (%s); undelivered envelopes stay spooled", err)
+
+    def _spool_held_before_exit(self) -> None:
+        if self._held is not None and not self._spool(self._held):
+            log.error(
+                "sequence %d was signed but could not be written to the spool before exit: it is lost and the "
+                "collector will report the gap",
+                self._held.sequence,
+            )
 
 
 def _is_user_error(err: BaseException) -> bool:

@@ -49,6 +49,18 @@ class SpoolEntry:
     envelope: bytes
 
 
+@dataclass(frozen=True)
+class SpoolRow:
+    """What the operator sees of one spool row (everything but the envelope bytes)."""
+
+    keyid: str
+    sequence: int
+    state: str
+    log_index: int | None
+    size_bytes: int
+    error: str
+
+
 class SpoolMetrics:
     """The spool's Prometheus metrics, registered in the registry the caller passes in."""
 
@@ -74,8 +86,12 @@ class Spool:
         max_bytes: int,
         registry: CollectorRegistry | None = None,
         keep_delivered: int = 100,
+        *,
+        must_exist: bool = False,
     ) -> None:
         self.path = Path(path)
+        if must_exist and not self.path.is_file():
+            raise StateError(f"no spool at {self.path}", hint="check spool.path / node.state_dir in the config")
         self.max_bytes = max_bytes
         self.keep_delivered = keep_delivered
         self.metrics = SpoolMetrics(registry if registry is not None else CollectorRegistry())
@@ -95,13 +111,17 @@ class Spool:
                     f"spool {self.path} was written by a newer agent (schema {version} > {SCHEMA_VERSION})",
                     hint="run the newer agent version, or move the spool aside after it has drained",
                 )
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables - {"envelopes", "sqlite_sequence"}:
+                listed = ", ".join(sorted(tables))
+                raise StateError(
+                    f"{self.path} is an SQLite database but not a gpucensus spool (tables: {listed})",
+                    hint="point spool.path at the agent's own spool file; this one was left untouched",
+                )
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.DatabaseError, OSError) as err:
-            raise StateError(
-                f"cannot open spool {self.path}: {err}",
-                hint="if the file is damaged, move it aside (keep it: it may hold undelivered envelopes)",
-            ) from err
+            raise StateError(f"cannot open spool {self.path}: {err}", hint=_open_hint(err)) from err
         if mode.lower() != "wal":
             log.warning("spool %s: journal_mode is %s, not WAL (filesystem without WAL support?)", self.path, mode)
         return db
@@ -168,11 +188,12 @@ class Spool:
 
     # --- reading -------------------------------------------------------------------------------------------
 
-    def pending(self) -> list[SpoolEntry]:
-        """Pending envelopes in sequence order; corrupted rows are quarantined (logged), not returned."""
+    def pending(self, limit: int = -1) -> list[SpoolEntry]:
+        """The first `limit` (all if -1) pending envelopes in sequence order; corrupted rows are quarantined
+        (logged), not returned, so fewer than `limit` may come back while more are pending."""
         rows = self._db.execute(
-            "SELECT id, keyid, sequence, envelope, sha256 FROM envelopes WHERE state = ? ORDER BY sequence, id",
-            (PENDING,),
+            "SELECT id, keyid, sequence, envelope, sha256 FROM envelopes WHERE state = ? ORDER BY sequence, id LIMIT ?",
+            (PENDING, limit),
         ).fetchall()
         out: list[SpoolEntry] = []
         quarantined = False
@@ -198,12 +219,29 @@ class Spool:
             counts[state] = n
         return counts
 
-    def entries(self, state: str) -> list[tuple[str, int, int | None, str]]:
-        """(keyid, sequence, log_index, error) of every row in `state`, in sequence order."""
-        return self._db.execute(
-            "SELECT keyid, sequence, log_index, error FROM envelopes WHERE state = ? ORDER BY sequence, id",
-            (state,),
-        ).fetchall()
+    def entries(self, state: str | None = None) -> list[SpoolRow]:
+        """Every row in `state` (all rows if None), in sequence order, without the envelope bytes."""
+        query = "SELECT keyid, sequence, state, log_index, size_bytes, error FROM envelopes WHERE ? IN (state, '')"
+        return [SpoolRow(*row) for row in self._db.execute(query + " ORDER BY sequence, id", (state or "",))]
+
+    def retry_rejected(self, sequence: int | None = None, keyid_prefix: str = "") -> list[SpoolRow]:
+        """Put rejected rows back to pending (one sequence, or all if None) so the next drain resends them.
+
+        Deletes nothing. Returns the rows as they were before (empty if none matched).
+        """
+        rows = [r for r in self.entries(REJECTED) if r.keyid.startswith(keyid_prefix)]
+        rows = [r for r in rows if sequence is None or r.sequence == sequence]
+        self._db.executemany(
+            "UPDATE envelopes SET state = ?, error = '' WHERE keyid = ? AND sequence = ? AND state = ?",
+            [(PENDING, r.keyid, r.sequence, REJECTED) for r in rows],
+        )
+        self._refresh_metrics()
+        return rows
+
+    def last_sequence(self, keyid: str) -> int:
+        """The highest sequence of `keyid` in the spool (0 if none): the chain state must be past it."""
+        row = self._db.execute("SELECT COALESCE(MAX(sequence), 0) FROM envelopes WHERE keyid = ?", (keyid,))
+        return int(row.fetchone()[0])
 
     def undelivered_bytes(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM envelopes WHERE state != ?", (DELIVERED,))
@@ -233,6 +271,12 @@ class Spool:
         self.metrics.rejected.set(counts[REJECTED])
         self.metrics.quarantined.set(counts[QUARANTINED])
         self.metrics.undelivered_bytes.set(undelivered)
+
+
+def _open_hint(err: BaseException) -> str:
+    if isinstance(err, sqlite3.OperationalError | OSError):  # permissions, read-only or full filesystem, lock
+        return "the spool's directory must be writable (SQLite creates -wal and -shm files next to it)"
+    return "if the file is damaged, move it aside (keep it: it may hold undelivered envelopes)"
 
 
 def _check_row(keyid: object, sequence: object, envelope: object, digest: object) -> str:

@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import grpc
 
 from agent.config import AgentConfig
+from agent.durable import atomic_write
 from agent.errors import ConfigError
 from agent.spool import Spool, SpoolEntry
 from protos import census_pb2, census_pb2_grpc
@@ -113,7 +113,7 @@ class Uplink:
 
         Raises RetryableError when the collector is unreachable or busy; the envelopes stay pending.
         """
-        batch = spool.pending()[:MAX_BATCH]
+        batch = spool.pending(MAX_BATCH)  # a full spool is read a batch at a time, not all into memory
         result = DrainResult()
         if not batch:
             return result
@@ -208,6 +208,8 @@ def ensure_enrolled(
     if path.exists():
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as err:
             raise ConfigError(
                 f"enrollment record {path} is unreadable: {err}",
@@ -228,25 +230,19 @@ def ensure_enrolled(
         if err.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise ConfigError(
                 f"the collector refused enrollment: {err.code().name}: {err.details()}",
-                hint="create a new token with `gpucensus-collector token create --site SITE`",
+                hint="create a new token with `gpucensus-collector token create --site SITE` (if an earlier "
+                "attempt timed out, the key may be enrolled already: a new token is then not used up)",
             ) from None
         log.warning("this key is already enrolled (%s); recording that", err.details())
         record = {"keyid": keyid, "node_id": node_id, "site": "", "note": "already enrolled"}
     record |= {"collector": config.collector_address, "enrolled_at": datetime.now(UTC).isoformat()}
-    _write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    try:
+        atomic_write(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
+    except OSError as err:  # the token is used up now: carry on enrolled rather than ask for it again
+        log.error(
+            "enrolled, but the record %s could not be written (%s): this run goes on; free the space or fix "
+            "the permissions, or the next start will need a new token",
+            path, err,
+        )  # fmt: skip
     log.info("enrolled node %s at site %s (key %s)", record["node_id"], record["site"], record["keyid"][:16])
     return record
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -47,6 +47,9 @@ _BUS_NUMBERS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 _FACT_FIELDS = {
     f.name for f in fields(GpuDevice) if f.name not in ("index", "status", "error", "not_reported", "mig_instances")
 }
+_FACT_TYPES = {
+    f.name: int if str(f.type).startswith("int") else str for f in fields(GpuDevice) if f.name in _FACT_FIELDS
+}
 _GROUP_KEYS = {"model", "count", "status", "error", "lost_fields", "mig_instances"} | _FACT_FIELDS
 _PROFILE_KEYS = {"description", "driver_version", "nvml_version", "gpus", "hidden"}
 
@@ -122,6 +125,15 @@ def _record(models: dict[str, dict[str, Any]], group: dict[str, Any], where: str
     return dict(models[model])
 
 
+def _facts(facts: dict[str, Any], where: str) -> dict[str, Any]:
+    """The facts of a group, each of the type NVML would report (an integer or a string)."""
+    for key, value in facts.items():
+        kind = _FACT_TYPES[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where}.{key} must be {'an integer' if kind is int else 'a string'}, got {value!r}")
+    return facts
+
+
 def _mig(group: dict[str, Any], where: str) -> list[MigInstance]:
     try:
         return [MigInstance(str(m["profile"]), int(m["slices"])) for m in group.get("mig_instances", [])]
@@ -129,8 +141,12 @@ def _mig(group: dict[str, Any], where: str) -> list[MigInstance]:
         raise ConfigError(f"{where}.mig_instances: each needs profile (string) and slices (integer)") from err
 
 
-def load_profile(name_or_path: str) -> MockProfile:
-    """Parse a built-in profile by name or a user's profile file; errors name the file and key."""
+def load_profile(name_or_path: str, node_id: str = "") -> MockProfile:
+    """Parse a built-in profile by name or a user's profile file; errors name the file and key.
+
+    GPU UUIDs and serials are derived from the profile name and, when given, the node id: several mock nodes
+    with the same profile (a staging fleet) then report different GPUs, as real nodes do.
+    """
     name, data = _read_profile(name_or_path)
     unknown = set(data) - _PROFILE_KEYS
     if unknown:
@@ -139,28 +155,27 @@ def load_profile(name_or_path: str) -> MockProfile:
     devices: list[GpuDevice] = []
     for i, group in enumerate(_groups(data, "gpus", name_or_path)):
         where = f"mock profile {name_or_path}: gpus[{i}]"
-        facts = _record(models, group, where) | {k: v for k, v in group.items() if k in _FACT_FIELDS}
+        facts = _facts(_record(models, group, where) | {k: v for k, v in group.items() if k in _FACT_FIELDS}, where)
         status = group.get("status", STATUS_OK)
         if status not in (STATUS_OK, STATUS_LOST, STATUS_INCOMPLETE):
             raise ConfigError(f"{where}.status must be ok, lost or incomplete")
-        lost_fields = list(group.get("lost_fields", []))
+        lost_fields = group.get("lost_fields", [])
+        if not isinstance(lost_fields, list) or not all(isinstance(f, str) for f in lost_fields):
+            raise ConfigError(f"{where}.lost_fields must be an array of fact names")
         for _ in range(group.get("count", 1)):
             index = len(devices)
             nvml_bus, _sysfs_bus = _bus_id(index)
             device = GpuDevice(
                 index=index,
-                uuid=f"GPU-{uuid.uuid5(uuid.NAMESPACE_URL, f'gpucensus-mock/{name}/{index}')}",
-                serial=f"{1650000000000 + index + 1000 * len(name):013d}",
+                uuid=f"GPU-{_mock_uuid(node_id, name, index)}",
+                serial=_mock_serial(node_id, name, index),
                 pci_bus_id=nvml_bus,
                 status=status,
                 error=str(group.get("error", "")),
                 mig_instances=_mig(group, where),
             )
-            try:
-                for key, value in facts.items():
-                    setattr(device, key, value)
-            except TypeError as err:
-                raise ConfigError(f"{where}: bad value ({err})") from err
+            for key, value in facts.items():
+                setattr(device, key, value)
             device.mig_mode = "enabled" if device.mig_instances else "disabled"
             for lost in lost_fields:
                 if lost not in _FACT_FIELDS:
@@ -183,13 +198,24 @@ def load_profile(name_or_path: str) -> MockProfile:
     return MockProfile(name, str(data.get("description", "")), driver, devices, hidden)
 
 
+def _mock_uuid(node_id: str, name: str, index: int) -> uuid.UUID:
+    seed = f"gpucensus-mock/{node_id}/{name}/{index}" if node_id else f"gpucensus-mock/{name}/{index}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, seed)
+
+
+def _mock_serial(node_id: str, name: str, index: int) -> str:
+    if node_id:
+        return f"{_mock_uuid(node_id, name, index).int % 10**13:013d}"
+    return f"{1650000000000 + index + 1000 * len(name):013d}"
+
+
 class MockBackend:
     """Reports the GPUs of a named or file profile as if NVML had found them."""
 
     name = "mock"
 
-    def __init__(self, profile: str = "dgx-h100") -> None:
-        self._profile = load_profile(profile)
+    def __init__(self, profile: str = "dgx-h100", node_id: str = "") -> None:
+        self._profile = load_profile(profile, node_id)
 
     def discover(self) -> Discovery:
         return Discovery(driver=self._profile.driver, devices=copy.deepcopy(self._profile.devices))

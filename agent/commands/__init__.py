@@ -6,6 +6,6 @@ code.
 
 from __future__ import annotations
 
-from agent.commands import attest, classify, keygen, run, snapshot
+from agent.commands import attest, classify, keygen, run, snapshot, spool
 
-COMMANDS = [snapshot, classify, keygen, attest, run]
+COMMANDS = [snapshot, classify, keygen, attest, run, spool]

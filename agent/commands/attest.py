@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.attest import attest
-from agent.chain import ChainStore, atomic_write
+from agent.chain import ChainStore
 from agent.commands.snapshot import add_discovery_arguments, predicate_from_args
+from agent.durable import atomic_write
 from agent.errors import ConfigError, StateError
 from agent.keys import load_key
 

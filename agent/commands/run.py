@@ -23,11 +23,11 @@ from agent import config as agent_config
 from agent.attest import attest
 from agent.chain import ChainStore
 from agent.commands.snapshot import predicate_from_args
-from agent.errors import ConfigError
+from agent.errors import ConfigError, StateError
 from agent.host import node_info
 from agent.keys import load_key
-from agent.runner import Runner, Signed
-from agent.spool import Spool
+from agent.runner import Runner
+from agent.spool import Spool, SpoolEntry
 from agent.uplink import Backoff, DrainResult, Uplink, ensure_enrolled, open_channel, parse_checkpoint
 
 log = logging.getLogger("gpucensus.agent")
@@ -85,6 +85,7 @@ def handle(args: argparse.Namespace) -> int:
     chain = ChainStore(Path(config.node_state_dir), key.keyid)
     registry = CollectorRegistry()
     spool = Spool(config.spool_file, config.spool_max_bytes, registry, config.spool_keep_delivered)
+    _check_chain_is_ahead_of_spool(chain, spool)
     if config.metrics_listen:
         _serve_metrics(config.metrics_listen, registry)
     channel = open_channel(config)
@@ -94,9 +95,9 @@ def handle(args: argparse.Namespace) -> int:
     ).decode()
     enrolled = False
 
-    def attest_once() -> Signed:
+    def attest_once() -> SpoolEntry:
         result = attest(predicate_from_args(snapshot_args), key.private_key, chain, lambda: datetime.now(UTC))
-        return Signed(result.keyid, result.sequence, result.envelope)
+        return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:
         nonlocal enrolled
@@ -133,6 +134,18 @@ def handle(args: argparse.Namespace) -> int:
         channel.close()
     log.info("agent stopped: %d rounds, %d envelopes created, spool %s", runner.rounds, runner.created, counts)
     return 0
+
+
+def _check_chain_is_ahead_of_spool(chain: ChainStore, spool: Spool) -> None:
+    """A chain state behind the spool was reset or restored from an old backup: signing would reuse numbers."""
+    next_sequence, spooled = chain.load().next_sequence, spool.last_sequence(chain.keyid)
+    if spooled >= next_sequence:
+        spool.close()
+        raise StateError(
+            f"chain state {chain.path} says the next sequence is {next_sequence}, but the spool {spool.path} "
+            f"already holds sequence {spooled} of this key",
+            hint="restore the latest chain.json; never sign a sequence number twice (the collector reports a fork)",
+        )
 
 
 def _serve_metrics(listen: str, registry: CollectorRegistry) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from agent.accounting import load_rules
 from agent.backends import BACKENDS, create_backend
 from agent.catalogue import load_catalogue
+from agent.errors import ConfigError
 from agent.host import node_info
 from agent.pci import scan_sysfs
 from agent.render import snapshot_table
@@ -31,16 +33,27 @@ def add_discovery_arguments(parser: argparse.ArgumentParser) -> None:
 
 def predicate_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Discover the node's GPUs with the chosen backend and build the snapshot predicate."""
-    options = {"profile": args.profile} if args.backend == "mock" else {}
-    backend = create_backend(args.backend, **options)
     node = node_info(args.node_id, args.site)
+    options = {"profile": args.profile, "node_id": node.id} if args.backend == "mock" else {}
+    backend = create_backend(args.backend, **options)
     discovery = backend.discover()
     simulated_bus = getattr(backend, "pci_functions", None)
     if args.sysfs_root is None and simulated_bus is not None:
         pci = simulated_bus()
     else:
-        pci = scan_sysfs(args.sysfs_root or "/sys")
+        pci = scan_sysfs(_sysfs_root(args.sysfs_root))
     return build_predicate(node, backend.name, discovery, pci, load_catalogue(), load_rules())
+
+
+def _sysfs_root(given: str | None) -> str:
+    """The sysfs root to scan. A root the user named must have a PCI bus: a typo would turn the hidden-GPU check
+    off without a word. Without one, /sys may lack it (a container without sysfs): then there is nothing to list."""
+    if given and not (Path(given) / "bus" / "pci" / "devices").is_dir():
+        raise ConfigError(
+            f"sysfs root {given}: no {Path(given) / 'bus' / 'pci' / 'devices'} directory",
+            hint="give the directory sysfs is mounted on (normally /sys), or leave it unset",
+        )
+    return given or "/sys"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,6 +46,14 @@ def test_snapshot_mock_with_a_fixture_sysfs_flags_hidden_gpu(tmp_path: Path) -> 
     assert predicate["totals"]["gpus"] == 9 and predicate["totals"]["tpp"] == 9 * 15832
 
 
+def test_snapshot_with_a_sysfs_root_that_has_no_pci_bus_is_refused(tmp_path: Path) -> None:
+    # a typo in --sysfs-root (or inventory.sysfs_root) must not silently switch the hidden-GPU check off
+    result = run("snapshot", "--backend", "mock", "--node-id", "n1", "--sysfs-root", str(tmp_path / "sys-typo"))
+    assert result.returncode == 2
+    assert "sys-typo" in result.stderr and "bus/pci/devices" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
 def test_snapshot_nvml_without_driver_is_one_clear_message(tmp_path: Path) -> None:
     env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path))  # an empty directory: no libnvidia-ml.so.1 anywhere
     result = run("snapshot", "--backend", "nvml", "--node-id", "n1", env=env)
@@ -88,3 +96,86 @@ def test_classify_not_datacenter_note_2() -> None:
 def test_classify_bad_die_area() -> None:
     result = run("classify", "--tpp", "4707", "--die-area", "big")
     assert result.returncode == 2 and "--die-area" in result.stderr and "Traceback" not in result.stderr
+
+
+def make_spool(tmp_path: Path) -> Path:
+    from agent.spool import Spool
+
+    path = tmp_path / "state" / "spool.db"
+    spool = Spool(path, max_bytes=1_000_000)
+    for sequence in (1, 2, 3, 4):
+        spool.append("ab" * 32, sequence, b'{"sequence":%d}' % sequence)
+    spool.mark_delivered("ab" * 32, 1, log_index=10)
+    spool.mark_rejected("ab" * 32, 2, "UNKNOWN: collector crashed on it")
+    spool.mark_rejected("ab" * 32, 4, "RESOURCE_EXHAUSTED: message too large")
+    spool.close()
+    (tmp_path / "agent.toml").write_text("[node]\nstate_dir = 'state'\n")
+    return tmp_path / "agent.toml"
+
+
+def test_spool_list_table_and_json(tmp_path: Path) -> None:
+    config = make_spool(tmp_path)
+    table = run("spool", "list", "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    assert "1 pending, 1 delivered, 2 rejected, 0 quarantined" in table.stdout
+    assert "UNKNOWN: collector crashed on it" in table.stdout
+    listed = run("spool", "list", "--config", str(config), "--state", "rejected", "--format", "json")
+    document = json.loads(listed.stdout)
+    assert [(e["sequence"], e["state"]) for e in document["envelopes"]] == [(2, "rejected"), (4, "rejected")]
+    assert document["counts"]["pending"] == 1
+
+
+def test_spool_retry_one_then_all_rejected(tmp_path: Path) -> None:
+    config = make_spool(tmp_path)
+    one = run("spool", "retry", "--config", str(config), "2")
+    assert one.returncode == 0, one.stderr
+    pending = json.loads(run("spool", "list", "--config", str(config), "--state", "pending", "--format", "json").stdout)
+    assert [e["sequence"] for e in pending["envelopes"]] == [2, 3]
+    again = run("spool", "retry", "--config", str(config), "2")  # no longer rejected: a clear refusal
+    assert again.returncode == 2 and "sequence 2 is pending, not rejected" in again.stderr
+    assert run("spool", "retry", "--spool", str(tmp_path / "state" / "spool.db"), "--all-rejected").returncode == 0
+    counts = json.loads(run("spool", "list", "--config", str(config), "--format", "json").stdout)["counts"]
+    assert counts == {"pending": 3, "delivered": 1, "rejected": 0, "quarantined": 0}  # nothing deleted
+
+
+def test_spool_commands_never_create_a_spool(tmp_path: Path) -> None:
+    result = run("spool", "list", "--spool", str(tmp_path / "typo" / "spool.db"))
+    assert result.returncode == 5 and "no spool at" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def run_config(tmp_path: Path) -> tuple[Path, str]:
+    """An agent config over tmp_path/state with a fresh key; returns the config and the key id."""
+    from agent.keys import generate_key
+
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    key = generate_key(state / "node.key")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        "[collector]\naddress = '127.0.0.1:9'\n[node]\nid = 'n1'\nstate_dir = 'state'\n[inventory]\nbackend = 'mock'\n"
+    )
+    return config, key.keyid
+
+
+def test_run_with_a_corrupted_chain_state_stops_at_start_naming_the_file(tmp_path: Path) -> None:
+    config, _ = run_config(tmp_path)
+    (tmp_path / "state" / "chain.json").write_text("{truncated")
+    result = run("run", "--config", str(config), "--rounds", "1")
+    assert result.returncode == 5, result.stderr
+    assert "chain.json is corrupted" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_chain_state_behind_its_spool(tmp_path: Path) -> None:
+    # chain.json deleted (or restored from an old backup): signing again would reuse sequence numbers
+    from agent.spool import Spool
+
+    config, keyid = run_config(tmp_path)
+    spool = Spool(tmp_path / "state" / "spool.db", max_bytes=1_000_000)
+    for sequence in (1, 2, 3):
+        spool.append(keyid, sequence, b'{"sequence":%d}' % sequence)
+    spool.close()
+    result = run("run", "--config", str(config), "--rounds", "1")
+    assert result.returncode == 5, result.stderr
+    assert "next sequence is 1" in result.stderr and "already holds sequence 3" in result.stderr
+    assert not (tmp_path / "state" / "chain.json").exists()  # nothing was signed

@@ -112,7 +112,7 @@ def test_pending_goes_out_in_order_on_one_stream_and_is_delivered_on_acks(tmp_pa
     result = uplink_for(config_for(tmp_path, census.port)).drain(spool, on_ack=acks.append)
     assert census.received == [[1, 2, 3]]
     assert (result.sent, result.delivered, result.rejected) == (3, 3, 0)
-    assert [(row[1], row[2]) for row in spool.entries(DELIVERED)] == [(1, 0), (2, 1), (3, 2)]
+    assert [(row.sequence, row.log_index) for row in spool.entries(DELIVERED)] == [(1, 0), (2, 1), (3, 2)]
     assert parse_checkpoint(acks[-1].checkpoint) == {"size": 3, "root": ROOT_B64}
 
 
@@ -129,8 +129,8 @@ def test_rejected_ack_is_kept_in_the_spool_with_the_findings(tmp_path, census, s
     fill(spool, [1, 2, 3])
     result = uplink_for(config_for(tmp_path, census.port)).drain(spool)
     assert (result.delivered, result.rejected) == (2, 1)
-    [(_, sequence, _, reason)] = spool.entries(REJECTED)
-    assert sequence == 2 and "chain.equivocation" in reason
+    [row] = spool.entries(REJECTED)
+    assert row.sequence == 2 and "chain.equivocation" in row.error
 
 
 @pytest.mark.parametrize("status", [grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT])
@@ -139,8 +139,8 @@ def test_final_status_flags_the_envelope_it_answered_and_keeps_the_rest(tmp_path
     fill(spool, [1, 2, 3])
     result = uplink_for(config_for(tmp_path, census.port)).drain(spool)
     assert result.error.startswith(status.name)
-    assert [row[1] for row in spool.entries(DELIVERED)] == [1]
-    assert [(row[1], row[3].split(":")[0]) for row in spool.entries(REJECTED)] == [(2, status.name)]
+    assert [row.sequence for row in spool.entries(DELIVERED)] == [1]
+    assert [(row.sequence, row.error.split(":")[0]) for row in spool.entries(REJECTED)] == [(2, status.name)]
     assert [e.sequence for e in spool.pending()] == [3]
 
 
@@ -187,6 +187,28 @@ def test_enroll_refused_is_a_config_error_unreachable_is_retryable(tmp_path, cen
     with pytest.raises(RetryableError):
         ensure_enrolled(config, uplink_for(config), "n1", "PEM", KEY)
     assert not config.enrollment_file.exists()
+
+
+def test_enrolled_but_record_not_written_goes_on_enrolled(tmp_path, census, monkeypatch, caplog):
+    # the token is used up once Enroll succeeded: failing to write the record must not make the agent ask again
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("agent.uplink.atomic_write", disk_full)
+    config = config_for(tmp_path, census.port, **{"enrollment.token": "tok-1"})
+    record = ensure_enrolled(config, uplink_for(config), "n1", "PEM", KEY)
+    assert record is not None and record["keyid"] == KEY
+    assert "could not be written" in caplog.text and "No space left" in caplog.text
+
+
+@pytest.mark.parametrize("content", [b"{garbage", b"\xff\xfe", b"[]", b"42"])
+def test_damaged_enrollment_record_is_a_config_error(tmp_path, census, content):
+    config = config_for(tmp_path, census.port, **{"enrollment.token": "tok-1"})
+    config.enrollment_file.parent.mkdir(parents=True, exist_ok=True)
+    config.enrollment_file.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"enrollment record .* is unreadable"):
+        ensure_enrolled(config, uplink_for(config), "n1", "PEM", KEY)
+    assert census.enrolls == [] and config.enrollment_file.read_bytes() == content
 
 
 def test_no_token_means_no_enroll_call(tmp_path, census):

@@ -74,6 +74,8 @@ def test_unknown_section_is_refused(tmp_path):
         ("[enrollment]\ntoken = 'a'\ntoken_file = 'b'\n", "not both"),
         ("schedule = 3\n", "must be a table"),
         ("[schedule\n", "not valid TOML"),
+        ("[schedule]\ninterval_seconds = inf\n", "schedule.interval_seconds must be a number"),
+        ("[collector]\ntimeout_seconds = nan\n", "collector.timeout_seconds must be a number"),
     ],
 )
 def test_bad_values_are_config_errors(tmp_path, text, needle):
@@ -87,6 +89,18 @@ def test_bad_values_are_config_errors(tmp_path, text, needle):
 def test_bad_environment_value_names_the_variable():
     with pytest.raises(ConfigError, match="GPUCENSUS_AGENT_SPOOL_MAX_BYTES"):
         agent_config.load(None, env={"GPUCENSUS_AGENT_SPOOL_MAX_BYTES": "lots"})
+
+
+def test_non_finite_environment_value_is_refused():
+    with pytest.raises(ConfigError, match="GPUCENSUS_AGENT_SCHEDULE_INTERVAL_SECONDS"):
+        agent_config.load(None, env={"GPUCENSUS_AGENT_SCHEDULE_INTERVAL_SECONDS": "inf"})
+
+
+def test_binary_garbage_file_is_a_config_error_not_a_traceback(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        agent_config.load(path, env={})
 
 
 def test_missing_file_is_a_config_error(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 
 from agent import attest as attest_module
 from agent.attest import attest
-from agent.chain import STATE_FILE, ChainStore, atomic_write
+from agent.chain import STATE_FILE, ChainStore
 from agent.dsse import envelope_digest, parse_envelope
+from agent.durable import atomic_write
 from agent.errors import StateError
 from agent.keys import key_id
 from collector.verify import check_chains, verify_envelope

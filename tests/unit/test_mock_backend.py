@@ -36,6 +36,17 @@ def test_profile_devices(profile: str, names: list[str]) -> None:
     assert len({d.pci_bus_id for d in devices}) == len(names)
 
 
+def test_mock_nodes_with_the_same_profile_report_different_gpus() -> None:
+    # a staging fleet of dgx-h100 mock nodes must not look like one set of GPUs reported by every node
+    first = MockBackend("dgx-h100", node_id="node-a").discover().devices
+    again = MockBackend("dgx-h100", node_id="node-a").discover().devices
+    other = MockBackend("dgx-h100", node_id="node-b").discover().devices
+    assert [d.uuid for d in first] == [d.uuid for d in again]  # stable across restarts of one node
+    assert not {d.uuid for d in first} & {d.uuid for d in other}
+    assert not {d.serial for d in first} & {d.serial for d in other}
+    assert all(len(d.serial) == 13 for d in other)
+
+
 def test_one_lost_of_8_keeps_the_lost_gpu() -> None:
     devices = MockBackend("one-lost-of-8").discover().devices
     assert len(devices) == 8
@@ -87,6 +98,10 @@ def test_user_profile_json_with_overrides(tmp_path: Path) -> None:
         ("gpus = 3\n", "gpus must be an array of tables"),
         ("this is not toml = = \n", "cannot read it"),
         ('flavour = "x"\n', "unknown key(s) flavour"),
+        ('[[gpus]]\nmodel = "l4"\nsm_count = "many"\n', "gpus[0].sm_count must be an integer, got 'many'"),
+        ('[[gpus]]\nmodel = "l4"\nmax_sm_clock_mhz = true\n', "max_sm_clock_mhz must be an integer"),
+        ('[[gpus]]\nmodel = "l4"\npci_device_id = 5\n', "gpus[0].pci_device_id must be a string, got 5"),
+        ('[[gpus]]\nmodel = "l4"\nlost_fields = "sm_count"\n', "lost_fields must be an array of fact names"),
     ],
 )
 def test_broken_user_profiles_name_the_problem(tmp_path: Path, text: str, message: str) -> None:

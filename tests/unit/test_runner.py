@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 
 import pytest
 
 from agent.errors import ConfigError, DriverError
-from agent.runner import Runner, Signed
-from agent.spool import DELIVERED, Spool
+from agent.runner import Runner
+from agent.spool import DELIVERED, Spool, SpoolEntry
 from agent.uplink import Backoff, DrainResult, RetryableError
 
 KEY = "cd" * 32
@@ -34,12 +35,12 @@ class FakeAttest:
         self.fail_on, self.size = fail_on, size
         self.calls = 0
 
-    def __call__(self) -> Signed:
+    def __call__(self) -> SpoolEntry:
         self.calls += 1
         if self.calls in self.fail_on:
             raise DriverError("NVML went away")
         self.sequence += 1
-        return Signed(KEY, self.sequence, b"x" * self.size + str(self.sequence).encode())
+        return SpoolEntry(KEY, self.sequence, b"x" * self.size + str(self.sequence).encode())
 
 
 class FakeCollector:
@@ -61,6 +62,18 @@ class FakeCollector:
             self.spool.mark_delivered(entry.keyid, entry.sequence, len(self.received))
             result.delivered += 1
         return result
+
+
+def failing_first(real, errors):
+    """`real`, except that its first calls raise `errors`, one each (a disk full, a locked database ...)."""
+    pending = iter(errors)
+
+    def call(*args):
+        for err in pending:
+            raise err
+        return real(*args)
+
+    return call
 
 
 def make_runner(tmp_path, clock, attest, collector=None, max_bytes=100_000, jitter=0.0):
@@ -86,7 +99,7 @@ def test_each_round_signs_spools_and_delivers_in_order(tmp_path):
     runner, spool, collector = make_runner(tmp_path, clock, FakeAttest())
     runner.run(max_rounds=3)
     assert collector.received == [1, 2, 3]
-    assert [row[1] for row in spool.entries(DELIVERED)] == [1, 2, 3]
+    assert [row.sequence for row in spool.entries(DELIVERED)] == [1, 2, 3]
     assert clock.waits == [60.0, 60.0]  # no busy loop, no wait after the last round
 
 
@@ -142,15 +155,7 @@ def test_full_spool_stops_new_envelopes_until_delivery_makes_room(tmp_path, capl
 def test_spool_write_failure_keeps_the_envelope_in_memory_and_retries(tmp_path):
     clock = FakeClock()
     runner, spool, _ = make_runner(tmp_path, clock, FakeAttest())
-    real_append = spool.append
-    failures = iter([OSError("disk full")])
-
-    def flaky_append(*args):
-        for err in failures:
-            raise err
-        return real_append(*args)
-
-    spool.append = flaky_append
+    spool.append = failing_first(spool.append, [OSError("disk full")])
     runner.round()
     assert spool.pending() == [] and runner._held is not None
     runner.round()  # first spools the held envelope, then signs the next
@@ -183,3 +188,43 @@ def test_refused_enrollment_ends_the_loop(tmp_path):
     with pytest.raises(ConfigError):
         runner.run()
     assert [e.sequence for e in spool.pending()] == [1]  # what was signed stays spooled
+
+
+def test_a_transient_spool_error_in_the_loop_is_retried_not_fatal(tmp_path, caplog):
+    # e.g. an operator's sqlite3 shell holding the spool's write lock longer than the busy timeout
+    clock = FakeClock()
+    runner, spool, collector = make_runner(tmp_path, clock, FakeAttest())
+    spool.counts = failing_first(spool.counts, [sqlite3.OperationalError("database is locked")])
+    with caplog.at_level(logging.ERROR, logger="gpucensus.agent.runner"):
+        runner.run(max_rounds=2)
+    assert "database is locked" in caplog.text
+    assert collector.received == [1, 2]
+
+
+def test_an_envelope_held_in_memory_is_spooled_before_a_fatal_error_ends_the_loop(tmp_path):
+    clock = FakeClock()
+    attest = FakeAttest()
+    runner, spool, _ = make_runner(tmp_path, clock, attest)
+    spool.append(KEY, 0, b"from an earlier run")  # something pending, so the loop tries to deliver
+    spool.append = failing_first(spool.append, [OSError("disk full")])
+
+    def refuse():
+        raise ConfigError("the collector refused enrollment")
+
+    runner.deliver = refuse
+    with pytest.raises(ConfigError):
+        runner.run()
+    assert [e.sequence for e in spool.pending()] == [0, 1]  # sequence 1 was signed: it must not vanish
+
+
+def test_a_full_disk_signs_nothing_new_and_retries_the_held_envelope_each_interval(tmp_path, caplog):
+    clock = FakeClock()
+    attest = FakeAttest()
+    runner, spool, collector = make_runner(tmp_path, clock, attest)
+    spool.append = failing_first(spool.append, [sqlite3.OperationalError("database or disk is full")] * 3)
+    with caplog.at_level(logging.ERROR, logger="gpucensus.agent.runner"):
+        runner.run(max_rounds=2)
+    assert attest.calls == 2  # nothing signed while sequence 1 could not be spooled
+    assert collector.received == [1, 2]
+    assert caplog.text.count("cannot write sequence 1") == 3  # once per retry, not twice
+    assert clock.waits == [60.0] * 3  # retried at the interval: no busy loop

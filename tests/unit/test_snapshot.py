@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
+
 from agent.accounting import load_rules
 from agent.backends.mock import MockBackend
 from agent.catalogue import load_catalogue
 from agent.devices import Discovery, DriverInfo, GpuDevice, PciFunction
-from agent.host import NodeInfo
+from agent.errors import ConfigError
+from agent.host import NodeInfo, node_info, validate_node_id
 from agent.snapshot import build_predicate, decimal_text
 
 NODE = NodeInfo(id="node-a", hostname="gpu01", site="fra-1", boot_id="boot")
@@ -96,3 +99,17 @@ def test_die_area_decimal_text() -> None:
     assert decimal_text(Fraction(814)) == "814"
     assert decimal_text(Fraction("608.5")) == "608.5"
     assert decimal_text(None) == ""
+
+
+@pytest.mark.parametrize("bad", ["", "-starts-with-dash", "has space", "n1\n", "x" * 129, "ü"])
+def test_invalid_node_ids_are_config_errors(bad: str) -> None:
+    with pytest.raises(ConfigError, match="node id"):
+        validate_node_id(bad)
+
+
+def test_node_id_falls_back_to_the_machine_id_and_says_how_to_set_it(tmp_path) -> None:
+    (tmp_path / "machine-id").write_text("0123abcd\n")
+    assert node_info(machine_id_paths=[str(tmp_path / "machine-id")]).id == "0123abcd"
+    with pytest.raises(ConfigError) as err:
+        node_info(machine_id_paths=[str(tmp_path / "absent")])
+    assert "--node-id" in err.value.hint and "[node] id" in err.value.hint

@@ -68,7 +68,7 @@ def test_delivered_only_by_mark_delivered_and_metrics_follow(spool, registry):
     assert metric(registry, "gpucensus_agent_spool_pending_envelopes") == 3
     spool.mark_delivered(KEY, 2, log_index=41)
     assert [e.sequence for e in spool.pending()] == [1, 3]
-    assert spool.entries(DELIVERED) == [(KEY, 2, 41, "")]
+    assert [(r.keyid, r.sequence, r.log_index, r.error) for r in spool.entries(DELIVERED)] == [(KEY, 2, 41, "")]
     assert metric(registry, "gpucensus_agent_spool_pending_envelopes") == 2
     assert metric(registry, "gpucensus_agent_envelopes_delivered_total") == 1
     assert metric(registry, "gpucensus_agent_spool_undelivered_bytes") == 200
@@ -81,7 +81,9 @@ def test_rejected_is_kept_with_its_reason_and_not_resent(spool, registry):
     spool.append(KEY, 2, envelope(2))
     spool.mark_rejected(KEY, 1, "PERMISSION_DENIED: key revoked")
     assert [e.sequence for e in spool.pending()] == [2]
-    assert spool.entries(REJECTED) == [(KEY, 1, None, "PERMISSION_DENIED: key revoked")]
+    assert [(r.sequence, r.log_index, r.error) for r in spool.entries(REJECTED)] == [
+        (1, None, "PERMISSION_DENIED: key revoked")
+    ]
     assert metric(registry, "gpucensus_agent_spool_rejected_envelopes") == 1
     assert spool.counts() == {PENDING: 1, DELIVERED: 0, REJECTED: 1, QUARANTINED: 0}
 
@@ -97,8 +99,8 @@ def test_corrupted_row_is_quarantined_loudly_and_the_rest_drains(tmp_path, regis
     with caplog.at_level(logging.ERROR, logger="gpucensus.agent.spool"):
         assert [e.sequence for e in spool.pending()] == [1, 3]
     assert "sequence 2" in caplog.text and "quarantined" in caplog.text and "digest" in caplog.text
-    [(keyid, sequence, _, reason)] = spool.entries(QUARANTINED)
-    assert (keyid, sequence) == (KEY, 2) and "do not match their digest" in reason
+    [row] = spool.entries(QUARANTINED)
+    assert (row.keyid, row.sequence) == (KEY, 2) and "do not match their digest" in row.error
     assert metric(registry, "gpucensus_agent_spool_quarantined_envelopes") == 1
     # never dropped: the row and its (damaged) bytes are still there
     assert spool.counts()[QUARANTINED] == 1
@@ -109,7 +111,7 @@ def test_row_with_wrong_column_type_is_quarantined(spool):
     spool.append(KEY, 1, envelope(1))
     spool._db.execute("UPDATE envelopes SET envelope = 'text, not bytes' WHERE sequence = 1")
     assert spool.pending() == []
-    assert "not bytes" in spool.entries(QUARANTINED)[0][3]
+    assert "not bytes" in spool.entries(QUARANTINED)[0].error
 
 
 def test_full_spool_refuses_new_envelopes_loudly_and_keeps_old_ones(tmp_path, registry, caplog):
@@ -146,7 +148,7 @@ def test_delivered_rows_are_pruned_to_keep_delivered(tmp_path):
     for seq in range(1, 6):
         spool.append(KEY, seq, envelope(seq))
         spool.mark_delivered(KEY, seq, log_index=seq - 1)
-    assert [row[1] for row in spool.entries(DELIVERED)] == [4, 5]
+    assert [row.sequence for row in spool.entries(DELIVERED)] == [4, 5]
     spool.close()
 
 
@@ -167,3 +169,75 @@ def test_damaged_file_is_a_state_error_with_a_hint(tmp_path):
     with pytest.raises(StateError) as err:
         Spool(path, max_bytes=1000)
     assert str(path) in err.value.message and "move it aside" in err.value.hint
+
+
+def test_retry_puts_rejected_rows_back_to_pending_and_deletes_nothing(spool, registry):
+    for seq in (1, 2, 3, 4):
+        spool.append(KEY, seq, envelope(seq))
+    spool.mark_rejected(KEY, 1, "UNKNOWN: collector bug")
+    spool.mark_rejected(KEY, 3, "RESOURCE_EXHAUSTED: too big")
+    spool.mark_delivered(KEY, 4, log_index=7)
+    assert [r.sequence for r in spool.retry_rejected(3)] == [3]
+    assert [e.sequence for e in spool.pending()] == [2, 3]  # resent in sequence order
+    assert [r.sequence for r in spool.retry_rejected(4)] == []  # delivered stays delivered
+    assert [r.sequence for r in spool.retry_rejected(keyid_prefix="ff")] == []  # another key: nothing
+    assert [(r.sequence, r.error) for r in spool.retry_rejected()] == [(1, "UNKNOWN: collector bug")]
+    assert [e.sequence for e in spool.pending()] == [1, 2, 3]
+    assert spool.counts() == {PENDING: 3, DELIVERED: 1, REJECTED: 0, QUARANTINED: 0}
+    assert metric(registry, "gpucensus_agent_spool_rejected_envelopes") == 0
+
+
+def test_entries_without_a_state_lists_every_row_in_sequence_order(spool):
+    for seq in (2, 1, 3):
+        spool.append(KEY, seq, envelope(seq))
+    spool.mark_rejected(KEY, 2, "PERMISSION_DENIED: revoked")
+    assert [(r.sequence, r.state, r.size_bytes) for r in spool.entries()] == [
+        (1, PENDING, 100),
+        (2, REJECTED, 100),
+        (3, PENDING, 100),
+    ]
+
+
+def test_must_exist_refuses_to_create_a_spool(tmp_path):
+    with pytest.raises(StateError, match="no spool at"):
+        Spool(tmp_path / "missing" / "spool.db", max_bytes=1000, must_exist=True)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_pending_reads_at_most_limit_rows_in_order(spool):
+    for seq in (5, 3, 1, 4, 2):
+        spool.append(KEY, seq, envelope(seq))
+    assert [e.sequence for e in spool.pending(2)] == [1, 2]
+    assert [e.sequence for e in spool.pending()] == [1, 2, 3, 4, 5]
+
+
+def test_another_sqlite_database_is_refused_and_left_untouched(tmp_path):
+    other = tmp_path / "collector.db"
+    raw = sqlite3.connect(other)
+    raw.execute("CREATE TABLE attestations (id INTEGER)")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StateError, match="not a gpucensus spool") as err:
+        Spool(other, max_bytes=1000)
+    assert "attestations" in err.value.message
+    raw = sqlite3.connect(other)
+    assert [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["attestations"]
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 0
+    raw.close()
+
+
+def test_an_unwritable_spool_directory_gets_a_permissions_hint_not_a_damage_hint(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool directory should be")
+    with pytest.raises(StateError) as err:
+        Spool(blocker / "spool.db", max_bytes=1000)
+    assert "must be writable" in err.value.hint and "damaged" not in err.value.hint
+
+
+def test_a_garbage_spool_file_gets_the_move_it_aside_hint(tmp_path):
+    path = tmp_path / "spool.db"
+    path.write_bytes(b"\x00garbage" * 500)
+    with pytest.raises(StateError, match="not a database") as err:
+        Spool(path, max_bytes=1000)
+    assert "move it aside" in err.value.hint
+    assert path.read_bytes() == b"\x00garbage" * 500  # nothing rewritten
