@@ -32,6 +32,8 @@ from typing import Any
 from collector.errors import ConfigError
 
 ENV_PREFIX = "GPUCENSUS_"
+MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
+MAX_SECONDS = MAX_C_INT // 1000  # grpc takes times in milliseconds: about 24 days
 _PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
               ("server", "client_ca")}  # fmt: skip
 
@@ -64,6 +66,7 @@ class ServerConfig:
     min_ping_interval_seconds: int = 30  # the fastest client keepalive the server tolerates
     max_future_skew_seconds: int = 300  # an attestation stamped further in the future is rejected
     shutdown_grace_seconds: int = 10  # SIGTERM: time given to in-flight streams to finish
+    stream_idle_timeout_seconds: int = 30  # a Report stream silent this long is closed (it holds a worker)
     max_workers: int = 16  # thread pool size
 
 
@@ -208,12 +211,19 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[server] client_ca needs tls_cert and tls_key (mTLS runs over TLS)")
     if server.require_client_auth and not (server.tls_cert and server.client_ca):
         raise ConfigError(f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca")
-    for name in ("max_message_bytes", "keepalive_time_seconds", "keepalive_timeout_seconds", "max_workers"):
+    positive = ("max_message_bytes", "keepalive_time_seconds", "keepalive_timeout_seconds", "max_workers",
+                "stream_idle_timeout_seconds")  # fmt: skip
+    for name in positive:
         if getattr(server, name) <= 0:
             raise ConfigError(f"{where}[server] {name} must be greater than 0")
     for name in ("min_ping_interval_seconds", "max_future_skew_seconds", "shutdown_grace_seconds"):
         if getattr(server, name) < 0:
             raise ConfigError(f"{where}[server] {name} must not be negative")
+    for section, settings in (("server", server), ("nodes", nodes)):
+        for name, value in dataclasses.asdict(settings).items():
+            limit = MAX_SECONDS if name.endswith("_seconds") else MAX_C_INT if name == "max_message_bytes" else None
+            if limit is not None and value > limit:
+                raise ConfigError(f"{where}[{section}] {name} must be at most {limit}", hint="grpc takes a 32-bit int")
     if nodes.interval_seconds <= 0 or nodes.stale_intervals <= 0:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:

@@ -24,7 +24,7 @@ _TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def validate_id(kind: str, value: str) -> str:
-    if not _ID.match(value or ""):
+    if not _ID.fullmatch(value or ""):
         raise ConfigError(
             f"invalid {kind} id {value!r}",
             hint="use 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",

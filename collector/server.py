@@ -16,6 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,6 +31,8 @@ from protos import census_pb2, census_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+PEM_HINT = "check [server] tls_cert, tls_key and client_ca in the config (PEM files)"
 SERVICE_NAME = census_pb2.DESCRIPTOR.services_by_name["Census"].full_name  # "gpucensus.v1.Census"
 
 
@@ -75,14 +80,40 @@ def _read(path: str, what: str) -> bytes:
         ) from err
 
 
+def _certificates(path: str, what: str) -> tuple[bytes, list[x509.Certificate]]:
+    data = _read(path, what)
+    try:
+        return data, x509.load_pem_x509_certificates(data)
+    except ValueError as err:
+        raise ConfigError(f"the {what} {path} is not a PEM certificate: {err}", hint=PEM_HINT) from err
+
+
+def _private_key(path: str) -> tuple[bytes, bytes]:
+    """The key file's bytes and its public key (DER SubjectPublicKeyInfo)."""
+    data = _read(path, "TLS key")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:  # TypeError: the key is encrypted
+        raise ConfigError(f"the TLS key {path} is not an unencrypted PEM private key: {err}", hint=PEM_HINT) from err
+    return data, key.public_key().public_bytes(serialization.Encoding.DER, SPKI)
+
+
 def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
-    """TLS credentials from a validated `[server]` (`collector.config.validate`); None for plaintext."""
+    """TLS credentials from a validated `[server]` (`collector.config.validate`); None for plaintext.
+
+    The files are checked here, so a wrong file is a ConfigError naming it (grpc would only say it cannot bind)."""
     if not settings.tls_cert:
         return None
+    cert_pem, chain = _certificates(settings.tls_cert, "TLS certificate")
+    key_pem, key_public = _private_key(settings.tls_key)
+    if chain[0].public_key().public_bytes(serialization.Encoding.DER, SPKI) != key_public:
+        raise ConfigError(
+            f"the TLS key {settings.tls_key} does not belong to the certificate {settings.tls_cert}",
+            hint="tls_cert must start with the certificate of tls_key",
+        )
+    client_ca = _certificates(settings.client_ca, "client CA")[0] if settings.client_ca else None
     return grpc.ssl_server_credentials(
-        [(_read(settings.tls_key, "TLS key"), _read(settings.tls_cert, "TLS certificate"))],
-        root_certificates=_read(settings.client_ca, "client CA") if settings.client_ca else None,
-        require_client_auth=settings.require_client_auth,
+        [(key_pem, cert_pem)], root_certificates=client_ca, require_client_auth=settings.require_client_auth
     )
 
 
@@ -107,6 +138,7 @@ def run_server(
         bind_tls_identity=bool(settings.require_client_auth),
         stale_intervals=config.nodes.stale_intervals,
         default_interval_seconds=config.nodes.interval_seconds,
+        stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="census"),

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
 import grpc
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from collector import codec, verify
 from collector.ingest.errors import BindingError, MalformedError
@@ -26,6 +28,49 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SHUTTING_DOWN = "the collector is shutting down; reconnect and resend what was not acknowledged"
+
+
+class IdleStreams:
+    """Cancels Report streams that send nothing (and read no ack) for `timeout` seconds: each open stream holds
+    one of the server's worker threads, so a client that opens streams and goes quiet would otherwise starve
+    every other node. One daemon thread watches every stream; an agent sends its whole spool at once."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._deadlines: dict[int, tuple[float, grpc.ServicerContext]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, context: grpc.ServicerContext) -> None:
+        """(Re)start the idle clock of `context`'s stream."""
+        with self._lock:
+            self._deadlines[id(context)] = (self._clock() + self.timeout, context)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="census-idle-streams", daemon=True)
+                self._thread.start()
+
+    def stop(self, context: grpc.ServicerContext) -> None:
+        """Stop the idle clock while the collector itself works on the stream (or when it ends)."""
+        with self._lock:
+            self._deadlines.pop(id(context), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.timeout / 4))
+            now = self._clock()
+            with self._lock:
+                expired = [(key, ctx) for key, (deadline, ctx) in self._deadlines.items() if deadline <= now]
+                for key, _ in expired:
+                    del self._deadlines[key]
+                done = not self._deadlines
+                if done:  # no stream open: the next one starts a new watcher
+                    self._thread = None
+            for _, context in expired:
+                log.warning("closing the Report stream of %s: idle for %g s", context.peer(), self.timeout)
+                context.cancel()
+            if done:
+                return
 
 
 def tls_identity(context: grpc.ServicerContext) -> str:
@@ -44,6 +89,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         bind_tls_identity: bool = False,
         stale_intervals: int = 3,
         default_interval_seconds: int = 60,
+        stream_idle_timeout_seconds: float = 30,
     ) -> None:
         self._store = store
         self._pipeline = pipeline
@@ -52,6 +98,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._stale_intervals = stale_intervals
         self._default_interval = default_interval_seconds
         self.stopping = threading.Event()  # set on SIGTERM: finish the envelope in hand, then end the stream
+        self._idle = IdleStreams(stream_idle_timeout_seconds)
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         identity = tls_identity(context) if self._bind_tls_identity else None
@@ -68,18 +115,24 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         except ValueError as err:
             raise MalformedError(f"public_key_pem is not an Ed25519 public key: {err}") from err
         keyid = verify.public_key_id(public_key)
-        key = self._store.enroll(
-            keyid, request.public_key_pem, request.node_id, "", hash_token(request.token), self._clock()
-        )
+        pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")  # no junk
+        key = self._store.enroll(keyid, pem, request.node_id, "", hash_token(request.token), self._clock())
         log.info("enrolled node %s (key %s) at site %s", key.node_id, key.keyid, key.site)
         return codec.enroll_response(key)
 
     def Report(self, request_iterator: Iterator[pb.Envelope], context: grpc.ServicerContext) -> Iterator[pb.Ack]:
         identity = tls_identity(context) if self._bind_tls_identity else None
-        for envelope in request_iterator:
-            yield _answer(context, lambda e=envelope: codec.ack_to_pb(self._pipeline.ingest(e.dsse, identity)))
-            if self.stopping.is_set():
-                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        self._idle.start(context)
+        try:
+            for envelope in request_iterator:
+                self._idle.stop(context)  # judging may wait on the store: not the client's idleness
+                ack = _answer(context, lambda e=envelope: codec.ack_to_pb(self._pipeline.ingest(e.dsse, identity)))
+                self._idle.start(context)  # until the client has taken the ack and sent the next envelope
+                yield ack
+                if self.stopping.is_set():
+                    context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        finally:
+            self._idle.stop(context)
 
     def GetSiteStatus(
         self, request: pb.GetSiteStatusRequest, context: grpc.ServicerContext

@@ -11,7 +11,8 @@ across        duplicate (replay: same sequence, same digest), fork (equivocation
 envelopes     digest), out-of-order (a sequence below the highest already seen), gap (sequences missing),
               previous-mismatch (`previous` is not the digest of the preceding envelope)
 
-Imports only the standard library, `cryptography` and the agent's pure modules (dsse, jcs, statement).
+Imports only the standard library, `cryptography`, `collector.canonical` and the agent's pure modules (dsse, jcs,
+statement).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import dsse, jcs
 from agent.statement import PAYLOAD_TYPE, check_statement, subject_digest
+from collector.canonical import parse_canonical
 
 # Chain reasons an ingest treats specially: a duplicate is an idempotent resend, not an error.
 DUPLICATE, FORK, OUT_OF_ORDER, GAP, PREVIOUS_MISMATCH = (
@@ -61,6 +63,7 @@ class VerifiedStatement:
     keyid: str  # of the key that verified it
     statement: dict[str, Any]
     source: str = ""
+    payload: bytes = b""  # the signed payload bytes (the statement's JCS form)
 
     @property
     def predicate(self) -> dict[str, Any]:
@@ -135,8 +138,12 @@ def _check_signatures(envelope: dsse.Envelope, public_key: Ed25519PublicKey, key
     return "signature-invalid", f"no signature verifies with key {keyid} over the PAE bytes"
 
 
-def verify_envelope(envelope_bytes: bytes, public_key: Ed25519PublicKey, source: str = "") -> EnvelopeResult:
-    """Verify one envelope's exact bytes against the node's public key, collecting every failure."""
+def verify_envelope(
+    envelope_bytes: bytes, public_key: Ed25519PublicKey, source: str = "", *, parsed: dsse.Envelope | None = None
+) -> EnvelopeResult:
+    """Verify one envelope's exact bytes against the node's public key, collecting every failure.
+
+    `parsed`: `dsse.parse_envelope(envelope_bytes)` when the caller has parsed it already (saves a parse)."""
     keyid = public_key_id(public_key)
     failures: list[Failure] = []
 
@@ -144,11 +151,15 @@ def verify_envelope(envelope_bytes: bytes, public_key: Ed25519PublicKey, source:
         failures.append(Failure(reason, message, source=source))
 
     try:
-        envelope = dsse.parse_envelope(envelope_bytes)
+        envelope = parsed or dsse.parse_envelope(envelope_bytes)
+        _, envelope_canonical = parse_canonical(envelope_bytes)
     except dsse.EnvelopeError as err:
         fail(err.reason, err.message)
         return EnvelopeResult(failures)
-    if not jcs.is_canonical(envelope_bytes):
+    except (jcs.CanonicalJsonError, ValueError) as err:  # e.g. an integer too long to convert
+        fail("envelope-malformed", f"envelope is not valid JSON: {err}")
+        return EnvelopeResult(failures)
+    if not envelope_canonical:
         fail("envelope-not-canonical", "envelope bytes are not the RFC 8785 (JCS) form of the envelope")
     if envelope.payload_type != PAYLOAD_TYPE:
         fail("payload-type", f"payloadType is {envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}")
@@ -157,17 +168,12 @@ def verify_envelope(envelope_bytes: bytes, public_key: Ed25519PublicKey, source:
         fail(*signature_problem)
         return EnvelopeResult(failures)  # verify before parse: an unauthenticated payload is not read
     try:
-        statement = jcs.loads_strict(envelope.payload)
+        statement, canonical = parse_canonical(envelope.payload)
     except jcs.CanonicalJsonError as err:
         fail("payload-malformed", f"payload is not a valid JSON document: {err}")
         return EnvelopeResult(failures)
-    try:
-        canonical = jcs.canonical_bytes(statement) == envelope.payload
-    except jcs.CanonicalJsonError as err:  # e.g. an integer beyond the I-JSON range
-        fail("payload-not-canonical", f"payload has no RFC 8785 (JCS) form: {err}")
-    else:
-        if not canonical:
-            fail("payload-not-canonical", "payload bytes are not the RFC 8785 (JCS) form of the statement")
+    if not canonical:
+        fail("payload-not-canonical", "payload bytes are not the RFC 8785 (JCS) form of the statement")
     for reason, message in check_statement(statement):
         fail(reason, message)
     actual = _subject_sha256(statement)
@@ -178,7 +184,7 @@ def verify_envelope(envelope_bytes: bytes, public_key: Ed25519PublicKey, source:
     if failures:
         return EnvelopeResult(failures)
     digest = dsse.envelope_digest(envelope_bytes)
-    return EnvelopeResult([], VerifiedStatement(envelope_bytes, digest, keyid, statement, source))
+    return EnvelopeResult([], VerifiedStatement(envelope_bytes, digest, keyid, statement, source, envelope.payload))
 
 
 def _subject_sha256(statement: Any) -> str | None:

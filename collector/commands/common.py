@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,29 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+
+
+def command_group(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """`gpucensus-collector NAME ACTION ...`: the group's parser; add its actions with `store_action`."""
+    parser = subparsers.add_parser(name, help=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def store_action(
+    group: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    formatted: bool = False,
+) -> argparse.ArgumentParser:
+    """An action that opens the store (`--config` / `--data-dir`) and, if `formatted`, takes `--format`."""
+    parser = group.add_parser(name, help=help)
+    add_store_arguments(parser)
+    if formatted:
+        add_format_argument(parser)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> CollectorConfig:

@@ -5,34 +5,21 @@ from __future__ import annotations
 import argparse
 
 from collector import registry
-from collector.commands.common import add_format_argument, add_store_arguments, emit, store_from_args
+from collector.commands.common import command_group, emit, store_action, store_from_args
 from collector.store.base import RecordNotFoundError
 
 HEADERS = ("id", "headquarters", "authorization")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("entity", help="manage entities (companies that own sites)")
-    sub = parser.add_subparsers(dest="entity_command", required=True, metavar="ACTION")
-
-    add = sub.add_parser("add", help="add an entity")
+    group = command_group(subparsers, "entity", "manage entities (companies that own sites)")
+    add = store_action(group, "add", "add an entity", run_add)
     add.add_argument("id", help="entity id, e.g. acme")
     add.add_argument("--headquarters", required=True, metavar="CC", help="ISO 3166-1 alpha-2 country, e.g. US")
     add.add_argument("--authorization", default="none", choices=registry.AUTHORIZATIONS,
                      help="verified end-user authorization (default: none)")  # fmt: skip
-    add_store_arguments(add)
-    add.set_defaults(func=run_add)
-
-    lst = sub.add_parser("list", help="list entities")
-    add_store_arguments(lst)
-    add_format_argument(lst)
-    lst.set_defaults(func=run_list)
-
-    show = sub.add_parser("show", help="show one entity and its sites")
-    show.add_argument("id")
-    add_store_arguments(show)
-    add_format_argument(show)
-    show.set_defaults(func=run_show)
+    store_action(group, "list", "list entities", run_list, formatted=True)
+    store_action(group, "show", "show one entity and its sites", run_show, formatted=True).add_argument("id")
 
 
 def run_add(args: argparse.Namespace) -> int:

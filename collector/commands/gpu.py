@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from collector.commands.common import add_store_arguments, iso, now, store_from_args
+from collector.commands.common import command_group, iso, now, store_action, store_from_args
 from collector.store.base import RecordNotFoundError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("gpu", help="per-GPU actions")
-    sub = parser.add_subparsers(dest="gpu_command", required=True, metavar="ACTION")
-    dec = sub.add_parser("decommission", help="record that a GPU was removed on purpose (RMA, scrapped, sold)")
+    group = command_group(subparsers, "gpu", "per-GPU actions")
+    help = "record that a GPU was removed on purpose (RMA, scrapped, sold)"
+    dec = store_action(group, "decommission", help, run_decommission)
     dec.add_argument("uuid", help="the GPU UUID, e.g. GPU-5f3c…")
     dec.add_argument("--reason", default="", help="free text kept with the record, e.g. 'RMA 1234'")
-    add_store_arguments(dec)
-    dec.set_defaults(func=run_decommission)
 
 
 def run_decommission(args: argparse.Namespace) -> int:

@@ -5,31 +5,23 @@ from __future__ import annotations
 import argparse
 
 from collector.commands.common import (
-    add_format_argument,
-    add_store_arguments,
+    command_group,
     config_from_args,
     emit,
     iso,
     now,
+    store_action,
     store_from_args,
 )
 from collector.store.base import NodeStatus, RecordNotFoundError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("node", help="enrolled nodes")
-    sub = parser.add_subparsers(dest="node_command", required=True, metavar="ACTION")
-
-    lst = sub.add_parser("list", help="list nodes with their last attestation and state (ok, stale, revoked)")
-    lst.add_argument("--site", help="only this site")
-    add_store_arguments(lst)
-    add_format_argument(lst)
-    lst.set_defaults(func=run_list)
-
-    revoke = sub.add_parser("revoke", help="revoke a node key: its attestations are refused from now on")
+    group = command_group(subparsers, "node", "enrolled nodes")
+    help = "list nodes with their last attestation and state (ok, stale, revoked)"
+    store_action(group, "list", help, run_list, formatted=True).add_argument("--site", help="only this site")
+    revoke = store_action(group, "revoke", "revoke a node key: its attestations are refused from now on", run_revoke)
     revoke.add_argument("key", metavar="KEYID|NODE", help="a key id, or a node id (revokes all its active keys)")
-    add_store_arguments(revoke)
-    revoke.set_defaults(func=run_revoke)
 
 
 def _state(node: NodeStatus, stale: set[str]) -> str:

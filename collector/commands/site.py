@@ -5,24 +5,16 @@ from __future__ import annotations
 import argparse
 
 from collector import registry
-from collector.commands.common import add_format_argument, add_store_arguments, emit, store_from_args
+from collector.commands.common import command_group, emit, store_action, store_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("site", help="manage sites (where GPUs physically are)")
-    sub = parser.add_subparsers(dest="site_command", required=True, metavar="ACTION")
-
-    add = sub.add_parser("add", help="add a site")
+    group = command_group(subparsers, "site", "manage sites (where GPUs physically are)")
+    add = store_action(group, "add", "add a site", run_add)
     add.add_argument("id", help="site id, e.g. fra1")
     add.add_argument("--country", required=True, metavar="CC", help="ISO 3166-1 alpha-2 country, e.g. DE")
     add.add_argument("--entity", required=True, help="the entity that owns the site")
-    add_store_arguments(add)
-    add.set_defaults(func=run_add)
-
-    lst = sub.add_parser("list", help="list sites")
-    add_store_arguments(lst)
-    add_format_argument(lst)
-    lst.set_defaults(func=run_list)
+    store_action(group, "list", "list sites", run_list, formatted=True)
 
 
 def run_add(args: argparse.Namespace) -> int:

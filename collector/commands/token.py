@@ -9,17 +9,15 @@ import argparse
 import sys
 
 from collector import registry
-from collector.commands.common import add_store_arguments, iso, now, store_from_args
+from collector.commands.common import command_group, iso, now, store_action, store_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("token", help="enrollment tokens for new nodes")
-    sub = parser.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    create = sub.add_parser("create", help="create a single-use enrollment token for a site (printed once)")
+    group = command_group(subparsers, "token", "enrollment tokens for new nodes")
+    help = "create a single-use enrollment token for a site (printed once)"
+    create = store_action(group, "create", help, run_create)
     create.add_argument("--site", required=True, help="the site the enrolling node will be bound to")
     create.add_argument("--ttl", default="24h", help="lifetime: N followed by s, m, h or d (default 24h)")
-    add_store_arguments(create)
-    create.set_defaults(func=run_create)
 
 
 def run_create(args: argparse.Namespace) -> int:

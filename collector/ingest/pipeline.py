@@ -21,7 +21,7 @@ from collector import verify
 from collector.ingest import chain, crossnode, recompute, signature
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
-from collector.store.base import AttestationRecord, ConflictError, NodeKey, Store
+from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
 
 STEPS = ("signature", "chain", "recompute", "crossnode", "store")
 
@@ -74,13 +74,14 @@ class Pipeline:
         `client_identity`: the node id a verified TLS client certificate names, when mutual TLS is required.
         """
         with self.timings.step("signature"):
-            key = signature.enrolled_key(envelope_bytes, self._store.get_key)
+            envelope = signature.parse(envelope_bytes)
+            key = signature.enrolled_key(envelope, self._store.get_key)
             if client_identity is not None and client_identity != key.node_id:
                 raise BindingError(
                     f"the TLS client certificate is for {client_identity!r}; key {key.keyid} is bound to "
                     f"node {key.node_id!r}"
                 )
-            verified = signature.verify_signed(envelope_bytes, key, self._public_key(key))
+            verified = signature.verify_signed(envelope_bytes, key, self._public_key(key), envelope)
         with self._key_lock(key.keyid):
             try:
                 return self._judge(verified, key)
@@ -112,8 +113,11 @@ class Pipeline:
         if verdict.duplicate and stored is not None:
             return _replay(stored)
         if verdict.rejected:
+            evidence = None
+            if stored is not None and stored.digest != verified.digest:  # an equivocation: keep the proof
+                evidence = Evidence(keyid, seq, verified.digest, verified.envelope_bytes, stored.digest, now)
             with self.timings.step("store"):
-                store.add_findings(_tagged(verdict.findings, keyid, seq, now))
+                store.add_findings(_tagged(verdict.findings, keyid, seq, now, verified.digest), evidence)
             return IngestResult(keyid, seq, REJECTED, findings=verdict.findings)
         predicate = verified.predicate
         with self.timings.step("recompute"):
@@ -142,7 +146,7 @@ class Pipeline:
                     received_at=now,
                     previous=verified.previous,
                     devices=recomputed.devices,
-                    findings=_tagged(findings, keyid, seq, now),
+                    findings=_tagged(findings, keyid, seq, now, verified.digest),
                     status=ACCEPTED,
                 )
             )
@@ -212,5 +216,5 @@ def _replay(stored: AttestationRecord) -> IngestResult:
     )
 
 
-def _tagged(findings: tuple[Finding, ...], keyid: str, sequence: int, now: datetime) -> list[Finding]:
-    return [replace(f, keyid=keyid, sequence=sequence, created_at=now) for f in findings]
+def _tagged(findings: tuple[Finding, ...], keyid: str, sequence: int, now: datetime, digest: str) -> list[Finding]:
+    return [replace(f, keyid=keyid, sequence=sequence, created_at=now, digest=digest) for f in findings]

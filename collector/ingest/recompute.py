@@ -23,6 +23,12 @@ from collector.store.base import DeviceRecord
 ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
 TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
 HIDDEN_ERROR = "on the PCI bus but not reported by NVML"
+FIGURES = ("tpp", "pd_milli", "h100e_milli")
+INT64_MAX = 2**63 - 1  # the stores' integer columns: a figure beyond it is absurd facts, never a crash
+
+
+def _out_of_range(entry: Mapping[str, Any]) -> bool:
+    return any(isinstance(entry.get(n), int) and abs(entry[n]) > INT64_MAX for n in FIGURES)
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,11 @@ def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) 
             findings.append(Finding("accounting.mismatch", WARNING, subject, message + "; ".join(differences)))
         if entry.get("review"):
             findings.append(Finding("accounting.review", INFO, subject, entry["review"]))
+        if _out_of_range(entry):
+            message = (f"device {fact.index}: figures derived from its reported facts are out of range "
+                       f"(tpp {entry.get('tpp')}); not counted, flagged for review")  # fmt: skip
+            findings.append(Finding("accounting.out-of-range", WARNING, subject, message))
+            entry = {**entry, **dict.fromkeys(FIGURES)}
         if entry["status"] != STATUS_OK:
             detail = entry.get("error") or "no detail"
             findings.append(

@@ -120,6 +120,20 @@ class Finding:
     sequence: int | None = None
     created_at: datetime | None = None  # set by the caller; the store fills "now" when None
     id: int | None = None  # assigned by the store
+    digest: str = ""  # of the envelope the finding is about; with keyid and sequence, recorded once
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An equivocation's second signed envelope, kept byte for byte for an auditor (never an attestation)."""
+
+    keyid: str
+    sequence: int
+    digest: str  # hex SHA-256 of envelope
+    envelope: bytes  # exactly as received
+    stored_digest: str  # the digest of the envelope already stored for (keyid, sequence)
+    received_at: datetime
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -272,8 +286,16 @@ class Store(Protocol):
         """Non-revoked nodes silent (since last attestation, else since enrollment) for > intervals x interval."""
         ...
 
-    # findings
-    def add_findings(self, findings: Iterable[Finding]) -> None: ...
+    # findings and evidence
+    def add_findings(self, findings: Iterable[Finding], evidence: Evidence | None = None) -> None:
+        """Record findings (and the evidence they rest on) in one transaction. A finding naming an envelope
+        (keyid, sequence, digest) is recorded once per rule and subject; the same evidence is kept once."""
+        ...
+
+    def list_evidence(self, keyid: str | None = None) -> list[Evidence]:
+        """Equivocation evidence, oldest first."""
+        ...
+
     def list_findings(
         self,
         *,

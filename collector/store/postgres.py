@@ -10,6 +10,7 @@ pool; a connection that broke is dropped and the error becomes StoreError (the a
 from __future__ import annotations
 
 import queue
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,14 +89,23 @@ class PostgresStore(SqlStore):
                 self._all.remove(conn)
         conn.close()
 
+    def _borrow(self) -> psycopg.Connection[Any]:
+        """An idle connection, or a new one. An idle connection the server has written to was almost surely
+        closed by it (restart, pg_terminate_backend, idle timeout): dropped, so no request fails for it."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return self._connect()
+            if not _has_input(conn):
+                return conn
+            self._discard(conn)
+
     @contextmanager
     def _tx(self, write: bool) -> Iterator[Any]:
         if self._closed:
             raise StoreError(f"the PostgreSQL store {self.where} is closed")
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
+        conn = self._borrow()
         try:
             with conn.transaction(), conn.cursor() as cur:
                 yield _Cursor(cur)
@@ -135,6 +145,14 @@ class PostgresStore(SqlStore):
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
+
+
+def _has_input(conn: psycopg.Connection[Any]) -> bool:
+    """True if the server sent something on an idle connection (or closed it)."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):  # closed socket or connection
+        return True
 
 
 def _redact(dsn: str) -> str:

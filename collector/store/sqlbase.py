@@ -2,8 +2,8 @@
 
 Queries are written with `?` placeholders (the PostgreSQL store turns them into `%s`) and avoid literal `%`.
 A dialect subclass provides `_tx(write)` (a transaction yielding a cursor), `_t` / `_dt` (datetime to and from
-the database), `_has_table` and `_migration_lock`. Every public method is one transaction. Part 2 (attestations,
-per-GPU state, nodes, findings, queries) is `collector.store.sqlstore.SqlStore`.
+the database), `_has_table` and `_migration_lock`. Every public method is one transaction. Part 2 (findings and
+evidence) is `collector.store.sqlfindings`; part 3 (attestations, per-GPU state, nodes, queries) `sqlstore`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ from collector.store.base import (
 )
 
 _KEY_COLUMNS = "keyid, public_key_pem, node_id, site, enrolled_at, revoked_at"
+
+
+def where_equal(sql: str, column: str, value: Any) -> tuple[str, tuple[Any, ...]]:
+    """`sql` filtered on `column = value`, or unfiltered when value is None; with its parameters."""
+    return (sql, ()) if value is None else (f"{sql} WHERE {column} = ?", (value,))
 
 
 class SqlBase:
@@ -191,9 +196,7 @@ class SqlBase:
 
     def list_keys(self, site: str | None = None) -> list[NodeKey]:
         sql = f"SELECT {_KEY_COLUMNS} FROM node_keys"
-        params: tuple[Any, ...] = ()
-        if site is not None:
-            sql, params = sql + " WHERE site = ?", (site,)
+        sql, params = where_equal(sql, "site", site)
         with self._tx(False) as cur:
             rows = cur.execute(sql + " ORDER BY node_id, enrolled_at", params).fetchall()
         return [self._key(row) for row in rows]

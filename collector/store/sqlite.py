@@ -20,6 +20,10 @@ from collector.store.sqlstore import SqlStore
 
 DB_FILENAME = "collector.db"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+DAMAGED_HINT = (
+    "the file is not a SQLite database or is damaged; it was left as it is: check it with "
+    "`sqlite3 FILE 'PRAGMA integrity_check'` and restore it from a backup"
+)
 
 
 class SqliteStore(SqlStore):
@@ -34,19 +38,29 @@ class SqliteStore(SqlStore):
         db_path = Path(path) if path is not None else Path(data_dir) / DB_FILENAME  # type: ignore[arg-type]
         self.path = db_path
         self.where = f"at {db_path}"
+        conn = None
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
+            conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as err:
+            if conn is not None:
+                conn.close()
+            damaged = isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError)
             raise StoreError(f"cannot open the SQLite database {db_path}: {err}",
-                             hint="check the data directory exists and is writable") from err  # fmt: skip
+                             hint=DAMAGED_HINT if damaged else "check the data directory exists and is writable",
+                             ) from err  # fmt: skip
+        self._conn = conn
         self._lock = threading.RLock()
         self._closed = False
-        self.check_version()
+        try:
+            self.check_version()
+        except BaseException:
+            self.close()
+            raise
 
     @contextmanager
     def _tx(self, write: bool) -> Iterator[Any]:
@@ -83,7 +97,8 @@ class SqliteStore(SqlStore):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware UTC times")
-        return value.astimezone(UTC).strftime(_TIME_FORMAT)
+        utc = value.astimezone(UTC)  # the year zero-padded by hand: strftime writes year 999 as "999"
+        return f"{utc.year:04d}-" + utc.strftime(_TIME_FORMAT.removeprefix("%Y-"))
 
     def _dt(self, value: Any) -> datetime | None:
         if value is None:

@@ -1,4 +1,4 @@
-"""The SQL both stores share, part 2: attestations, per-GPU state, nodes, findings and the queries.
+"""The SQL both stores share, part 3: attestations, per-GPU state, nodes and the queries.
 
 Concurrency: `store_attestation` is one transaction that first claims `(keyid, sequence)` with
 `INSERT … ON CONFLICT DO NOTHING RETURNING id` (the loser gets ConflictError and writes nothing), then takes row
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from collector.store.base import (
@@ -19,14 +19,14 @@ from collector.store.base import (
     CountryTotals,
     DeviceRecord,
     Entity,
-    Finding,
     GpuState,
     NodeStatus,
     Site,
     SiteStatus,
 )
 from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
-from collector.store.sqlbase import SqlBase
+from collector.store.sqlbase import where_equal
+from collector.store.sqlfindings import FINDING_COLUMNS, SqlFindings
 
 _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
@@ -36,10 +36,9 @@ _ATTESTATION_COLUMNS = (
     "id, keyid, sequence, digest, envelope, node_id, site, stated_at, received_at, previous, status, "
     "log_index, checkpoint"
 )
-_FINDING_COLUMNS = "id, rule_id, severity, subject, message, keyid, sequence, created_at"
 
 
-class SqlStore(SqlBase):
+class SqlStore(SqlFindings):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -51,7 +50,7 @@ class SqlStore(SqlBase):
                 return None
             devices = self._devices(cur, row[0])
             findings = cur.execute(
-                f"SELECT {_FINDING_COLUMNS} FROM findings WHERE attestation_id = ? ORDER BY id", (row[0],)
+                f"SELECT {FINDING_COLUMNS} FROM findings WHERE attestation_id = ? ORDER BY id", (row[0],)
             ).fetchall()
         return AttestationRecord(
             id=row[0], keyid=row[1], sequence=row[2], digest=row[3], envelope=bytes(row[4]), node_id=row[5],
@@ -174,9 +173,7 @@ class SqlStore(SqlBase):
             "WHERE d.attestation_id = n.last_attestation_id), k.revoked_at "
             "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
         )
-        params: tuple[Any, ...] = ()
-        if site is not None:
-            sql, params = sql + " WHERE n.site = ?", (site,)
+        sql, params = where_equal(sql, "n.site", site)
         with self._tx(False) as cur:
             rows = cur.execute(sql + " ORDER BY n.site, n.node_id", params).fetchall()
         return [
@@ -194,57 +191,6 @@ class SqlStore(SqlBase):
             if (now - since).total_seconds() > intervals * interval:
                 stale.append(node)
         return stale
-
-    # --- findings ---------------------------------------------------------------------------------------
-    def add_findings(self, findings: Iterable[Finding]) -> None:
-        batch = list(findings)
-        if batch:
-            with self._tx(True) as cur:
-                self._insert_findings(cur, batch, None, None)
-
-    def _insert_findings(
-        self, cur: Any, findings: Iterable[Finding], attestation_id: int | None, now: datetime | None
-    ) -> None:
-        fallback = now or datetime.now(UTC)
-        rows = [(f.rule_id, f.severity, f.subject, f.message, f.keyid, f.sequence, attestation_id,
-                 self._t(f.created_at or fallback)) for f in findings]  # fmt: skip
-        if rows:
-            cur.executemany(
-                "INSERT INTO findings (rule_id, severity, subject, message, keyid, sequence, attestation_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-
-    def list_findings(
-        self,
-        *,
-        rule_id: str | None = None,
-        subject: str | None = None,
-        keyid: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[Finding]:
-        where, params = [], []
-        for column, value in (("rule_id", rule_id), ("subject", subject), ("keyid", keyid)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("created_at >= ?")
-            params.append(self._t(since))
-        sql = f"SELECT {_FINDING_COLUMNS} FROM findings"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        with self._tx(False) as cur:
-            rows = cur.execute(sql, tuple(params)).fetchall()
-        return [self._finding(row) for row in rows]
-
-    def _finding(self, row: Any) -> Finding:
-        return Finding(row[1], row[2], row[3], row[4], row[5], row[6], self._dt(row[7]), row[0])
 
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(self) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import grpc
 
+from agent.dsse import envelope_digest
 from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
@@ -86,12 +87,17 @@ def test_an_equivocation_is_rejected_with_a_finding_and_the_first_envelope_stays
     first = node.next()
     stored = collector.report([first, node.next()])[1]
     forked = node.edited(lambda p: p["totals"].update(gpus=7))
-    (ack,) = collector.report([node.sign(sequence=2, previous=node.previous, predicate=forked)])
+    second = node.sign(sequence=2, previous=node.previous, predicate=forked)
+    (ack,) = collector.report([second])
     assert ack.status == pb.ACK_STATUS_REJECTED and not ack.HasField("log_index")
     assert rule_ids(ack) == ["chain.equivocation"]
     assert ack.findings[0].severity == pb.SEVERITY_VIOLATION
     assert collector.store.get_attestation(node.keyid, 2).id == stored.log_index
-    assert [f.sequence for f in collector.store.list_findings(rule_id="chain.equivocation")] == [2]
+    assert [rule_ids(a) for a in collector.report([second, second])] == [["chain.equivocation"]] * 2  # resent
+    assert [f.sequence for f in collector.store.list_findings(rule_id="chain.equivocation")] == [2]  # once
+    (evidence,) = collector.store.list_evidence(node.keyid)  # the auditor's proof: both signed envelopes
+    assert (evidence.sequence, evidence.envelope, evidence.digest) == (2, second, envelope_digest(second))
+    assert evidence.stored_digest == collector.store.get_attestation(node.keyid, 2).digest
 
 
 def test_a_gap_is_accepted_with_a_missing_attestations_finding(collector: Collector) -> None:

@@ -190,3 +190,24 @@ def test_an_unreadable_certificate_is_a_config_error(store: Store, pki: Pki, tmp
     config = ServerConfig(listen="127.0.0.1:0", tls_cert=missing, tls_key=pki.write("server.key", pki.server.key))
     with pytest.raises(ConfigError, match=r"cannot read the TLS certificate .*missing\.pem"):
         start(store, config)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"tls_cert": b"not a pem\n"}, r"TLS certificate .*cert\.pem is not a PEM certificate"),
+        ({"tls_key": b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}, r"TLS key .* is not an"),
+        ({"tls_key": "other"}, r"TLS key .* does not belong to the certificate"),
+        ({"client_ca": b"garbage"}, r"client CA .*ca\.pem is not a PEM certificate"),
+    ],
+)
+def test_a_file_that_is_not_the_pem_it_should_be_is_a_config_error_naming_it(
+    store: Store, pki: Pki, files: dict, message: str
+) -> None:
+    content = {"tls_cert": pki.server.cert, "tls_key": pki.server.key, "client_ca": pki.nodes_ca.cert}
+    content.update({k: pki.node_1.key if v == "other" else v for k, v in files.items()})
+    names = {"tls_cert": "cert.pem", "tls_key": "key.pem", "client_ca": "ca.pem"}
+    paths = {k: pki.write(f"bad-{names[k]}", v) for k, v in content.items()}
+    config = ServerConfig(listen="127.0.0.1:0", require_client_auth=True, **paths)
+    with pytest.raises(ConfigError, match=message):
+        start(store, config)

@@ -382,31 +382,6 @@ def test_a_node_enrolled_but_never_attesting_goes_stale(make_store) -> None:
     assert all(n.last_attested_at is None for n in store.list_nodes())
 
 
-# --- findings -------------------------------------------------------------------------------------------------
-
-
-def test_findings_are_listed_newest_first_and_filtered(make_store) -> None:
-    store = make_store()
-    registry(store)
-    store.add_findings([
-        Finding("chain.gap", "warning", "node:node-fra1", "missing 2..3", "k-fra1", 4, at(1)),
-        Finding("chain.equivocation", "violation", "node:node-fra1", "two digests", "k-fra1", 4, at(2)),
-        Finding("node.stale", "warning", "node:node-sin1", "silent", created_at=at(3)),
-    ])  # fmt: skip
-    store.add_findings([])
-    assert [f.rule_id for f in store.list_findings()] == ["node.stale", "chain.equivocation", "chain.gap"]
-    assert [f.rule_id for f in store.list_findings(keyid="k-fra1", limit=1)] == ["chain.equivocation"]
-    assert [f.rule_id for f in store.list_findings(rule_id="chain.gap")] == ["chain.gap"]
-    assert [f.created_at for f in store.list_findings(since=at(2))] == [at(3), at(2)]
-    assert len(store.list_findings(subject="node:node-fra1")) == 2
-    gap = store.list_findings(rule_id="chain.gap")[0]
-    assert (gap.severity, gap.message, gap.sequence, gap.id is not None) == ("warning", "missing 2..3", 4, True)
-    # findings not tied to a stored attestation never show up in a (duplicate) ack
-    store.store_attestation(attestation("k-fra1", 4, []))
-    got = store.get_attestation("k-fra1", 4)
-    assert got is not None and got.findings == ()
-
-
 # --- queries --------------------------------------------------------------------------------------------------
 
 

@@ -108,6 +108,11 @@ def test_unknown_keys_and_sections_name_the_file_and_key(tmp_path: Path, text: s
         ("[server]\nrequire_client_auth = true\n", "require_client_auth needs"),
         ("[server]\nmax_message_bytes = 0\n", "greater than 0"),
         ("[nodes]\nstale_intervals = 0\n", "greater than 0"),
+        ("[server]\nstream_idle_timeout_seconds = 0\n", "greater than 0"),
+        ("[server]\nkeepalive_time_seconds = 10000000000\n", "keepalive_time_seconds must be at most 2147483"),
+        ("[server]\nmax_message_bytes = 1099511627776\n", "max_message_bytes must be at most 2147483647"),
+        ("[server]\nmax_future_skew_seconds = 1000000000000000\n", "must be at most"),  # timedelta overflow
+        ("[nodes]\ninterval_seconds = 1000000000000\n", "must be at most"),
         ("[server\n", "not valid TOML"),
     ],
 )

@@ -71,3 +71,13 @@ def test_an_unknown_part_is_stored_as_derived_never_dropped() -> None:
 def test_a_non_datacenter_part_is_stored_as_such() -> None:
     result = run(mock_predicate("n1", "rtx-4090-workstation"))
     assert result.devices and not any(d.datacenter for d in result.devices)
+
+
+def test_absurd_facts_are_a_finding_and_unaccounted_never_a_number_no_store_can_hold() -> None:
+    predicate = mock_predicate("n1", "unknown-device")
+    derived = next(i for i, d in enumerate(run(predicate).devices) if d.basis == "derived")
+    predicate["devices"][derived].update(sm_count=2**53 - 1, max_sm_clock_mhz=2**53 - 1)  # signed, valid JSON
+    result = run(predicate)
+    device = result.devices[derived]
+    assert (device.tpp, device.pd_milli, device.h100e_milli) == (None, None, None)  # unaccounted, not zero
+    assert "accounting.out-of-range" in {f.rule_id for f in result.findings}

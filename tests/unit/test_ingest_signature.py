@@ -80,3 +80,12 @@ def test_an_envelope_signed_by_another_key_fails_the_signature(node: TestNode) -
 def test_a_key_speaks_only_for_the_node_it_is_bound_to(node: TestNode) -> None:
     with pytest.raises(BindingError, match="bound to node 'n9'"):
         check(node.next(), replace(bound(node), node_id="n9"))
+
+
+def test_an_envelope_with_thousands_of_signatures_is_malformed_before_any_lookup(node: TestNode) -> None:
+    envelope = json.loads(node.next())
+    envelope["signatures"] *= 5000  # about 1 MiB: 5000 key lookups and Ed25519 verifications otherwise
+    looked_up: list[str] = []
+    with pytest.raises(MalformedError, match="5000 signatures"):
+        enrolled_key(json.dumps(envelope).encode(), lambda keyid: looked_up.append(keyid))  # type: ignore[func-returns-value]
+    assert looked_up == []

@@ -56,7 +56,7 @@ def test_ids(good: str) -> None:
     assert registry.validate_id("site", good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "-lead", "has space", "x" * 65, "semi;colon", "é"])
+@pytest.mark.parametrize("bad", ["", "-lead", "has space", "x" * 65, "semi;colon", "é", "node-1\n", "x\x00"])
 def test_bad_ids_are_refused_naming_the_kind(bad: str) -> None:
     with pytest.raises(ConfigError, match="invalid site id"):
         registry.validate_id("site", bad)

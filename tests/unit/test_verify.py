@@ -9,12 +9,20 @@ import sys
 from typing import Any
 
 import pytest
+import rfc8785
 
 from agent import dsse, jcs
 from agent.attest import sign_payload, sign_predicate
 from agent.dsse import envelope_digest
 from agent.keys import key_id
-from collector.verify import check_chain, check_chains, public_key_from_pem, public_key_id, verify_envelope
+from collector.canonical import parse_canonical
+from collector.verify import (
+    check_chain,
+    check_chains,
+    public_key_from_pem,
+    public_key_id,
+    verify_envelope,
+)
 from tests.unit.attest_fixtures import new_key, predicate, signed_chain
 
 KEY = new_key()
@@ -140,11 +148,55 @@ def test_hostile_payloads_are_failures_not_exceptions() -> None:
     assert reasons(sign_payload(b"[" * 200_000, KEY)) == ["payload-malformed"]
 
 
+def test_a_payload_with_a_lone_surrogate_key_or_a_giant_integer_is_a_failure_not_an_exception() -> None:
+    # rfc8785 raised UnicodeEncodeError (not its own error) for the key; int() refuses 4301+ digits with ValueError
+    assert reasons(sign_payload(b'{"\\ud800":1}', KEY)) == ["payload-not-canonical", "statement-type",
+                                                          "predicate-type", "statement-shape"]  # fmt: skip
+    assert reasons(sign_payload(b'{"a":' + b"9" * 5000 + b"}", KEY)) == ["payload-malformed"]
+
+
+JCS_CASES = [
+    b'{"a":1,"b":2}', b'{"b":2,"a":1}', b'{"a":1, "b":2}', b'{"a":[1,{"c":"d","b":"e"}]}',
+    b'{"\xc3\xa9":1,"z":2}', b'{"z":1,"\xc3\xa9":2}', b'{"\\u00e9":1}', b'{"\\u0041":1}',
+    # U+E000 sorts after U+1F600 by code point but before it in UTF-16 (surrogates are 0xD83D ...)
+    '{"\U0001f600":1,"\ue000":2}'.encode(), '{"\ue000":1,"\U0001f600":2}'.encode(),
+    b'["\\u001f","\\u0000","\\b\\f\\n\\r\\t"]', b'["\\u001F"]', b'["\\/"]', b'["/"]', b'["\x7f"]',
+    '["\u2028\u2029"]'.encode(), b'["\\ud800"]', b'["\\ud83d\\ude00"]', '["\U0001f600"]'.encode(),
+    b"[9007199254740991,-9007199254740991]", b"[9007199254740992]", b"[-9007199254740992]", b"[1000000000000000]",
+    b"[-0]", b"[0]", b"[00]", b"[true,false,null]", b"{}", b"[]", b'""', b"7", b" 7", b"7\n", b'{"a":{}}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("data", JCS_CASES)
+def test_the_fast_canonical_check_agrees_with_rfc8785(data: bytes) -> None:
+    try:
+        expected = rfc8785.dumps(json.loads(data)) == data
+    except json.JSONDecodeError:
+        expected = None
+    except (ValueError, rfc8785.CanonicalizationError):  # no JCS form (a lone surrogate, an unsafe integer)
+        expected = False
+    if expected is None:
+        with pytest.raises(jcs.CanonicalJsonError):
+            parse_canonical(data)
+    else:
+        value, canonical = parse_canonical(data)
+        assert (value, canonical) == (json.loads(data), expected)
+
+
+@pytest.mark.parametrize("data", [b'{"a":1,"a":1}', b'{"a":1.0}', b'{"a":NaN}', b"\xff", b'{"a":1e3}'])
+def test_the_fast_canonical_check_is_as_strict_as_the_agents_parser(data: bytes) -> None:
+    with pytest.raises(jcs.CanonicalJsonError):
+        jcs.loads_strict(data)
+    with pytest.raises(jcs.CanonicalJsonError):
+        parse_canonical(data)
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
         (b"", "envelope-malformed"),
         (b"[" * 200_000, "envelope-malformed"),
+        (b'{"payload":"","payloadType":"t","signatures":[],"x":' + b"9" * 5000 + b"}", "envelope-malformed"),
         (b'{"payload":"%%%","payloadType":"t","signatures":[]}', "base64-invalid"),
     ],
 )
