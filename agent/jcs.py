@@ -73,10 +73,14 @@ def loads_strict(data: bytes) -> Any:
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
         _check(value, "$")
+    except CanonicalJsonError:
+        raise
     except json.JSONDecodeError as err:
         raise CanonicalJsonError(f"not JSON: {err}") from err
     except RecursionError as err:
         raise CanonicalJsonError("nested too deeply") from err
+    except ValueError as err:  # e.g. an integer beyond Python's digit limit for int()
+        raise CanonicalJsonError(f"not acceptable JSON: {err}") from err
     return value
 
 

@@ -87,3 +87,9 @@ def test_parse_envelope_rejects_with_a_reason(data: bytes, reason: str) -> None:
 
 def test_envelope_digest_is_sha256_of_the_exact_bytes() -> None:
     assert dsse.envelope_digest(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_loads_strict_turns_a_giant_integer_into_its_own_error() -> None:
+    # Python refuses to convert integers of more than 4300 digits with a plain ValueError
+    with pytest.raises(jcs.CanonicalJsonError, match="not acceptable JSON"):
+        jcs.loads_strict(b'{"n": ' + b"9" * 5000 + b"}")
