@@ -76,7 +76,7 @@ def handle(args: argparse.Namespace) -> int:
     node_id = node_info(config.node_id or None, config.node_site).id
     snapshot_args = SimpleNamespace(
         backend=config.inventory_backend,
-        profile=config.inventory_profile or "dgx-h100",
+        profile=config.inventory_profile or None,
         sysfs_root=config.inventory_sysfs_root or None,
         node_id=node_id,
         site=config.node_site,

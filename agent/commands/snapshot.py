@@ -16,11 +16,15 @@ from agent.pci import scan_sysfs
 from agent.render import snapshot_table
 from agent.snapshot import build_predicate
 
+DEFAULT_PROFILE = "dgx-h100"
+
 
 def add_discovery_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every command that looks at the node's GPUs shares (snapshot, attest)."""
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="nvml", help="GPU discovery backend")
-    parser.add_argument("--profile", default="dgx-h100", help="mock backend: a built-in profile name or a file")
+    parser.add_argument(
+        "--profile", default=None, help=f"mock backend: a built-in profile name or a file (default {DEFAULT_PROFILE})"
+    )
     parser.add_argument(
         "--sysfs-root",
         default=None,
@@ -34,7 +38,12 @@ def add_discovery_arguments(parser: argparse.ArgumentParser) -> None:
 def predicate_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Discover the node's GPUs with the chosen backend and build the snapshot predicate."""
     node = node_info(args.node_id, args.site)
-    options = {"profile": args.profile, "node_id": node.id} if args.backend == "mock" else {}
+    if args.profile and args.backend != "mock":
+        raise ConfigError(
+            f"a profile ({args.profile}) is for the mock backend, not {args.backend}",
+            hint="drop --profile / inventory.profile, or choose --backend mock",
+        )
+    options = {"profile": args.profile or DEFAULT_PROFILE, "node_id": node.id} if args.backend == "mock" else {}
     backend = create_backend(args.backend, **options)
     discovery = backend.discover()
     simulated_bus = getattr(backend, "pci_functions", None)

@@ -179,3 +179,8 @@ def test_run_refuses_a_chain_state_behind_its_spool(tmp_path: Path) -> None:
     assert result.returncode == 5, result.stderr
     assert "next sequence is 1" in result.stderr and "already holds sequence 3" in result.stderr
     assert not (tmp_path / "state" / "chain.json").exists()  # nothing was signed
+
+
+def test_a_profile_with_the_nvml_backend_is_refused_not_ignored() -> None:
+    result = run("snapshot", "--backend", "nvml", "--profile", "dgx-h100", "--node-id", "n1")
+    assert result.returncode == 2 and "for the mock backend" in result.stderr and "Traceback" not in result.stderr
