@@ -17,6 +17,8 @@ file's directory. Example:
     pack = "ai-diffusion-2025"
     [nodes]
     interval_seconds = 60
+    [metrics]
+    listen = "127.0.0.1:9465"  # Prometheus endpoint; empty = none
 """
 
 from __future__ import annotations
@@ -82,16 +84,24 @@ class NodesConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = ""  # host:port of the Prometheus endpoint (e.g. "127.0.0.1:9465"); empty = no endpoint
+    refresh_seconds: int = 10  # store figures (nodes, GPUs, TPP) are read at most this often; 0 = every scrape
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
+    "metrics": MetricsConfig,
 }  # fmt: skip
 
 
@@ -202,9 +212,11 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f'{where}[store] kind = "postgres" needs dsn', hint='e.g. dsn = "host=db dbname=x"')
     if store.kind == "sqlite" and not (store.path or store.data_dir):
         raise ConfigError(f"{where}[store] needs data_dir (or path) for sqlite")
-    host, sep, port = server.listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{where}[server] listen {server.listen!r} must be HOST:PORT", hint="e.g. 0.0.0.0:7443")
+    _check_listen(where, "server", server.listen, "0.0.0.0:7443")
+    if config.metrics.listen:
+        _check_listen(where, "metrics", config.metrics.listen, "127.0.0.1:9465")
+    if config.metrics.refresh_seconds < 0:
+        raise ConfigError(f"{where}[metrics] refresh_seconds must not be negative")
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{where}[server] tls_cert and tls_key must be set together")
     if server.client_ca and not server.tls_cert:
@@ -228,3 +240,9 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+
+
+def _check_listen(where: str, section: str, listen: str, example: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{where}[{section}] listen {listen!r} must be HOST:PORT", hint=f"e.g. {example}")

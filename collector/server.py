@@ -1,5 +1,5 @@
 """The collector's gRPC server: the Census service, the standard health service, server reflection, message
-size and keepalive limits, TLS / mutual TLS, and a graceful stop.
+size and keepalive limits, TLS / mutual TLS, a graceful stop, and the Prometheus endpoint (`[metrics] listen`).
 
 `run_server(settings, store)` is the one composition of all of it; `gpucensus-collector serve` and the tests
 both call it (port 0 = any free port, returned).
@@ -14,6 +14,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from cryptography import x509
@@ -21,10 +22,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
 
 from collector.config import CollectorConfig, ServerConfig, validate
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from collector.metrics import CollectorMetrics
 from collector.servicer import CensusServicer
 from collector.store.base import Store
 from protos import census_pb2, census_pb2_grpc
@@ -59,12 +62,22 @@ class CollectorServer:
     servicer: CensusServicer
     health: health.HealthServicer
     timings: StepTimings
+    metrics: CollectorMetrics
+    metrics_http: WSGIServer | None = None  # the Prometheus endpoint, when [metrics] listen is set
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_http.server_port if self.metrics_http else None
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuse new calls, let each stream finish the envelope in hand (its ack included), then close.
-        Returns an event set when the server has stopped."""
+        Returns an event set when the server has stopped. The metrics endpoint closes at once."""
         self.health.enter_graceful_shutdown()
         self.servicer.stopping.set()
+        if self.metrics_http is not None:
+            http, self.metrics_http = self.metrics_http, None
+            http.shutdown()
+            http.server_close()
         return self.grpc_server.stop(grace)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -117,20 +130,41 @@ def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
     )
 
 
+def serve_metrics(listen: str, registry: CollectorRegistry) -> WSGIServer:
+    """Start the Prometheus endpoint on `listen` (host:port, port 0 = any) in a daemon thread."""
+    host, _, port = listen.rpartition(":")
+    try:
+        http, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"cannot serve metrics on {listen}: {err}", hint="is another process using it?") from err
+    return http
+
+
 def run_server(
     config: CollectorConfig,
     store: Store,
     *,
     clock: Callable[[], datetime] = utc_now,
     timings: StepTimings | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> tuple[CollectorServer, int]:
-    """Build and start the server `config` describes on `store`; return it and the bound port."""
+    """Build and start the server `config` describes on `store`; return it and the bound port.
+
+    The metrics go to `registry` (a new one if None), served over HTTP when `[metrics] listen` is set."""
     validate(config)  # the same checks as load_config, for a config built in code
     settings = config.server
     credentials = server_credentials(settings)
     timings = timings or StepTimings()
+    metrics = CollectorMetrics(
+        CollectorRegistry() if registry is None else registry,
+        store,
+        clock=clock,
+        stale_intervals=config.nodes.stale_intervals,
+        default_interval_seconds=config.nodes.interval_seconds,
+        store_refresh_seconds=config.metrics.refresh_seconds,
+    )
     skew = timedelta(seconds=settings.max_future_skew_seconds)
-    pipeline = Pipeline(store, clock=clock, max_future_skew=skew, timings=timings)
+    pipeline = Pipeline(store, clock=clock, max_future_skew=skew, timings=timings, metrics=metrics)
     servicer = CensusServicer(
         store,
         pipeline,
@@ -139,6 +173,7 @@ def run_server(
         stale_intervals=config.nodes.stale_intervals,
         default_interval_seconds=config.nodes.interval_seconds,
         stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,
+        metrics=metrics,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="census"),
@@ -157,9 +192,17 @@ def run_server(
         raise ConfigError(f"cannot listen on {settings.listen}: {err}", hint="is another process using it?") from err
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.listen}", hint="is the address valid and the port free?")
+    try:
+        metrics_http = serve_metrics(config.metrics.listen, metrics.registry) if config.metrics.listen else None
+    except ConfigError:
+        server.stop(None)  # release the gRPC port: nothing was served
+        raise
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     mode = "mutual TLS" if settings.require_client_auth else ("TLS" if credentials else "plaintext")
     log.info("serving %s on %s (port %d, %s)", SERVICE_NAME, settings.listen, port, mode)
-    return CollectorServer(server, port, servicer, health_servicer, timings), port
+    if metrics_http is not None:
+        host = config.metrics.listen.rpartition(":")[0]
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", host, metrics_http.server_port)
+    return CollectorServer(server, port, servicer, health_servicer, timings, metrics, metrics_http), port

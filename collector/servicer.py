@@ -14,10 +14,13 @@ from typing import TypeVar
 
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from prometheus_client import CollectorRegistry
 
 from collector import codec, verify
 from collector.ingest.errors import BindingError, MalformedError
+from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
+from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
 from collector.statuses import status_for
 from collector.store.base import CountryTotals, RecordNotFoundError, Store
@@ -90,6 +93,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         stale_intervals: int = 3,
         default_interval_seconds: int = 60,
         stream_idle_timeout_seconds: float = 30,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self._store = store
         self._pipeline = pipeline
@@ -99,10 +103,11 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._default_interval = default_interval_seconds
         self.stopping = threading.Event()  # set on SIGTERM: finish the envelope in hand, then end the stream
         self._idle = IdleStreams(stream_idle_timeout_seconds)
+        self._metrics = metrics or CollectorMetrics(CollectorRegistry())  # a private one nobody scrapes
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         identity = tls_identity(context) if self._bind_tls_identity else None
-        return _answer(context, lambda: self._enroll(request, identity))
+        return _answer(context, lambda: _counted(self._metrics.enrollment, lambda: self._enroll(request, identity)))
 
     def _enroll(self, request: pb.EnrollRequest, identity: str | None) -> pb.EnrollResponse:
         if not request.token:
@@ -118,21 +123,30 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")  # no junk
         key = self._store.enroll(keyid, pem, request.node_id, "", hash_token(request.token), self._clock())
         log.info("enrolled node %s (key %s) at site %s", key.node_id, key.keyid, key.site)
+        self._metrics.enrollment("enrolled")
         return codec.enroll_response(key)
 
     def Report(self, request_iterator: Iterator[pb.Envelope], context: grpc.ServicerContext) -> Iterator[pb.Ack]:
         identity = tls_identity(context) if self._bind_tls_identity else None
         self._idle.start(context)
+        self._metrics.report_streams.inc()
         try:
             for envelope in request_iterator:
                 self._idle.stop(context)  # judging may wait on the store: not the client's idleness
-                ack = _answer(context, lambda e=envelope: codec.ack_to_pb(self._pipeline.ingest(e.dsse, identity)))
+                ack = _answer(context, lambda e=envelope: codec.ack_to_pb(self._ingest(e.dsse, identity)))
                 self._idle.start(context)  # until the client has taken the ack and sent the next envelope
                 yield ack
                 if self.stopping.is_set():
                     context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         finally:
+            self._metrics.report_streams.dec()
             self._idle.stop(context)
+
+    def _ingest(self, envelope: bytes, identity: str | None) -> IngestResult:
+        result = _counted(self._metrics.envelope, lambda: self._pipeline.ingest(envelope, identity))
+        outcome = "duplicate" if result.duplicate else result.status
+        self._metrics.envelope(outcome, () if result.duplicate else result.findings)
+        return result
 
     def GetSiteStatus(
         self, request: pb.GetSiteStatusRequest, context: grpc.ServicerContext
@@ -169,6 +183,15 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         return pb.GetCountryTotalsResponse(
             countries=[codec.country_totals_to_pb(t, sites.get(t.country, 0)) for t in chosen]
         )
+
+
+def _counted(count: Callable[[str], None], call: Callable[[], T]) -> T:
+    """Run `call`; an error is counted under its status's name (`permission_denied`) before it goes on."""
+    try:
+        return call()
+    except Exception as err:
+        count(status_for(err).name.lower())
+        raise
 
 
 def _answer(context: grpc.ServicerContext, call: Callable[[], T]) -> T:

@@ -25,10 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the collector's gRPC service (enrollment, attestations, queries)",
         description="Receive, verify and store attestations over gRPC until SIGTERM. "
-        "Settings: [store], [server] and [nodes] in the config file (see collector/config.py).",
+        "Settings: [store], [server], [nodes] and [metrics] in the config file (see collector/config.py).",
     )
     parser.add_argument("--config", default=None, metavar="FILE", help="collector config file (TOML)")
     parser.add_argument("--listen", default=None, metavar="HOST:PORT", help="override [server] listen (port 0: any)")
+    parser.add_argument(
+        "--metrics-listen", default=None, metavar="HOST:PORT", help="override [metrics] listen (Prometheus endpoint)"
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(func=serve)
 
@@ -37,12 +40,21 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = load_config(args.config, overrides={"server": {"listen": args.listen}})
+    config = load_config(
+        args.config, overrides={"server": {"listen": args.listen}, "metrics": {"listen": args.metrics_listen}}
+    )
     store = open_store(config.store.kind, **config.store.open_options())
     try:
         server, port = run_server(config, store)
         host = config.server.listen.rpartition(":")[0]
         print(f"gpucensus-collector: serving on {host}:{port}", file=sys.stderr, flush=True)
+        if server.metrics_port is not None:
+            metrics_host = config.metrics.listen.rpartition(":")[0]
+            print(
+                f"gpucensus-collector: metrics on http://{metrics_host}:{server.metrics_port}/metrics",
+                file=sys.stderr,
+                flush=True,
+            )
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

@@ -15,12 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import CollectorRegistry
+
 from agent.accounting import Rules, load_rules
 from agent.catalogue import Catalogue, load_catalogue
 from collector import verify
 from collector.ingest import chain, crossnode, recompute, signature
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from collector.metrics import CollectorMetrics
 from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
 
 STEPS = ("signature", "chain", "recompute", "crossnode", "store")
@@ -36,6 +39,7 @@ class StepTimings:
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
     envelopes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -44,6 +48,13 @@ class StepTimings:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
+
+    def add(self, other: StepTimings) -> None:
+        """Add one envelope's timings (envelopes are judged in several threads at once)."""
+        with self._lock:
+            for name, spent in other.seconds.items():
+                self.seconds[name] += spent
+            self.envelopes += other.envelopes
 
 
 class Pipeline:
@@ -56,6 +67,7 @@ class Pipeline:
         catalogue: Catalogue | None = None,
         rules: Rules | None = None,
         timings: StepTimings | None = None,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -63,6 +75,7 @@ class Pipeline:
         self._catalogue = catalogue or load_catalogue()
         self._rules = rules or load_rules()
         self.timings = timings or StepTimings()
+        self._metrics = metrics or CollectorMetrics(CollectorRegistry())  # a private one nobody scrapes
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._public_keys: dict[tuple[str, str], verify.Ed25519PublicKey] = {}
@@ -73,7 +86,17 @@ class Pipeline:
 
         `client_identity`: the node id a verified TLS client certificate names, when mutual TLS is required.
         """
-        with self.timings.step("signature"):
+        spent = StepTimings()  # this envelope's: added to the totals, and to the metrics when accepted
+        try:
+            result = self._ingest(envelope_bytes, client_identity, spent)
+        finally:
+            self.timings.add(spent)
+        if result.status == ACCEPTED and not result.duplicate:
+            self._metrics.accepted_steps(spent.seconds)
+        return result
+
+    def _ingest(self, envelope_bytes: bytes, client_identity: str | None, spent: StepTimings) -> IngestResult:
+        with spent.step("signature"):
             envelope = signature.parse(envelope_bytes)
             key = signature.enrolled_key(envelope, self._store.get_key)
             if client_identity is not None and client_identity != key.node_id:
@@ -84,15 +107,15 @@ class Pipeline:
             verified = signature.verify_signed(envelope_bytes, key, self._public_key(key), envelope)
         with self._key_lock(key.keyid):
             try:
-                return self._judge(verified, key)
+                return self._judge(verified, key, spent)
             except ConflictError:
-                return self._judge(verified, key)  # another collector stored it first: duplicate or fork now
+                return self._judge(verified, key, spent)  # another collector stored it first: duplicate or fork now
             finally:
-                self.timings.envelopes += 1
+                spent.envelopes += 1
 
-    def _judge(self, verified: verify.VerifiedStatement, key: NodeKey) -> IngestResult:
+    def _judge(self, verified: verify.VerifiedStatement, key: NodeKey, spent: StepTimings) -> IngestResult:
         store, seq, keyid = self._store, verified.sequence, key.keyid
-        with self.timings.step("chain"):
+        with spent.step("chain"):
             stored = store.get_attestation(keyid, seq)
             before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
             head = store.last_attestation(keyid)
@@ -116,13 +139,13 @@ class Pipeline:
             evidence = None
             if stored is not None and stored.digest != verified.digest:  # an equivocation: keep the proof
                 evidence = Evidence(keyid, seq, verified.digest, verified.envelope_bytes, stored.digest, now)
-            with self.timings.step("store"):
+            with spent.step("store"):
                 store.add_findings(_tagged(verdict.findings, keyid, seq, now, verified.digest), evidence)
             return IngestResult(keyid, seq, REJECTED, findings=verdict.findings)
         predicate = verified.predicate
-        with self.timings.step("recompute"):
+        with spent.step("recompute"):
             recomputed = recompute.recompute(predicate, self._catalogue, self._rules)
-        with self.timings.step("crossnode"):
+        with spent.step("crossnode"):
             site = store.get_site(key.site)
             country = site.country if site else ""
             cross = crossnode.check_crossnode(
@@ -133,7 +156,7 @@ class Pipeline:
                 context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
             )
         findings = (*verdict.findings, *recomputed.findings, *cross)
-        with self.timings.step("store"):
+        with spent.step("store"):
             record = store.store_attestation(
                 AttestationRecord(
                     keyid=keyid,
