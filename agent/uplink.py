@@ -17,7 +17,6 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +25,7 @@ from agent.config import AgentConfig
 from agent.durable import atomic_write
 from agent.errors import ConfigError
 from agent.spool import Spool, SpoolEntry
+from agent.tls import read_tls_files
 from protos import census_pb2, census_pb2_grpc
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -75,26 +75,21 @@ class Backoff:
 
 
 def open_channel(config: AgentConfig) -> grpc.Channel:
-    """An insecure channel, or TLS (CA only) / mutual TLS (CA + client cert and key) when configured."""
+    """An insecure channel, or TLS (CA only) / mutual TLS (CA + client cert and key) when configured.
+
+    The TLS files are checked here (`agent.tls`): a wrong file is a ConfigError naming it."""
     options = list(CHANNEL_OPTIONS)
     if not config.tls_enabled:
         return grpc.insecure_channel(config.collector_address, options=options)
-    root = _read_pem(config.collector_tls_ca_file, "collector.tls_ca_file")
-    key = _read_pem(config.collector_tls_key_file, "collector.tls_key_file")
-    chain = _read_pem(config.collector_tls_cert_file, "collector.tls_cert_file")
+    files = read_tls_files(config.collector_tls_ca_file, config.collector_tls_cert_file, config.collector_tls_key_file)
     if config.collector_tls_server_name:
         options.append(("grpc.ssl_target_name_override", config.collector_tls_server_name))
-    credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=files.root_certificates,
+        private_key=files.private_key,
+        certificate_chain=files.certificate_chain,
+    )
     return grpc.secure_channel(config.collector_address, credentials, options=options)
-
-
-def _read_pem(path: str, setting: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise ConfigError(f"cannot read {setting} {path}: {err.strerror}") from err
 
 
 class Uplink:
