@@ -13,7 +13,7 @@ from agent.errors import ConfigError
 
 MACHINE_ID_PATHS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # the collector's rule and a certificate CN's
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def validate_node_id(node_id: str) -> str:
     if not _NODE_ID.fullmatch(node_id):  # `$` would let a trailing newline through
         raise ConfigError(
             f"node id {node_id!r} is not valid",
-            hint="use 1-128 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+            hint="use 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return node_id
 

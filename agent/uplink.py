@@ -78,7 +78,9 @@ def open_channel(config: AgentConfig) -> grpc.Channel:
     """An insecure channel, or TLS (CA only) / mutual TLS (CA + client cert and key) when configured.
 
     The TLS files are checked here (`agent.tls`): a wrong file is a ConfigError naming it."""
-    options = list(CHANNEL_OPTIONS)
+    # gRPC's own reconnect backoff grows to 120 s; cap it at the agent's retry maximum so a collector that is back
+    # is reached within one retry period
+    options = [*CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", int(config.collector_retry_max_seconds * 1000))]
     if not config.tls_enabled:
         return grpc.insecure_channel(config.collector_address, options=options)
     files = read_tls_files(config.collector_tls_ca_file, config.collector_tls_cert_file, config.collector_tls_key_file)

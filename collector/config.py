@@ -60,7 +60,7 @@ class ServerConfig:
     listen: str = "127.0.0.1:7443"  # host:port; port 0 = any free port
     tls_cert: str = ""  # PEM server certificate chain; tls_cert + tls_key set = TLS; empty = plaintext
     tls_key: str = ""
-    client_ca: str = ""  # CA of node client certificates: set = client certificates requested and verified
+    client_ca: str = ""  # CA of node client certificates; only with require_client_auth (gRPC ignores it otherwise)
     require_client_auth: bool = False  # refuse plaintext and clients without a certificate from client_ca
     max_message_bytes: int = 1024 * 1024
     keepalive_time_seconds: int = 60  # the server pings an idle connection this often
@@ -221,6 +221,12 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[server] tls_cert and tls_key must be set together")
     if server.client_ca and not server.tls_cert:
         raise ConfigError(f"{where}[server] client_ca needs tls_cert and tls_key (mTLS runs over TLS)")
+    if server.client_ca and not server.require_client_auth:
+        raise ConfigError(
+            f"{where}[server] client_ca has no effect without require_client_auth = true",
+            hint="gRPC does not even ask for a client certificate then: set require_client_auth = true for mutual "
+            "TLS, or remove client_ca for plain TLS",
+        )
     if server.require_client_auth and not (server.tls_cert and server.client_ca):
         raise ConfigError(f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca")
     positive = ("max_message_bytes", "keepalive_time_seconds", "keepalive_timeout_seconds", "max_workers",

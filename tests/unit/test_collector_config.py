@@ -106,6 +106,10 @@ def test_unknown_keys_and_sections_name_the_file_and_key(tmp_path: Path, text: s
         ('[server]\ntls_cert = "a.pem"\n', "set together"),
         ('[server]\nclient_ca = "ca.pem"\n', "client_ca needs tls_cert"),
         ("[server]\nrequire_client_auth = true\n", "require_client_auth needs"),
+        (
+            '[server]\ntls_cert = "a.pem"\ntls_key = "a.key"\nclient_ca = "ca.pem"\n',
+            "client_ca has no effect without require_client_auth = true",
+        ),
         ("[server]\nmax_message_bytes = 0\n", "greater than 0"),
         ("[nodes]\nstale_intervals = 0\n", "greater than 0"),
         ("[server]\nstream_idle_timeout_seconds = 0\n", "greater than 0"),

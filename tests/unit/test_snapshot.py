@@ -101,10 +101,15 @@ def test_die_area_decimal_text() -> None:
     assert decimal_text(None) == ""
 
 
-@pytest.mark.parametrize("bad", ["", "-starts-with-dash", "has space", "n1\n", "x" * 129, "ü"])
+# the collector's rule (also a certificate CN's): 1-64 of [A-Za-z0-9._-], starting with a letter or digit
+@pytest.mark.parametrize("bad", ["", "-starts-with-dash", "has space", "n1\n", "x" * 65, "node:1", "ü"])
 def test_invalid_node_ids_are_config_errors(bad: str) -> None:
     with pytest.raises(ConfigError, match="node id"):
         validate_node_id(bad)
+
+
+def test_longest_node_id_is_accepted() -> None:
+    assert validate_node_id("a" * 64) == "a" * 64
 
 
 def test_node_id_falls_back_to_the_machine_id_and_says_how_to_set_it(tmp_path) -> None:
