@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,6 +100,20 @@ def sqlite_collector_fixture(tmp_path: Path) -> Iterator[Collector]:
         yield from _collector(store)
     finally:
         store.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn_serve(config: Path) -> subprocess.Popen[str]:
+    """`gpucensus-collector serve --config CONFIG` as a child process, stderr piped for its start-up lines."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector.cli", "serve", "--config", str(config)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def status_of(call: Callable[[], object]) -> grpc.StatusCode:

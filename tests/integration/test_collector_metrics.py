@@ -4,12 +4,9 @@ HTTP with urllib and the exact values read back."""
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import socket
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +25,7 @@ from collector.store import open_store
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
-from tests.integration.server_fixtures import DEADLINE, Clock, Collector, status_of
+from tests.integration.server_fixtures import DEADLINE, Clock, Collector, spawn_serve, status_of
 from tests.integration.test_server import _tampered
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,13 +191,7 @@ def test_serve_exposes_the_endpoint_set_in_the_config(tmp_path: Path) -> None:
         f'[store]\ndata_dir = "{tmp_path / "data"}"\n[server]\nlisten = "127.0.0.1:0"\n'
         '[metrics]\nlisten = "127.0.0.1:0"\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "serve", "--config", str(config)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn_serve(config)
     try:
         url = next((line.split()[-1] for line in process.stderr if "metrics on" in line), None)
         assert url is not None, f"the collector did not start (exit {process.wait()})"

@@ -4,11 +4,9 @@ is missing from the store afterwards."""
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from collector.store import open_store
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
+from tests.integration.server_fixtures import spawn_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,13 +31,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
         f'[store]\nkind = "sqlite"\ndata_dir = "{data}"\n'
         '[server]\nlisten = "127.0.0.1:0"\nshutdown_grace_seconds = 20\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "serve", "--config", str(config)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn_serve(config)
     try:
         for line in process.stderr:
             if "serving on" in line:
