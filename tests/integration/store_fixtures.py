@@ -38,6 +38,17 @@ STORE_KINDS = ("sqlite", "postgres")
 
 
 @cache
+def skip_without_postgres() -> None:
+    """Skip (with the reason) where no PostgreSQL server is reachable; in CI (CI=true) the server is part of the
+    machine, so an unreachable one fails the test instead of hiding the PostgreSQL runs."""
+    reason = postgres_unreachable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the PostgreSQL tests must run in CI)")
+    pytest.skip(reason)
+
+
 def postgres_unreachable_reason(dsn: str = PG_DSN) -> str | None:
     try:
         with psycopg.connect(dsn, connect_timeout=3):
@@ -79,9 +90,7 @@ class StoreFactory:
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
-        reason = postgres_unreachable_reason()
-        if reason:
-            pytest.skip(reason)
+        skip_without_postgres()
     return request.param
 
 

@@ -15,7 +15,7 @@ from collector.store import open_store
 from collector.store.postgres import PostgresStore
 from collector.store.sqlite import DB_FILENAME
 from tests.ingest_nodes import TestNode, enroll
-from tests.integration.store_fixtures import PG_DSN, StoreFactory, postgres_unreachable_reason
+from tests.integration.store_fixtures import PG_DSN, StoreFactory, skip_without_postgres
 
 
 def damaged_copies(tmp_path: Path) -> dict[str, bytes]:
@@ -64,9 +64,7 @@ def terminate_own_backends(store: PostgresStore) -> None:
 
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[PostgresStore]:
-    reason = postgres_unreachable_reason()
-    if reason:
-        pytest.skip(reason)
+    skip_without_postgres()
     factory = StoreFactory("postgres", tmp_path)
     yield factory()  # type: ignore[misc]
     factory.cleanup()
