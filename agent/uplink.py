@@ -1,10 +1,13 @@
 """The agent's gRPC client: `Enroll` once, then drain the spool over one bidirectional `Report` stream.
 
 Envelopes go out in sequence order; each ack names its (keyid, sequence). An envelope is marked delivered
-only on an ACCEPTED ack carrying a log index; a REJECTED ack, or a stream ended by a status other than
-UNAVAILABLE / DEADLINE_EXCEEDED, flags the envelope as rejected in the spool (kept, never deleted). Those
-two statuses mean "try again later": the caller backs off (`Backoff`) and the next drain resends everything
-still pending, in order. Every call has a deadline; messages are capped at 1 MiB; keepalive is on.
+only on an ACCEPTED ack carrying a log index. A REJECTED ack, or a stream ended by a status that judges the
+envelope (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...), flags it as rejected
+in the spool (kept, never deleted). UNAVAILABLE / DEADLINE_EXCEEDED mean "try again later": the caller backs
+off (`Backoff`) and the next drain resends everything still pending, in order. Any other status (CANCELLED by
+the collector's idle-stream watchdog, INTERNAL from a proxy, UNIMPLEMENTED ...) says nothing about the
+envelope: it is logged, everything stays pending, and the next attempt comes after the backoff.
+Every call has a deadline; messages are capped at 1 MiB; keepalive is on.
 """
 
 from __future__ import annotations
@@ -30,6 +33,17 @@ from protos import census_pb2, census_pb2_grpc
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# statuses that are the collector's answer about the envelope in hand (DESIGN §4.4's table, and message limits)
+VERDICTS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
 MAX_BATCH = 500  # envelopes per stream; the rest go on the next drain
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -132,8 +146,13 @@ class Uplink:
                 return result
             if code in RETRYABLE:
                 raise RetryableError(f"{code.name}: {details}") from None
-            first = min(waiting.values(), key=lambda e: e.sequence)
             reason = f"{code.name}: {details}"
+            if code not in VERDICTS:  # the stream failed, not the envelope: keep everything pending
+                log.error("Report stream ended with %s; %d envelope(s) stay pending",
+                          reason, len(waiting))  # fmt: skip
+                result.error = reason
+                return result
+            first = min(waiting.values(), key=lambda e: e.sequence)
             log.error(
                 "collector refused envelope key %s sequence %d: %s; kept in the spool as rejected",
                 first.keyid[:16], first.sequence, reason,

@@ -144,6 +144,18 @@ def test_final_status_flags_the_envelope_it_answered_and_keeps_the_rest(tmp_path
     assert [e.sequence for e in spool.pending()] == [3]
 
 
+@pytest.mark.parametrize("status", [grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED])
+def test_a_status_that_is_no_verdict_keeps_every_unanswered_envelope_pending(tmp_path, census, spool, status):
+    # e.g. the collector's idle-stream watchdog cancels a stalled stream: no envelope was judged
+    census.script = {2: status}
+    fill(spool, [1, 2, 3])
+    result = uplink_for(config_for(tmp_path, census.port)).drain(spool)
+    assert result.error.startswith(status.name) and result.rejected == 0
+    assert [row.sequence for row in spool.entries(DELIVERED)] == [1]
+    assert spool.entries(REJECTED) == []
+    assert [e.sequence for e in spool.pending()] == [2, 3]
+
+
 def test_unavailable_is_retryable_and_leaves_everything_pending(tmp_path, census, spool):
     census.script = {1: grpc.StatusCode.UNAVAILABLE}
     fill(spool, [1, 2])
