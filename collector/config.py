@@ -70,6 +70,10 @@ class ServerConfig:
     shutdown_grace_seconds: int = 10  # SIGTERM: time given to in-flight streams to finish
     stream_idle_timeout_seconds: int = 30  # a Report stream silent this long is closed (it holds a worker)
     max_workers: int = 16  # thread pool size
+    # with require_client_auth: client certificate common names allowed to call the query RPCs (GetSiteStatus,
+    # GetCountryTotals), e.g. ["dashboard", "compliance-cli"]; node certificates are refused (a node must not read
+    # the whole inventory). Without require_client_auth the query RPCs are open to every client.
+    query_clients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{path}: [{section}] {key} must be {_type_name(known[key])}, got {value!r}")
             if (section, key) in _PATH_KEYS and value:
                 value = str(path.parent / value)
+            if isinstance(value, list):
+                value = tuple(value)
             values.setdefault(section, {})[key] = value
     return values
 
@@ -140,11 +146,13 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
 def _type_ok(value: Any, expected: type) -> bool:
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if expected is tuple:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, expected)
 
 
 def _type_name(expected: type) -> str:
-    return {bool: "true or false", int: "an integer", str: "a string"}[expected]
+    return {bool: "true or false", int: "an integer", str: "a string", tuple: "an array of strings"}[expected]
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -169,6 +177,8 @@ def _parse_env(name: str, raw: str, expected: type) -> Any:
             return int(text)
         except ValueError:
             pass
+    elif expected is tuple:  # comma-separated: GPUCENSUS_SERVER_QUERY_CLIENTS=dashboard,compliance-cli
+        return tuple(item.strip() for item in text.split(",") if item.strip())
     else:
         return raw
     raise ConfigError(f"environment variable {name}={raw!r} must be {_type_name(expected)}")
@@ -226,6 +236,11 @@ def validate(config: CollectorConfig) -> None:
             f"{where}[server] client_ca has no effect without require_client_auth = true",
             hint="gRPC does not even ask for a client certificate then: set require_client_auth = true for mutual "
             "TLS, or remove client_ca for plain TLS",
+        )
+    if server.query_clients and not server.require_client_auth:
+        raise ConfigError(
+            f"{where}[server] query_clients needs require_client_auth = true",
+            hint="only a verified client certificate names who is querying; without mutual TLS queries are open",
         )
     if server.require_client_auth and not (server.tls_cert and server.client_ca):
         raise ConfigError(f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca")

@@ -170,6 +170,7 @@ def run_server(
         pipeline,
         clock=clock,
         bind_tls_identity=bool(settings.require_client_auth),
+        query_clients=settings.query_clients,
         stale_intervals=config.nodes.stale_intervals,
         default_interval_seconds=config.nodes.interval_seconds,
         stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -90,6 +90,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         *,
         clock: Callable[[], datetime] = utc_now,
         bind_tls_identity: bool = False,
+        query_clients: Iterable[str] = (),
         stale_intervals: int = 3,
         default_interval_seconds: int = 60,
         stream_idle_timeout_seconds: float = 30,
@@ -99,6 +100,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._pipeline = pipeline
         self._clock = clock
         self._bind_tls_identity = bind_tls_identity
+        self._query_clients = frozenset(query_clients)
         self._stale_intervals = stale_intervals
         self._default_interval = default_interval_seconds
         self.stopping = threading.Event()  # set on SIGTERM: finish the envelope in hand, then end the stream
@@ -151,7 +153,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
     def GetSiteStatus(
         self, request: pb.GetSiteStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetSiteStatusResponse:
-        return _answer(context, lambda: self._site_status(request.site))
+        return _answer(context, lambda: self._query(context, lambda: self._site_status(request.site)))
 
     def _site_status(self, site_id: str) -> pb.GetSiteStatusResponse:
         sites = [s for s in self._store.site_status() if not site_id or s.site == site_id]
@@ -168,7 +170,16 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
     def GetCountryTotals(
         self, request: pb.GetCountryTotalsRequest, context: grpc.ServicerContext
     ) -> pb.GetCountryTotalsResponse:
-        return _answer(context, lambda: self._country_totals(request.country.upper()))
+        return _answer(context, lambda: self._query(context, lambda: self._country_totals(request.country.upper())))
+
+    def _query(self, context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+        """Under mutual TLS only the certificates named in `[server] query_clients` may read the inventory."""
+        if self._bind_tls_identity and tls_identity(context) not in self._query_clients:
+            raise BindingError(
+                f"the TLS client certificate {tls_identity(context)!r} may not query the inventory; "
+                "name it in [server] query_clients"
+            )
+        return call()
 
     def _country_totals(self, country: str) -> pb.GetCountryTotalsResponse:
         sites: dict[str, int] = {}

@@ -94,8 +94,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-def tls_config(pki: Pki, *, require_client_auth: bool) -> ServerConfig:
+def tls_config(pki: Pki, *, require_client_auth: bool, query_clients: tuple[str, ...] = ()) -> ServerConfig:
     return ServerConfig(
+        query_clients=query_clients,
         listen="127.0.0.1:0",
         tls_cert=pki.write("server.pem", pki.server.cert),
         tls_key=pki.write("server.key", pki.server.key),
@@ -168,7 +169,11 @@ def test_mutual_tls_refuses_at_the_handshake(store: Store, pki: Pki, client: str
             stub = census_pb2_grpc.CensusStub(channel)
             code = status_of(lambda s=stub: s.GetSiteStatus(pb.GetSiteStatusRequest(), timeout=DEADLINE))
             assert code == grpc.StatusCode.UNAVAILABLE
-        assert collector.stub.GetSiteStatus(pb.GetSiteStatusRequest(), timeout=DEADLINE) is not None
+        # the collector still answers its own clients (node-1 is no query client, so it is told so)
+        query = collector.stub.GetSiteStatus
+        assert (
+            status_of(lambda: query(pb.GetSiteStatusRequest(), timeout=DEADLINE)) == grpc.StatusCode.PERMISSION_DENIED
+        )
 
 
 def test_with_mutual_tls_a_node_speaks_only_for_itself(store: Store, pki: Pki) -> None:
@@ -183,6 +188,26 @@ def test_with_mutual_tls_a_node_speaks_only_for_itself(store: Store, pki: Pki) -
             code = status_of(lambda: list(as_node_2.Report(envelopes, timeout=DEADLINE)))
             assert code == grpc.StatusCode.PERMISSION_DENIED
         assert collector.store.last_attestation(node_1.keyid) is None
+
+
+def test_with_mutual_tls_only_query_clients_read_the_inventory(store: Store, pki: Pki) -> None:
+    dashboard = issue("dashboard", pki.nodes_ca)
+    config = tls_config(pki, require_client_auth=True, query_clients=("dashboard",))
+    with collector_on(store, config, lambda p: connect(p, pki, pki.node_1)) as collector:
+        node = TestNode("node-1")
+        collector.enroll(node)
+        assert [a.status for a in collector.report([node.next()])] == [pb.ACK_STATUS_ACCEPTED]
+        as_node = collector.stub  # a node certificate: it may report, not read everyone's inventory
+        for call in (
+            lambda: as_node.GetSiteStatus(pb.GetSiteStatusRequest(), timeout=DEADLINE),
+            lambda: as_node.GetCountryTotals(pb.GetCountryTotalsRequest(), timeout=DEADLINE),
+        ):
+            assert status_of(call) == grpc.StatusCode.PERMISSION_DENIED
+        with connect(collector.port, pki, dashboard) as channel:
+            as_dashboard = census_pb2_grpc.CensusStub(channel)
+            totals = as_dashboard.GetCountryTotals(pb.GetCountryTotalsRequest(), timeout=DEADLINE)
+            assert [c.totals.gpus for c in totals.countries] == [8]
+            assert len(as_dashboard.GetSiteStatus(pb.GetSiteStatusRequest(), timeout=DEADLINE).sites) == 1
 
 
 def test_an_unreadable_certificate_is_a_config_error(store: Store, pki: Pki, tmp_path: Path) -> None:

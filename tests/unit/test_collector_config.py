@@ -106,6 +106,8 @@ def test_unknown_keys_and_sections_name_the_file_and_key(tmp_path: Path, text: s
         ('[server]\ntls_cert = "a.pem"\n', "set together"),
         ('[server]\nclient_ca = "ca.pem"\n', "client_ca needs tls_cert"),
         ("[server]\nrequire_client_auth = true\n", "require_client_auth needs"),
+        ('[server]\nquery_clients = ["dashboard"]\n', "query_clients needs require_client_auth = true"),
+        ("[server]\nquery_clients = [1]\n", "must be an array of strings"),
         (
             '[server]\ntls_cert = "a.pem"\ntls_key = "a.key"\nclient_ca = "ca.pem"\n',
             "client_ca has no effect without require_client_auth = true",
