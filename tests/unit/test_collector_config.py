@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from collector.config import CollectorConfig, ServerConfig, StoreConfig, load_config
+from collector.config import _SECTIONS, CollectorConfig, ServerConfig, StoreConfig, load_config
 from collector.errors import ConfigError
 
 
@@ -144,3 +146,14 @@ def test_a_missing_file_and_an_unknown_flag_are_config_errors(tmp_path: Path) ->
         load_config(tmp_path / "absent.toml", env={})
     with pytest.raises(ConfigError, match=r"store\.colour"):
         load_config(env={}, overrides={"store": {"colour": "red"}})
+
+
+def test_the_example_config_loads_and_documents_every_key() -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "collector.example.toml"
+    config = load_config(example, env={})
+    assert config.server.listen == "0.0.0.0:7443" and config.store.kind == "sqlite"
+    with example.open("rb") as handle:
+        document = tomllib.load(handle)
+    for section, kind in _SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            assert f.name in document.get(section, {}), f"[{section}] {f.name} is not in {example.name}"
