@@ -16,16 +16,18 @@ def run(args: argparse.Namespace) -> int:
     if args.tpp < 0:
         raise ConfigError(f"--tpp must be a non-negative integer, got {args.tpp}")
     die_area = parse_decimal(args.die_area, "--die-area") if args.die_area is not None else None
-    result = hypothetical(args.tpp, die_area, not args.not_datacenter, load_rules())
+    rules = load_rules()
+    result = hypothetical(args.tpp, die_area, not args.not_datacenter, rules)
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return 0
     density = "n/a (no die area)" if result["performance_density"] is None else f"{result['performance_density']:.3f}"
+    note2 = f"no (Note 2 applies below TPP {rules.note2_tpp_below})"
     rows = [
         ("TPP", f"{result['tpp']:,}"),
         ("die area (mm²)", "n/a" if die_area is None else args.die_area),
         ("performance density", density),
-        ("data centre part", "yes" if result["datacenter"] else "no (Note 2 applies below TPP 4800)"),
+        ("data centre part", "yes" if result["datacenter"] else note2),
         ("ECCN", result["eccn"]),
         ("H100-equivalents", f"{result['h100e']:.3f}"),
     ]
