@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench protos tools clean
+.PHONY: demo test lint bench fuzz soak protos tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(STAMP)
 
 bench: $(STAMP) tools
 	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+fuzz: $(STAMP) tools
+	GPUCENSUS_FUZZ=1 $(BIN)/pytest -q -p no:cacheprovider -m fuzz
+
+soak: $(STAMP) tools
+	GPUCENSUS_SOAK=long $(BIN)/pytest -q -p no:cacheprovider -s -m soak
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py
