@@ -1,7 +1,7 @@
 """The accelerator catalogue: data packaged with the agent (`agent/data/catalogue.json`), standard library only.
 
-Lookup is by PCI device id first and NVML name second (DESIGN §5). Figures are kept exact: TPP is an integer, the
-die area a `Fraction` parsed from its decimal string.
+Lookup is by PCI device id first and NVML name second (docs/compliance.md, "Accounting"). Figures are kept
+exact: TPP is an integer, the die area a `Fraction` parsed from its decimal string.
 """
 
 from __future__ import annotations

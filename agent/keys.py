@@ -1,7 +1,7 @@
 """The node's Ed25519 signing key on disk: generate once (0600, never overwritten), load with checks.
 
 FILE holds the PKCS#8 PEM private key, FILE.pub the SubjectPublicKeyInfo PEM. The key id is the hex SHA-256
-of the DER SubjectPublicKeyInfo (DESIGN §4.2).
+of the DER SubjectPublicKeyInfo (docs/formats.md).
 """
 
 from __future__ import annotations

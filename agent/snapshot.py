@@ -1,4 +1,4 @@
-"""The node inventory predicate (DESIGN §4.1): devices with their accounting, PCI cross-check, totals.
+"""The node inventory predicate (docs/formats.md): devices with their accounting, PCI cross-check, totals.
 
 Pure: takes the node facts, a backend's `Discovery`, the PCI functions, the catalogue and the rules; returns a dict
 of integers and strings only. A fact a device did not report is absent (and named in `not_reported`), never null.

@@ -1,4 +1,4 @@
-"""The signed payload: an in-toto Statement v1 wrapping the node inventory predicate (DESIGN §4.1).
+"""The signed payload: an in-toto Statement v1 wrapping the node inventory predicate (docs/formats.md).
 
 Pure: no files, no clock. The caller passes the sequence, the previous envelope's digest, the timestamp (from
 its own clock) and the last checkpoint; `check_statement` is the one definition of the shape, used by the

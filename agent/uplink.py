@@ -33,7 +33,7 @@ from protos import census_pb2, census_pb2_grpc
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-# statuses that are the collector's answer about the envelope in hand (DESIGN §4.4's table, and message limits)
+# statuses that are the collector's answer about the envelope in hand (docs/formats.md's status table, message limits)
 VERDICTS = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -1,4 +1,4 @@
-"""The one table that turns errors into gRPC status codes (DESIGN §4.4). Only the servicer uses it.
+"""The one table that turns errors into gRPC status codes (docs/formats.md, "Wire"). Only the servicer uses it.
 
 Anything not in the table is a bug in the collector: INTERNAL, logged with its traceback, never a crash.
 UNAVAILABLE is the only status an agent retries (with backoff), so only store trouble maps to it. A message

@@ -1,4 +1,4 @@
-"""Chain step: where an envelope stands in its key's sequence (DESIGN §4.5). The chain rules themselves are
+"""Chain step: where an envelope stands in its key's sequence (docs/auditors.md). The chain rules themselves are
 `collector.verify.check_chain` (shared with the auditor); this step turns its verdicts into the ingest's
 decisions and findings, and adds the rules that need the collector's clock or its whole history. Pure: the
 store lookups arrive as a `ChainContext`.

@@ -1,5 +1,5 @@
 """The collector over real sockets on 127.0.0.1, on SQLite and on PostgreSQL: enrollment, the Report stream
-and its verdicts (DESIGN §4.4-4.5), and the query RPCs."""
+and its verdicts (docs/formats.md, "Wire"), and the query RPCs."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ RULES = load_rules()
 CATALOGUE = load_catalogue()
 
 # id, expected ECCN, expected pd_milli (round(1000 x TPP / die area); None = die area unpublished), h100e_milli.
-# Classes as shared/reference/regulation.md §1 and §5 states them.
+# Classes as docs/regulation.md §1 and §5 state them.
 CATALOGUE_ROWS = [
     ("a100-sxm4-40gb", "3A090.a", 6044, 315),  # TPP 4992 >= 4800
     ("a100-sxm4-80gb", "3A090.a", 6044, 315),

@@ -1,4 +1,4 @@
-"""The chain step: replay, equivocation, gaps, broken links and clocks, as DESIGN §4.5 states them."""
+"""The chain step: replay, equivocation, gaps, broken links and clocks, as docs/auditors.md states them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One table maps errors to statuses; the codec carries verdicts as data (DESIGN §4.4, STYLE 6)."""
+"""One table maps errors to statuses; the codec carries verdicts as data (docs/formats.md, "Wire")."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_baseline_is_only_the_tier3_prohibition() -> None:
     p = load_pack("baseline-2023")
     assert p.tier3_prohibited and not p.tier1 and p.default_tier == 1
     # the October 2023 controls are still in force (the IFR's rescission did not touch them), so the list is the
-    # current one: Cambodia left D:5 in February 2026 (regulation.md §2)
+    # current one: Cambodia left D:5 in February 2026 (docs/regulation.md §2)
     assert (p.status, p.effective_from, p.effective_until) == ("in-force", date(2023, 11, 17), None)
     assert p.tier3 == D5_MACAU_HK - {"KH"} and p.tiers_as_of == date(2026, 2, 28)
     assert (p.lpp, p.allocation, p.uveu, p.nveu) == (None, None, None, None)
