@@ -1,4 +1,4 @@
-"""The README's "Verify an attestation without gpucensus" recipe, run exactly as shipped with real openssl and jq."""
+"""docs/auditors.md's "Verify an attestation without gpucensus" recipe, run as shipped with real openssl and jq."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "deploy" / "verify-attestation.sh"
-README_HEADING = "Verify an attestation without gpucensus"
+RECIPE_DOC = ROOT / "docs" / "auditors.md"
+RECIPE_HEADING = "Verify an attestation without gpucensus"
 BIN = Path(sys.executable).parent
 
 
@@ -89,17 +90,17 @@ def test_recipe_rejects_another_nodes_key(signed: Path, tmp_path: Path) -> None:
     assert "Signature Verification Failure" in result.stdout + result.stderr
 
 
-def readme_block(text: str) -> str | None:
-    """The first ```sh block after the recipe heading, or None when the README has no such section yet."""
-    heading = re.search(rf"^#+ {re.escape(README_HEADING)}\s*$", text, re.M)
+def recipe_block(text: str) -> str | None:
+    """The first ```sh block after the recipe heading, or None when the document has no such section."""
+    heading = re.search(rf"^#+ {re.escape(RECIPE_HEADING)}\s*$", text, re.M)
     if heading is None:
         return None
     match = re.search(r"^```(?:sh|shell|bash)\n(.*?)^```", text[heading.end() :], re.S | re.M)
     return match.group(1) if match else ""
 
 
-def test_readme_shows_exactly_the_recipe_that_is_tested() -> None:
-    text = (ROOT / "README.md").read_text()
-    block = readme_block(text)
-    assert block is not None, f"README.md has no '{README_HEADING}' section with the recipe"
+def test_auditors_guide_shows_exactly_the_recipe_that_is_tested() -> None:
+    text = RECIPE_DOC.read_text()
+    block = recipe_block(text)
+    assert block is not None, f"docs/auditors.md has no '{RECIPE_HEADING}' section with the recipe"
     assert block == RECIPE.read_text()
