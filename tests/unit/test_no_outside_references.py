@@ -18,7 +18,7 @@ OUTSIDE = {
     "an absolute path of a build machine": re.compile(r"/work/[\w.-]+/"),
 }
 THIS_FILE = Path(__file__).resolve()  # its examples of what is refused are the only ones allowed
-MARKDOWN_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s]+)\)")
+MARKDOWN_LINK = re.compile(r"\]\((?!https?:|mailto:)([^)\s]+)\)")
 
 
 def repository_files() -> list[Path]:
@@ -76,16 +76,43 @@ def test_ordinary_words_are_not_references(tmp_path: Path, line: str, monkeypatc
     assert outside_references(ok) == []
 
 
-def test_every_relative_markdown_link_resolves_inside_the_repository() -> None:
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings: lower case, punctuation dropped, spaces as hyphens."""
+    anchors, fenced = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.match(r"#{1,6} (.*)", line)):
+            text = match.group(1).replace("`", "").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return anchors
+
+
+def broken_links(path: Path) -> list[str]:
     broken = []
-    for path in repository_files():
-        if path.suffix != ".md":
-            continue
-        for target in MARKDOWN_LINK.findall(path.read_text()):
-            resolved = (path.parent / target.split("#", 1)[0]).resolve()
-            if not resolved.is_relative_to(ROOT) or not resolved.exists():
-                broken.append(f"{path.relative_to(ROOT)}: ({target})")
+    for target in MARKDOWN_LINK.findall(path.read_text()):
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part).resolve() if file_part else path.resolve()
+        if not resolved.is_relative_to(ROOT) or not resolved.exists():
+            broken.append(f"{path.relative_to(ROOT)}: ({target}): no such file in the repository")
+        elif anchor and resolved.suffix == ".md" and anchor not in heading_anchors(resolved.read_text()):
+            broken.append(f"{path.relative_to(ROOT)}: ({target}): no such heading")
+    return broken
+
+
+def test_every_relative_markdown_link_resolves_inside_the_repository() -> None:
+    broken = [hit for path in repository_files() if path.suffix == ".md" for hit in broken_links(path)]
     assert not broken, "\n".join(broken)
+
+
+def test_a_link_to_a_missing_heading_or_outside_file_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    (tmp_path / "a.md").write_text("# Exit codes\n## `gpucensus-audit verify`\n## §1. ECCN 3A090: the accounting\n")
+    doc = tmp_path / "b.md"
+    doc.write_text("[ok](a.md#exit-codes) [ok](a.md#gpucensus-audit-verify) [ok](a.md#1-eccn-3a090-the-accounting)\n")
+    assert broken_links(doc) == []
+    doc.write_text("[x](a.md#exit-code) [y](../outside.md) [z](#nowhere)\n")
+    assert len(broken_links(doc)) == 3
 
 
 def test_the_project_files_a_newcomer_needs_exist() -> None:
