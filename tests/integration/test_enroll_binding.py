@@ -12,15 +12,14 @@ import grpc
 from collector.registry import hash_token
 from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode
-from tests.integration.server_fixtures import DEADLINE, Collector, status_of
-from tests.integration.server_fixtures import collector_fixture, make_store, store_kind  # noqa: F401
+from tests.integration.server_fixtures import DEADLINE, Collector, collector_fixture, make_store, status_of, store_kind  # noqa: F401
 
 ACCEPTED = pb.ACK_STATUS_ACCEPTED
 
 
 def _totals(collector: Collector) -> dict[str, int]:
     reply = collector.stub.GetCountryTotals(pb.GetCountryTotalsRequest(), timeout=DEADLINE)
-    return {c.country: c.gpus for c in reply.countries}
+    return {c.country: c.totals.gpus for c in reply.countries}
 
 
 def _token_used(collector: Collector, token: str) -> bool:
@@ -39,11 +38,11 @@ def test_a_token_for_another_site_cannot_take_over_an_enrolled_node(collector: C
     genuine = TestNode("n1")
     collector.enroll(genuine, site="fra1", country="DE")
     assert collector.report([genuine.next()])[0].status == ACCEPTED
+    token = collector.token(site="sin1", country="SG")  # any valid token: here for a site in another country
     before = _totals(collector)
-    assert before["DE"] == 8
+    assert before == {"DE": 8, "SG": 0}
 
     attacker = TestNode("n1")  # same node id, the attacker's own key
-    token = collector.token(site="sin1", country="SG")
     request = pb.EnrollRequest(token=token, node_id="n1", public_key_pem=attacker.public_key_pem)
     with_error = None
     try:
