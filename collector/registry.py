@@ -1,7 +1,8 @@
 """Registry validation (pure): identifiers, ISO 3166-1 alpha-2 countries, entity authorizations, enrollment tokens.
 
 Tokens are random (`secrets.token_urlsafe`), shown once, and stored only as their SHA-256 hash; a token is single
-use and expires (the store enforces both atomically).
+use and expires (the store enforces both atomically). A token binds only a new node id, unless it was created for
+one node id: then only that node id may use it, and it re-keys that node if it is enrolled.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def new_token(site: str, now: datetime, ttl: timedelta) -> tuple[str, EnrollmentToken]:
-    """A fresh random token (to show once) and the record to store (its hash, site, expiry)."""
+def new_token(site: str, now: datetime, ttl: timedelta, node_id: str = "") -> tuple[str, EnrollmentToken]:
+    """A fresh random token (to show once) and the record to store (its hash, site, expiry and, for a token
+    that only one node id may use, that node id)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    return token, EnrollmentToken(hash_token(token), validate_id("site", site), now, now + ttl)
+    node = validate_id("node", node_id) if node_id else ""
+    return token, EnrollmentToken(hash_token(token), validate_id("site", site), now, now + ttl, node_id=node)

@@ -11,7 +11,7 @@ import grpc
 
 from collector.errors import ConfigError, StoreError
 from collector.ingest import errors
-from collector.store.base import RecordExistsError, RecordNotFoundError, TokenRejectedError
+from collector.store.base import NodeBoundError, RecordExistsError, RecordNotFoundError, TokenRejectedError
 
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     errors.MalformedError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -21,6 +21,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     errors.RevokedKeyError: grpc.StatusCode.PERMISSION_DENIED,
     errors.BindingError: grpc.StatusCode.PERMISSION_DENIED,
     TokenRejectedError: grpc.StatusCode.PERMISSION_DENIED,
+    NodeBoundError: grpc.StatusCode.PERMISSION_DENIED,  # a token never rebinds an enrolled node id (nor a key)
     RecordExistsError: grpc.StatusCode.ALREADY_EXISTS,
     RecordNotFoundError: grpc.StatusCode.NOT_FOUND,
     StoreError: grpc.StatusCode.UNAVAILABLE,

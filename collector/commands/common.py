@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.config import CollectorConfig, load_config
+from collector.errors import ConfigError
 from collector.store import open_store
 from collector.store.base import Store
 
@@ -64,6 +68,22 @@ def store_from_args(args: argparse.Namespace, config: CollectorConfig | None = N
         yield store
     finally:
         store.close()
+
+
+def operator_actor() -> str:
+    """Who runs this command, for the records of node events: "operator:<user>@<host>"."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"operator:{user}@{socket.gethostname()}"
+
+
+def reason_text(value: str) -> str:
+    """An operator's free-text reason, kept in a record and printed later: no control characters."""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        raise ConfigError("the reason contains control characters", hint="use plain text, e.g. 'disk replaced'")
+    return value
 
 
 def now() -> datetime:

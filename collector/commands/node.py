@@ -1,18 +1,28 @@
-"""`gpucensus-collector node list|revoke`: enrolled nodes, their last attestation, staleness; key revocation."""
+"""`gpucensus-collector node list|revoke|rekey|move|events`: enrolled nodes, their last attestation, staleness;
+key revocation; the explicit, recorded re-keying and moving of a node (a token never does either), and the
+record of every such change."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from collector import verify
 from collector.commands.common import (
     command_group,
     config_from_args,
     emit,
     iso,
     now,
+    operator_actor,
+    reason_text,
     store_action,
     store_from_args,
 )
+from collector.errors import ConfigError
+from collector.registry import validate_id
 from collector.store.base import NodeStatus, RecordNotFoundError
 
 
@@ -22,6 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store_action(group, "list", help, run_list, formatted=True).add_argument("--site", help="only this site")
     revoke = store_action(group, "revoke", "revoke a node key: its attestations are refused from now on", run_revoke)
     revoke.add_argument("key", metavar="KEYID|NODE", help="a key id, or a node id (revokes all its active keys)")
+    help = "bind a new public key to an enrolled node; its old key is revoked (recorded)"
+    rekey = store_action(group, "rekey", help, run_rekey)
+    rekey.add_argument("node", help="the node id")
+    rekey.add_argument("--public-key", required=True, metavar="FILE", help="the node's new key (node.key.pub)")
+    rekey.add_argument("--reason", default="", help="kept with the record, e.g. 'disk replaced'")
+    move = store_action(group, "move", "move a node to another site (recorded)", run_move)
+    move.add_argument("node", help="the node id")
+    move.add_argument("--site", required=True, help="the site the node is now at")
+    move.add_argument("--reason", default="", help="kept with the record, e.g. 'relocated to Warsaw'")
+    help = "the record of enrollments, re-keyings, moves and revocations, oldest first"
+    store_action(group, "events", help, run_events, formatted=True).add_argument("node", nargs="?", help="one node")
 
 
 def _state(node: NodeStatus, stale: set[str]) -> str:
@@ -53,9 +74,57 @@ def run_revoke(args: argparse.Namespace) -> int:
         keys = [key] if key else [k for k in store.list_keys() if k.node_id == args.key]
         if not keys:
             raise RecordNotFoundError(f"no key or node {args.key!r}", hint="see: gpucensus-collector node list")
-        revoked = [k.keyid for k in keys if store.revoke_key(k.keyid, when)]
+        revoked = [k.keyid for k in keys if store.revoke_key(k.keyid, when, operator_actor())]
     if not revoked:
         print(f"{args.key}: already revoked")
     for keyid in revoked:
         print(f"key {keyid} revoked")
+    return 0
+
+
+def read_public_key(path: str) -> tuple[str, str]:
+    """(keyid, PEM) of an Ed25519 public key file; ConfigError naming the file if it is not one."""
+    try:
+        public_key = verify.public_key_from_pem(Path(path).read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read the public key {path}: {err.strerror}") from err
+    except ValueError as err:
+        raise ConfigError(
+            f"{path} is not an Ed25519 public key: {err}",
+            hint="use the node.key.pub that gpucensus-agent keygen wrote next to the node's key",
+        ) from err
+    pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return verify.public_key_id(public_key), pem
+
+
+def run_rekey(args: argparse.Namespace) -> int:
+    node_id, reason = validate_id("node", args.node), reason_text(args.reason)
+    keyid, pem = read_public_key(args.public_key)
+    with store_from_args(args) as store:
+        old = [k.keyid for k in store.list_keys() if k.node_id == node_id and not k.revoked]
+        key = store.rekey_node(node_id, keyid, pem, now(), operator_actor(), reason)
+    print(f"node {node_id} at site {key.site}: key {keyid} bound")
+    for keyid in old:
+        print(f"key {keyid} revoked")
+    return 0
+
+
+def run_move(args: argparse.Namespace) -> int:
+    node_id, site, reason = validate_id("node", args.node), validate_id("site", args.site), reason_text(args.reason)
+    with store_from_args(args) as store:
+        moved = store.move_node(node_id, site, now(), operator_actor(), reason)
+    print(f"node {node_id} moved to site {site}" if moved else f"node {node_id} is at site {site} already")
+    return 0
+
+
+def run_events(args: argparse.Namespace) -> int:
+    with store_from_args(args) as store:
+        events = store.node_events(args.node)
+    width = None if args.format == "json" else 16  # key ids in full in JSON
+    rows = [
+        (iso(e.created_at), e.node_id, e.event, e.keyid[:width], e.old_keyid[:width], e.site, e.old_site, e.actor,
+         e.reason)
+        for e in events
+    ]  # fmt: skip
+    emit(args.format, ("time", "node", "event", "key", "old_key", "site", "old_site", "actor", "reason"), rows)
     return 0

@@ -47,6 +47,13 @@ class TokenRejectedError(GpucensusError):
     exit_code = 2
 
 
+class NodeBoundError(GpucensusError):
+    """The node id is bound to another key (or the key to another node): a token never rebinds it; re-keying
+    and moving a node are explicit operator actions (`node rekey`, `node move`, `token create --node-id`)."""
+
+    exit_code = 2
+
+
 # --- registry -----------------------------------------------------------------------------------------------
 
 
@@ -71,6 +78,7 @@ class EnrollmentToken:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None = None
+    node_id: str = ""  # "" = any NEW node id; else only this node id, and it re-keys that node if enrolled
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,22 @@ class NodeKey:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """One change of a node's binding, recorded in the transaction that made it."""
+
+    node_id: str
+    event: str  # enrolled | rekeyed | moved | revoked
+    keyid: str  # the node's key after the event (the revoked key for "revoked")
+    site: str  # the node's site after the event
+    actor: str  # "token:<first 12 hex digits of its hash>", "operator:<user>@<host>", "migration 0003"
+    created_at: datetime
+    old_keyid: str = ""
+    old_site: str = ""
+    reason: str = ""
+    id: int | None = None
 
 
 # --- attestations -------------------------------------------------------------------------------------------
@@ -249,16 +273,36 @@ class Store(Protocol):
     def enroll(
         self, keyid: str, public_key_pem: str, node_id: str, site: str, token_hash: str, now: datetime
     ) -> NodeKey:
-        """Consume the token and bind the key to (node_id, site) in one transaction.
+        """Consume the token and bind the key to (node_id, site) in one transaction, recording the event.
 
-        `site` may be "" (take the token's site); otherwise it must equal the token's site.
-        TokenRejectedError / RecordExistsError (keyid already enrolled) / RecordNotFoundError."""
+        `site` may be "" (take the token's site); otherwise it must equal the token's site. A node id already
+        bound is never rebound by a general token: NodeBoundError, the token stays unused and the attempt is
+        recorded as an `enroll.node-already-bound` finding. A token created for that node id re-keys it (the old
+        key is revoked in the same transaction). The same key for the same node again: with the token that
+        enrolled it, the stored binding (an agent's retry); with another token, RecordExistsError (token unused).
+        TokenRejectedError / RecordExistsError / NodeBoundError / RecordNotFoundError."""
         ...
 
     def get_key(self, keyid: str) -> NodeKey | None: ...
     def list_keys(self, site: str | None = None) -> list[NodeKey]: ...
-    def revoke_key(self, keyid: str, now: datetime) -> bool:
-        """True if the key was active and is now revoked."""
+    def revoke_key(self, keyid: str, now: datetime, actor: str = "operator") -> bool:
+        """True if the key was active and is now revoked (recorded as a node event)."""
+        ...
+
+    def rekey_node(
+        self, node_id: str, keyid: str, public_key_pem: str, now: datetime, actor: str, reason: str = ""
+    ) -> NodeKey:
+        """Bind a new key to an enrolled node, revoking its old key, in one recorded transaction.
+        RecordNotFoundError (no such node) / RecordExistsError (the key is enrolled already)."""
+        ...
+
+    def move_node(self, node_id: str, site: str, now: datetime, actor: str, reason: str = "") -> bool:
+        """Move a node (and its active key) to another site, recorded; False if it is there already.
+        RecordNotFoundError for an unknown node or site."""
+        ...
+
+    def node_events(self, node_id: str | None = None) -> list[NodeEvent]:
+        """Recorded enrollments, re-keyings, moves and revocations, oldest first."""
         ...
 
     # attestations

@@ -3,7 +3,8 @@
 Queries are written with `?` placeholders (the PostgreSQL store turns them into `%s`) and avoid literal `%`.
 A dialect subclass provides `_tx(write)` (a transaction yielding a cursor), `_t` / `_dt` (datetime to and from
 the database), `_has_table` and `_migration_lock`. Every public method is one transaction. Part 2 (findings and
-evidence) is `collector.store.sqlfindings`; part 3 (attestations, per-GPU state, nodes, queries) `sqlstore`.
+evidence) is `collector.store.sqlfindings`, 2b (binding node ids to keys and sites) `sqlnodes`; part 3
+(attestations, per-GPU state, nodes, queries) `sqlstore`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from collector.store import migrate as migrations
 from collector.store.base import (
     EnrollmentToken,
     Entity,
+    NodeBoundError,
     NodeKey,
     RecordExistsError,
     RecordNotFoundError,
     Site,
-    TokenRejectedError,
 )
 
-_KEY_COLUMNS = "keyid, public_key_pem, node_id, site, enrolled_at, revoked_at"
+KEY_COLUMNS = "keyid, public_key_pem, node_id, site, enrolled_at, revoked_at"
 
 
 def where_equal(sql: str, column: str, value: Any) -> tuple[str, tuple[Any, ...]]:
@@ -138,15 +139,24 @@ class SqlBase:
                 raise RecordNotFoundError(
                     f"site {token.site!r} does not exist", hint="add it first: gpucensus-collector site add"
                 )
+            if token.node_id:
+                row = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (token.node_id,)).fetchone()
+                if row and row[0] != token.site:
+                    raise NodeBoundError(
+                        f"node {token.node_id!r} is at site {row[0]!r}, not {token.site!r}",
+                        hint=f"create the token for site {row[0]}, or move the node first: "
+                        f"gpucensus-collector node move {token.node_id} --site {token.site}",
+                    )
             cur.execute(
-                "INSERT INTO enrollment_tokens (token_hash, site, created_at, expires_at, used_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO enrollment_tokens (token_hash, site, created_at, expires_at, used_at, node_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     token.token_hash,
                     token.site,
                     self._t(token.created_at),
                     self._t(token.expires_at),
                     self._t(token.used_at),
+                    token.node_id,
                 ),
             )
 
@@ -162,40 +172,13 @@ class SqlBase:
         ).fetchone()
         return row[0] if row else None
 
-    def enroll(
-        self, keyid: str, public_key_pem: str, node_id: str, site: str, token_hash: str, now: datetime
-    ) -> NodeKey:
-        with self._tx(True) as cur:
-            token_site = self._consume(cur, token_hash, now)
-            if token_site is None:
-                raise TokenRejectedError(
-                    "enrollment token is unknown, already used or expired",
-                    hint="create a new one: gpucensus-collector token create --site SITE",
-                )
-            if site and site != token_site:
-                raise TokenRejectedError(f"enrollment token is for site {token_site!r}, not {site!r}")
-            cur.execute(
-                "INSERT INTO node_keys (keyid, public_key_pem, node_id, site, token_hash, enrolled_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (keyid) DO NOTHING",
-                (keyid, public_key_pem, node_id, token_site, token_hash, self._t(now)),
-            )
-            if cur.rowcount != 1:
-                raise RecordExistsError(f"key {keyid} is already enrolled")  # rolls back the token use
-            cur.execute(
-                "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (node_id) DO UPDATE SET site = excluded.site, keyid = excluded.keyid, "
-                "enrolled_at = excluded.enrolled_at",
-                (node_id, token_site, keyid, self._t(now)),
-            )
-        return NodeKey(keyid, public_key_pem, node_id, token_site, now)
-
     def get_key(self, keyid: str) -> NodeKey | None:
         with self._tx(False) as cur:
-            row = cur.execute(f"SELECT {_KEY_COLUMNS} FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
+            row = cur.execute(f"SELECT {KEY_COLUMNS} FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
         return self._key(row) if row else None
 
     def list_keys(self, site: str | None = None) -> list[NodeKey]:
-        sql = f"SELECT {_KEY_COLUMNS} FROM node_keys"
+        sql = f"SELECT {KEY_COLUMNS} FROM node_keys"
         sql, params = where_equal(sql, "site", site)
         with self._tx(False) as cur:
             rows = cur.execute(sql + " ORDER BY node_id, enrolled_at", params).fetchall()
@@ -203,10 +186,3 @@ class SqlBase:
 
     def _key(self, row: Any) -> NodeKey:
         return NodeKey(row[0], row[1], row[2], row[3], self._dt(row[4]), self._dt(row[5]))
-
-    def revoke_key(self, keyid: str, now: datetime) -> bool:
-        with self._tx(True) as cur:
-            cur.execute(
-                "UPDATE node_keys SET revoked_at = ? WHERE keyid = ? AND revoked_at IS NULL", (self._t(now), keyid)
-            )
-            return cur.rowcount == 1

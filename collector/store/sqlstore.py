@@ -26,7 +26,8 @@ from collector.store.base import (
 )
 from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
 from collector.store.sqlbase import where_equal
-from collector.store.sqlfindings import FINDING_COLUMNS, SqlFindings
+from collector.store.sqlfindings import FINDING_COLUMNS
+from collector.store.sqlnodes import SqlNodes
 
 _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
@@ -38,7 +39,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlFindings):
+class SqlStore(SqlNodes):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -100,15 +101,17 @@ class SqlStore(SqlFindings):
             "ON CONFLICT (node_id) DO NOTHING",
             (r.node_id, r.site, r.keyid, self._t(r.received_at)),
         )
+        # Only the node's bound key moves its state: an attestation verified just before a re-key or a move
+        # committed is stored, but never re-binds the node's key or site (both change only by node events).
         cur.execute(
             "UPDATE nodes SET last_attested_at = ?, interval_seconds = COALESCE(?, interval_seconds) "
-            "WHERE node_id = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
-            (self._t(r.received_at), r.interval_seconds, r.node_id, self._t(r.received_at)),
+            "WHERE node_id = ? AND keyid = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
+            (self._t(r.received_at), r.interval_seconds, r.node_id, r.keyid, self._t(r.received_at)),
         )
         cur.execute(
-            "UPDATE nodes SET last_attestation_id = ?, last_stated_at = ?, last_sequence = ?, site = ?, "
-            "keyid = ? WHERE node_id = ? AND (last_stated_at IS NULL OR last_stated_at <= ?)",
-            (attestation_id, self._t(r.timestamp), r.sequence, r.site, r.keyid, r.node_id, self._t(r.timestamp)),
+            "UPDATE nodes SET last_attestation_id = ?, last_stated_at = ?, last_sequence = ? "
+            "WHERE node_id = ? AND keyid = ? AND (last_stated_at IS NULL OR last_stated_at <= ?)",
+            (attestation_id, self._t(r.timestamp), r.sequence, r.node_id, r.keyid, self._t(r.timestamp)),
         )
 
     def _update_gpus(self, cur: Any, r: AttestationRecord) -> None:

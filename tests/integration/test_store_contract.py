@@ -22,6 +22,7 @@ from collector.store.base import (
     EnrollmentToken,
     Entity,
     Finding,
+    NodeBoundError,
     RecordExistsError,
     RecordNotFoundError,
     Site,
@@ -189,8 +190,10 @@ def test_enroll_binds_a_key_and_failures_leave_the_token_unused(make_store) -> N
     store.add_token(EnrollmentToken("t-new", "fra1", T0, at(60)))
     with pytest.raises(TokenRejectedError):
         store.enroll("k-x", "PEM", "node-x", "sin1", "t-new", at(1))  # token is for fra1
+    with pytest.raises(NodeBoundError):
+        store.enroll("k-fra1", "PEM", "node-x", "", "t-new", at(1))  # key already enrolled for another node
     with pytest.raises(RecordExistsError):
-        store.enroll("k-fra1", "PEM", "node-x", "", "t-new", at(1))  # key already enrolled
+        store.enroll("k-fra1", "PEM", "node-fra1", "", "t-new", at(1))  # key already enrolled (another token)
     assert store.get_key("k-x") is None
     bound = store.enroll("k-x", "PEM x", "node-x", "", "t-new", at(2))  # token still usable
     assert (bound.site, bound.node_id) == ("fra1", "node-x")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from collector.store import migrate, open_store
 from collector.store.base import Evidence, Finding
-from tests.integration.test_store_contract import at, attestation, gpu, registry
+from tests.integration.test_store_contract import T0, at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 
@@ -76,12 +76,29 @@ def test_equivocation_evidence_is_kept_once_byte_for_byte_and_never_as_an_attest
     assert len(store.list_findings(rule_id="chain.equivocation")) == 1
 
 
+def registry_as_written_by_version_1(store) -> None:
+    """`registry` in the rows version 1 wrote (today's enroll writes columns version 1 did not have)."""
+    with store._tx(True) as cur:
+        cur.execute("INSERT INTO entities (id, headquarters, auth) VALUES ('acme', 'US', 'uveu')")
+        for site, country in (("fra1", "DE"), ("sin1", "SG"), ("iad1", "US")):
+            cur.execute("INSERT INTO sites (id, country, entity) VALUES (?, ?, 'acme')", (site, country))
+            cur.execute(
+                "INSERT INTO node_keys (keyid, public_key_pem, node_id, site, token_hash, enrolled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (f"k-{site}", f"PEM {site}", f"node-{site}", site, f"hash-{site}", store._t(T0)),
+            )
+            cur.execute(
+                "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?)",
+                (f"node-{site}", site, f"k-{site}", store._t(T0)),
+            )
+
+
 def test_a_version_1_database_upgrades_to_version_2_keeping_everything(make_store, monkeypatch) -> None:
     every = migrate.load_migrations
     monkeypatch.setattr(migrate, "load_migrations", lambda dialect: every(dialect)[:1])
     old = make_store()  # a collector of schema version 1
     assert old.schema_version() == 1
-    registry(old)
+    registry_as_written_by_version_1(old)
     old.store_attestation(attestation("k-fra1", 1, [gpu("GPU-a", index=3)]))
     with old._tx(True) as cur:  # written by the version-1 code, which knew no digest / once_key
         for _ in range(2):
