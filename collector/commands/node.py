@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from agent.safe_text import printable
 from collector.commands.common import (
     command_group,
     config_from_args,
@@ -55,7 +56,7 @@ def run_revoke(args: argparse.Namespace) -> int:
             raise RecordNotFoundError(f"no key or node {args.key!r}", hint="see: gpucensus-collector node list")
         revoked = [k.keyid for k in keys if store.revoke_key(k.keyid, when)]
     if not revoked:
-        print(f"{args.key}: already revoked")
+        print(f"{printable(args.key)}: already revoked")
     for keyid in revoked:
         print(f"key {keyid} revoked")
     return 0
