@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.registry import new_token
+from agent.keys import generate_key
+from collector.registry import hash_token, new_token
 from collector.store import open_store
-from collector.store.base import AttestationRecord, DeviceRecord, Entity, Finding, Site
+from collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Finding, Site
 
-from .test_delivery import BIN
+from .test_delivery import BIN, Proc, free_port, serving, wait_for
 
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title, rings the bell
 CLEAR = "\x1b[2J"  # clears the screen
@@ -153,3 +154,36 @@ def test_audit_escapes_file_names_in_errors_and_failures(tmp_path: Path) -> None
 def test_an_unknown_argument_is_echoed_escaped() -> None:
     result = run("gpucensus-collector", "site", "list", f"--bogus{TITLE}")
     assert result.returncode == 2 and b"--bogus\\u001b]0;pwned\\u0007" in result.stderr
+
+
+def test_serve_and_run_logs_escape_a_hostile_site(hostile_store: Path, tmp_path: Path) -> None:
+    """The collector logs the site of an enrolled node, and the agent logs the site the collector answered: both
+    long-running processes write log lines through the same escaping."""
+    store = open_store("sqlite", data_dir=str(hostile_store))
+    now = datetime.now(UTC)
+    try:
+        store.add_token(EnrollmentToken(hash_token("evil-token"), EVIL_SITE, now, now + timedelta(hours=1)))
+    finally:
+        store.close()
+    address = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[store]\nkind = "sqlite"\ndata_dir = "{hostile_store}"\n[server]\nlisten = "{address}"\n')
+    collector = Proc("collector", [str(BIN / "gpucensus-collector"), "serve", "--config", str(config)], tmp_path)
+    state = tmp_path / "agent"
+    state.mkdir()
+    generate_key(state / "node.key")
+    agent = tmp_path / "agent.toml"
+    agent.write_text(
+        f'[collector]\naddress = "{address}"\n[node]\nid = "node-9"\nstate_dir = "{state}"\n'
+        '[enrollment]\ntoken = "evil-token"\n[inventory]\nbackend = "mock"\nprofile = "dgx-h100"\n'
+    )
+    collector.start()
+    try:
+        wait_for("the collector to serve", lambda: serving(address), [collector])
+        result = run("gpucensus-agent", "run", "--config", str(agent), "--rounds", "1")
+    finally:
+        assert collector.terminate() == 0
+    assert result.returncode == 0, result.stderr
+    assert b"at site fra\\u001b[2J1" in result.stderr
+    log = collector.logfile.read_bytes()
+    assert b"\x1b" not in log and b"at site fra\\u001b[2J1" in log, log
