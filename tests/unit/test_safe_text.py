@@ -25,9 +25,7 @@ def dangerous(ch: str) -> bool:
 
 
 def test_printable_escapes_c0_c1_del_and_bidi_json_style() -> None:
-    assert printable(HOSTILE) == (
-        "\\u001b]0;pwned\\u0007\\u001b[2J\\u000d\\u0000\\u007f\\u009b\\u202e\\u2066"
-    )
+    assert printable(HOSTILE) == ("\\u001b]0;pwned\\u0007\\u001b[2J\\u000d\\u0000\\u007f\\u009b\\u202e\\u2066")
     assert printable("line\nbreak\ttab") == "line\\u000abreak\\u0009tab"
     assert printable("GPU-5f3c ü 日本") == "GPU-5f3c ü 日本"  # printable text is left alone
     assert printable(42) == "42"
