@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.cli_support import run_command
+from agent.safe_text import printable
 from collector import __version__
 from collector.errors import ConfigError
 from collector.verify import (
@@ -96,8 +97,8 @@ def _report(verified: list[VerifiedStatement], failures: list[Failure], total: i
         print(json.dumps(document, indent=2))
         return
     for failure in failures:
-        print(f"FAIL {failure}")
-    nodes = sorted({v.node_id for v in verified})
+        print(f"FAIL {printable(failure)}")
+    nodes = sorted({printable(v.node_id) for v in verified})
     if failures:
         print(f"{len(failures)} failure(s); {len(verified)} of {total} envelope(s) verified individually")
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from agent import config as agent_config
 from agent.errors import ConfigError
 from agent.render import spool_table
+from agent.safe_text import printable
 from agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
 
 STATES = ("all", PENDING, REJECTED, QUARANTINED, DELIVERED)
@@ -87,6 +88,7 @@ def handle_retry(args: argparse.Namespace) -> int:
     finally:
         spool.close()
     for row in rows:
-        print(f"sequence {row.sequence} (key {row.keyid[:16]}) is pending again; it was rejected: {row.error}")
+        reason = printable(row.error)
+        print(f"sequence {row.sequence} (key {row.keyid[:16]}) is pending again; it was rejected: {reason}")
     print(f"gpucensus-agent: {len(rows)} envelope(s) will be resent on the next delivery", file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.safe_text import printable
 from collector.config import CollectorConfig, load_config
 from collector.errors import ConfigError
 from collector.store import open_store
@@ -100,7 +101,7 @@ def emit(fmt: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Non
         json.dump([dict(zip(headers, row, strict=True)) for row in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    cells = [[str(c) for c in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
+    cells = [[printable(c) for c in headers], *[["" if c is None else printable(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from agent.safe_text import printable
 from collector.commands.common import command_group, iso, now, store_action, store_from_args
 from collector.store.base import RecordNotFoundError
 
@@ -28,5 +29,6 @@ def run_decommission(args: argparse.Namespace) -> int:
                 f"GPU {args.uuid!r} has never been reported to this collector",
                 hint="use the UUID exactly as attested (gpucensus-agent snapshot shows it)",
             )
-    print(f"GPU {args.uuid} decommissioned at {iso(when)}" + (f" ({args.reason})" if args.reason else ""))
+    reason = f" ({printable(args.reason)})" if args.reason else ""
+    print(f"GPU {printable(args.uuid)} decommissioned at {iso(when)}{reason}")
     return 0

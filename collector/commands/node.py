@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from agent.safe_text import printable
 from collector import verify
 from collector.commands.common import (
     command_group,
@@ -76,7 +77,7 @@ def run_revoke(args: argparse.Namespace) -> int:
             raise RecordNotFoundError(f"no key or node {args.key!r}", hint="see: gpucensus-collector node list")
         revoked = [k.keyid for k in keys if store.revoke_key(k.keyid, when, operator_actor())]
     if not revoked:
-        print(f"{args.key}: already revoked")
+        print(f"{printable(args.key)}: already revoked")
     for keyid in revoked:
         print(f"key {keyid} revoked")
     return 0

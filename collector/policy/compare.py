@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from agent.safe_text import csv_cell, printable
 from collector.policy.render import finding_lines, grid, int_text, summary_line, to_dict
 from collector.policy.result import Evaluation
 
@@ -61,11 +62,11 @@ def render_compare(a: Evaluation, b: Evaluation, fmt: str) -> str:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["record", "id", "tier_a", "tier_b", "status_a", "status_b", "changed"])
         for c in doc["countries"]:
-            w.writerow(["country", c["country"], *c["tier"], *c["status"], c["changed"]])
+            w.writerow([csv_cell(v) for v in ["country", c["country"], *c["tier"], *c["status"], c["changed"]]])
         for e in doc["entities"]:
-            w.writerow(["entity", e["id"], "", "", *e["status"], e["changed"]])
+            w.writerow([csv_cell(v) for v in ["entity", e["id"], "", "", *e["status"], e["changed"]]])
         return out.getvalue()
-    na, nb = a.policy["name"], b.policy["name"]
+    na, nb = printable(a.policy["name"]), printable(b.policy["name"])
     lines = [f"compare {na} -> {nb}, as of {doc['as_of']}", ""]
     lines += grid(
         ["COUNTRY", "TIER", f"STATUS {na}", f"STATUS {nb}", "ALLOCATION USED", "CHANGED"],

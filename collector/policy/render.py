@@ -12,6 +12,7 @@ import json
 from fractions import Fraction
 from typing import Any
 
+from agent.safe_text import csv_cell, printable
 from collector.policy.result import Evaluation, Finding, percent
 
 FORMATS = ("table", "json", "csv")
@@ -90,7 +91,7 @@ CSV_COLUMNS = ("record", "id", "country", "tier", "entity", "authorization", "he
 def _csv(doc: dict[str, Any]) -> str:
     """One flat table: a row per country, entity, site and finding; `record` tells which."""
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv_writer(out)
     w.writeheader()
     for c in doc["countries"]:
         w.writerow({"record": "country", "id": c["country"], **c})
@@ -103,7 +104,21 @@ def _csv(doc: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+class SafeDictWriter(csv.DictWriter):
+    """A DictWriter whose text cells go through `csv_cell` (control characters escaped, formulas neutralised)."""
+
+    def writerow(self, rowdict: Any) -> Any:
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
+
+
+def csv_writer(out: io.StringIO) -> csv.DictWriter:
+    """The CSV writer of every CSV table: CSV_COLUMNS, unknown keys ignored, safe cells."""
+    return SafeDictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+
+
 def grid(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Aligned text columns; every cell `printable` (a value cannot carry a control sequence or a line break)."""
+    header, rows = [printable(c) for c in header], [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
 
@@ -115,7 +130,7 @@ def int_text(value: int | None) -> str:
 def _table(ev: Evaluation) -> str:
     ref = ev.h100_reference_tpp
     p = ev.policy
-    lines = [f"policy {p['name']} ({p['status']}): {p['title']}", f"as of {ev.as_of.isoformat()}", ""]
+    lines = [printable(f"policy {p['name']} ({p['status']}): {p['title']}"), f"as of {ev.as_of.isoformat()}", ""]
     lines += grid(
         ["COUNTRY", "TIER", "TPP", "H100E", "ALLOCATION", "USED", "UTIL", "STATUS"],
         [[c.country, str(c.tier), int_text(c.tpp), f"{c.tpp / ref:,.1f}", int_text(c.allocation_tpp),
@@ -149,9 +164,10 @@ def utilization_text(used: int | None, allocation: int | None) -> str:
 
 
 def finding_lines(findings: list[dict[str, Any]]) -> list[str]:
-    """Findings as aligned text lines: severity, rule, subject, message."""
+    """Findings as aligned text lines: severity, rule, subject, message (each `printable`)."""
     if not findings:
         return []
+    findings = [{k: printable(f[k]) for k in ("severity", "rule", "subject", "message")} for f in findings]
     rule = max(len(f["rule"]) for f in findings)
     subject = max(len(f["subject"]) for f in findings)
     return [f"  {f['severity']:<9}  {f['rule']:<{rule}}  {f['subject']:<{subject}}  {f['message']}" for f in findings]
@@ -159,4 +175,5 @@ def finding_lines(findings: list[dict[str, Any]]) -> list[str]:
 
 def summary_line(ev: Evaluation) -> str:
     verdict = "compliant" if ev.compliant else "NOT compliant"
-    return f"{ev.policy['name']}: {ev.count('violation')} violation(s), {ev.count('warning')} warning(s): {verdict}"
+    name = printable(ev.policy["name"])
+    return f"{name}: {ev.count('violation')} violation(s), {ev.count('warning')} warning(s): {verdict}"

@@ -6,14 +6,14 @@ dataclasses, read by attribute), and the time of the report.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from datetime import datetime
 from typing import Any
 
+from agent.safe_text import printable
 from collector.policy.compare import compare_dict, render_compare
-from collector.policy.render import CSV_COLUMNS, finding_lines, render, to_dict
+from collector.policy.render import csv_writer, finding_lines, render, to_dict
 from collector.policy.result import Evaluation
 
 
@@ -45,7 +45,7 @@ def render_report(
     head = render(ev, fmt) if other is None else render_compare(ev, other, fmt)
     if fmt == "csv":
         out = io.StringIO()
-        w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        w = csv_writer(out)
         for n in stale_rows:
             w.writerow({"record": "stale-node", "id": n["node_id"], "subject": f"node:{n['node_id']}",
                         "severity": "warning", "rule": "node.stale",
@@ -54,7 +54,8 @@ def render_report(
             w.writerow({"record": "ingest-finding", **f})
         return head + (out.getvalue() if other is None else "")  # the compare CSV has its own columns
     lines = ["", f"stale nodes (report at {_when(now)}):" if stale_rows else "stale nodes: none"]
-    lines += [f"  {n['node_id']:<20} site {n['site']:<14} last attested {n['last_attested_at'] or 'never'}, "
+    lines += [f"  {printable(n['node_id']):<20} site {printable(n['site']):<14} "
+              f"last attested {n['last_attested_at'] or 'never'}, "
               f"silent {n['silent_seconds']} s" for n in stale_rows]  # fmt: skip
     lines += ["", "ingest findings (newest first):" if ingest_rows else "ingest findings: none"]
     lines += finding_lines(ingest_rows)
