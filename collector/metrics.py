@@ -37,6 +37,7 @@ ENVELOPE_OUTCOMES = (
     "unauthenticated",
     "permission_denied",
     "unavailable",
+    "resource_exhausted",
     "internal",
 )
 ENROLLMENT_OUTCOMES = ("enrolled", "invalid_argument", "permission_denied", "already_exists", "unavailable", "internal")
