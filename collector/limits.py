@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.uplink import RETRY_AFTER_KEY  # the trailer the agent reads as "retry later, not a verdict"
 from collector.ingest.errors import MalformedError
 
-RETRY_AFTER_KEY = "gpucensus-retry-after-seconds"  # trailing metadata of a "retry later" RESOURCE_EXHAUSTED
+__all__ = ["RETRY_AFTER_KEY", "KeyBudget", "LimitError", "Peek", "StreamSlots", "TooManyDevicesError"]
 
 
 class LimitError(Exception):
