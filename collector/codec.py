@@ -3,8 +3,11 @@ types. Times go on the wire as RFC 3339 UTC strings, like the signed statement's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
+
+from google.protobuf.message import DecodeError, Message
 
 from agent.statement import format_timestamp
 from collector.ingest.model import ACCEPTED, INFO, REJECTED, VIOLATION, WARNING, Finding, IngestResult
@@ -15,6 +18,27 @@ SEVERITY_TO_PB = {INFO: pb.SEVERITY_INFO, WARNING: pb.SEVERITY_WARNING, VIOLATIO
 SEVERITY_FROM_PB = {value: key for key, value in SEVERITY_TO_PB.items()}
 STATUS_TO_PB = {ACCEPTED: pb.ACK_STATUS_ACCEPTED, REJECTED: pb.ACK_STATUS_REJECTED}
 STATUS_FROM_PB = {value: key for key, value in STATUS_TO_PB.items()}
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are no `message_type`: the servicer answers INVALID_ARGUMENT (grpc itself would
+    answer UNKNOWN and log a traceback)."""
+
+    message_type: str
+    error: str
+
+
+def lenient(message_type: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """A request deserializer that returns `Undecodable` instead of raising."""
+
+    def parse(data: bytes) -> Message | Undecodable:
+        try:
+            return message_type.FromString(data)
+        except (DecodeError, RecursionError) as err:
+            return Undecodable(message_type.DESCRIPTOR.full_name, str(err) or type(err).__name__)
+
+    return parse
 
 
 def timestamp(moment: datetime | None) -> str:

@@ -34,9 +34,9 @@ from collector.config import CollectorConfig, ServerConfig, validate
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
 from collector.metrics import CollectorMetrics
-from collector.servicer import CensusServicer
+from collector.servicer import CensusServicer, add_to_server
 from collector.store.base import Store
-from protos import census_pb2, census_pb2_grpc
+from protos import census_pb2
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -276,7 +276,7 @@ async def _start(
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Build, bind and start the aio server on the running loop."""
     server = grpc.aio.server(options=channel_options(settings))
-    census_pb2_grpc.add_CensusServicer_to_server(servicer, server)
+    add_to_server(servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -86,6 +86,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._metrics = metrics or CollectorMetrics(CollectorRegistry())  # a private one nobody scrapes
 
     async def Enroll(self, request: pb.EnrollRequest, context: grpc.aio.ServicerContext) -> pb.EnrollResponse:
+        await _refuse_undecodable(context, request)
         identity = tls_identity(context) if self._bind_tls_identity else None
         return await _answer(
             context,
@@ -129,6 +130,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
                     await context.abort(grpc.StatusCode.CANCELLED, f"the Report stream {what} for {wait:g} s")
                 if request is grpc.aio.EOF:
                     return
+                await _refuse_undecodable(context, request)
                 ack = await _answer(context, self._ingest_pool, lambda e=request.dsse: self._report(e, identity))
                 await context.write(ack)
                 if self.stopping.is_set():
@@ -161,6 +163,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
     async def GetSiteStatus(
         self, request: pb.GetSiteStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSiteStatusResponse:
+        await _refuse_undecodable(context, request)
         query = self._query(context, lambda: self._site_status(request.site))
         return await _answer(context, self._unary_pool, query)
 
@@ -179,6 +182,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
     async def GetCountryTotals(
         self, request: pb.GetCountryTotalsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCountryTotalsResponse:
+        await _refuse_undecodable(context, request)
         query = self._query(context, lambda: self._country_totals(request.country.upper()))
         return await _answer(context, self._unary_pool, query)
 
@@ -242,3 +246,29 @@ async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> None:
     if isinstance(err, limits.LimitError):
         trailing = ((limits.RETRY_AFTER_KEY, str(err.retry_after)),)
     await context.abort(code, details, trailing_metadata=trailing)
+
+
+async def _refuse_undecodable(context: grpc.aio.ServicerContext, request: object) -> None:
+    if isinstance(request, codec.Undecodable):
+        await _abort(context, MalformedError(f"the request is not a {request.message_type}: {request.error}"))
+
+
+def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
+    """Register the Census service like the generated `add_CensusServicer_to_server`, with lenient request
+    deserializers: bytes that are no protobuf message get INVALID_ARGUMENT from the servicer."""
+    lenient, unary, stream = codec.lenient, grpc.unary_unary_rpc_method_handler, grpc.stream_stream_rpc_method_handler
+    handlers = {
+        "Enroll": unary(servicer.Enroll, lenient(pb.EnrollRequest), pb.EnrollResponse.SerializeToString),
+        "Report": stream(servicer.Report, lenient(pb.Envelope), pb.Ack.SerializeToString),
+        "GetSiteStatus": unary(
+            servicer.GetSiteStatus, lenient(pb.GetSiteStatusRequest), pb.GetSiteStatusResponse.SerializeToString
+        ),
+        "GetCountryTotals": unary(
+            servicer.GetCountryTotals,
+            lenient(pb.GetCountryTotalsRequest),
+            pb.GetCountryTotalsResponse.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Census"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
