@@ -71,7 +71,7 @@ class ServerConfig:
     stream_idle_timeout_seconds: int = 30  # a Report stream silent this long after an ack is closed
     first_message_seconds: int = 5  # a Report stream that sends nothing this long after it opened is closed
     max_streams: int = 1000  # Report streams open at once, in total; beyond: RESOURCE_EXHAUSTED (retry later)
-    max_streams_per_peer: int = 32  # Report streams open at once from one client address
+    max_streams_per_peer: int = 32  # Report streams open at once per client: its certificate (mTLS), else its IP
     max_workers: int = 16  # threads judging and storing envelopes (streams themselves cost no thread)
     unary_workers: int = 4  # threads of their own for Enroll and the queries (health needs none)
     max_devices_per_envelope: int = 4096  # an envelope listing more devices is refused (INVALID_ARGUMENT)

@@ -60,8 +60,7 @@ class StreamSlots:
                 raise LimitError(f"the collector has {self._count} Report streams open, its limit; retry later", 5)
             if self._open.get(peer, 0) >= self.per_peer:
                 raise LimitError(
-                    f"{peer} has {self.per_peer} Report streams open, the limit per client address; "
-                    "close one or retry later",
+                    f"{peer} has {self.per_peer} Report streams open, the limit per client; close one or retry later",
                     5,
                 )
             self._open[peer] = self._open.get(peer, 0) + 1

@@ -113,7 +113,8 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
 
     async def Report(self, request_iterator: AsyncIterator[pb.Envelope], context: grpc.aio.ServicerContext) -> None:
         identity = tls_identity(context) if self._bind_tls_identity else None
-        peer = limits.peer_address(context.peer())
+        # streams are counted per client: its certificate under mutual TLS, else its address (without the port)
+        peer = f"cn:{identity}" if identity is not None else limits.peer_address(context.peer())
         try:
             self.streams.open(peer)
         except limits.LimitError as err:

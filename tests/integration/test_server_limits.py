@@ -170,7 +170,7 @@ def silent(release: threading.Event) -> Iterator[pb.Envelope]:
     ("settings", "says"),
     [
         ({"max_streams": 2, "max_streams_per_peer": 10}, "its limit"),
-        ({"max_streams": 10, "max_streams_per_peer": 2}, "the limit per client address"),
+        ({"max_streams": 10, "max_streams_per_peer": 2}, "the limit per client"),
     ],
 )
 def test_streams_beyond_the_limits_are_refused_with_retry_later(store, serve, settings, says) -> None:
