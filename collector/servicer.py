@@ -118,16 +118,17 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         try:
             self.streams.open(peer)
         except limits.LimitError as err:
-            self._metrics.envelope("resource_exhausted", ())
+            self._metrics.streams_ended.labels("over_limit").inc()
             await _abort(context, err)
         self._metrics.report_streams.inc()
         try:
-            wait, what = self._first_message, "sent nothing"  # counted from the stream's opening
+            wait, what, reason = self._first_message, "sent nothing", "first_message"  # counted from the opening
             while True:
                 try:
                     request = await asyncio.wait_for(context.read(), wait)
                 except TimeoutError:
                     log.warning("closing the Report stream of %s: %s for %g s", context.peer(), what, wait)
+                    self._metrics.streams_ended.labels(reason).inc()
                     await context.abort(grpc.StatusCode.CANCELLED, f"the Report stream {what} for {wait:g} s")
                 if request is grpc.aio.EOF:
                     return
@@ -136,7 +137,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
                 await context.write(ack)
                 if self.stopping.is_set():
                     await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-                wait, what = self._idle_timeout, "was idle"
+                wait, what, reason = self._idle_timeout, "was idle", "idle"
         finally:
             self._metrics.report_streams.dec()
             self.streams.close(peer)

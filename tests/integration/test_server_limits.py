@@ -65,6 +65,11 @@ def many_devices(node: TestNode, count: int) -> bytes:
     return node.sign(predicate=node.edited(lambda p: p.update(devices=devices)))
 
 
+def ended(served: Served, reason: str) -> float | None:
+    registry = served.server.metrics.registry
+    return registry.get_sample_value("gpucensus_collector_report_streams_ended_total", {"reason": reason})
+
+
 def failure(call) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as caught:
         call()
@@ -184,6 +189,7 @@ def test_streams_beyond_the_limits_are_refused_with_retry_later(store, serve, se
         err = failure(lambda: list(served.stub.Report(silent(release), timeout=DEADLINE)))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and says in err.details()
         assert RETRY_AFTER_KEY in dict(err.trailing_metadata())
+        assert ended(served, "over_limit") == 1
     finally:
         release.set()
     for call in held:
@@ -204,3 +210,24 @@ def test_a_stream_that_sends_nothing_is_closed_after_the_first_message_deadline(
         release.set()
     assert err.code() == grpc.StatusCode.CANCELLED and "sent nothing for 1 s" in err.details()
     assert time.monotonic() - started < DEADLINE / 2
+    assert ended(served, "first_message") == 1 and ended(served, "idle") == 0
+
+
+def test_a_stream_silent_after_an_ack_is_closed_after_the_idle_timeout(store, serve) -> None:
+    served = serve(first_message_seconds=30, stream_idle_timeout_seconds=1)
+    node = TestNode("node-1")
+    enroll(store, node)
+    release = threading.Event()
+
+    def one_then_silent() -> Iterator[pb.Envelope]:
+        yield pb.Envelope(dsse=node.next())
+        release.wait(timeout=60)
+
+    acks: list[pb.Ack] = []
+    try:
+        err = failure(lambda: acks.extend(served.stub.Report(one_then_silent(), timeout=DEADLINE)))
+    finally:
+        release.set()
+    assert [a.sequence for a in acks] == [1]
+    assert err.code() == grpc.StatusCode.CANCELLED and "was idle for 1 s" in err.details()
+    assert ended(served, "idle") == 1
