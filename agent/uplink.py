@@ -3,11 +3,12 @@
 Envelopes go out in sequence order; each ack names its (keyid, sequence). An envelope is marked delivered
 only on an ACCEPTED ack carrying a log index. A REJECTED ack, or a stream ended by a status that judges the
 envelope (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...), flags it as rejected
-in the spool (kept, never deleted). UNAVAILABLE / DEADLINE_EXCEEDED mean "try again later": the caller backs
-off (`Backoff`) and the next drain resends everything still pending, in order. Any other status (CANCELLED by
-the collector's idle-stream watchdog, INTERNAL from a proxy, UNIMPLEMENTED ...) says nothing about the
-envelope: it is logged, everything stays pending, and the next attempt comes after the backoff.
-Every call has a deadline; messages are capped at 1 MiB; keepalive is on.
+in the spool (kept, never deleted). UNAVAILABLE / DEADLINE_EXCEEDED, and RESOURCE_EXHAUSTED carrying the
+collector's retry-after trailer (too many streams, the key over its budget: a limit, not a verdict), mean
+"try again later": the caller backs off (`Backoff`) and the next drain resends everything still pending, in
+order. Any other status (CANCELLED by the collector's idle-stream watchdog, INTERNAL from a proxy,
+UNIMPLEMENTED ...) says nothing about the envelope: it is logged, everything stays pending, and the next
+attempt comes after the backoff. Every call has a deadline; messages are capped at 1 MiB; keepalive is on.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ VERDICTS = frozenset(
         grpc.StatusCode.OUT_OF_RANGE,
     }
 )
+RETRY_AFTER_KEY = "gpucensus-retry-after-seconds"  # trailing metadata: the collector's "at a limit, retry later"
 MAX_BATCH = 500  # envelopes per stream; the rest go on the next drain
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -144,7 +146,7 @@ class Uplink:
             code, details = err.code(), err.details() or ""
             if not waiting:  # every envelope was answered before the stream failed
                 return result
-            if code in RETRYABLE:
+            if code in RETRYABLE or retry_later(err):
                 raise RetryableError(f"{code.name}: {details}") from None
             reason = f"{code.name}: {details}"
             if code not in VERDICTS:  # the stream failed, not the envelope: keep everything pending
@@ -164,6 +166,18 @@ class Uplink:
         if waiting:
             raise RetryableError(f"stream closed with {len(waiting)} envelope(s) unanswered")
         return result
+
+
+def retry_later(err: grpc.RpcError) -> bool:
+    """RESOURCE_EXHAUSTED with the collector's retry-after trailer: a limit it is at, not a verdict on the
+    envelope (an oversized message gets RESOURCE_EXHAUSTED without the trailer, and stays a verdict)."""
+    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return False
+    try:
+        trailers = err.trailing_metadata() or ()
+    except (AttributeError, ValueError):
+        return False
+    return any(key == RETRY_AFTER_KEY for key, _value in trailers)
 
 
 def _requests(batch: list[SpoolEntry], result: DrainResult) -> Iterator[census_pb2.Envelope]:

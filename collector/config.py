@@ -68,8 +68,15 @@ class ServerConfig:
     min_ping_interval_seconds: int = 30  # the fastest client keepalive the server tolerates
     max_future_skew_seconds: int = 300  # an attestation stamped further in the future is rejected
     shutdown_grace_seconds: int = 10  # SIGTERM: time given to in-flight streams to finish
-    stream_idle_timeout_seconds: int = 30  # a Report stream silent this long is closed (it holds a worker)
-    max_workers: int = 16  # thread pool size
+    stream_idle_timeout_seconds: int = 30  # a Report stream silent this long after an ack is closed
+    first_message_seconds: int = 5  # a Report stream that sends nothing this long after it opened is closed
+    max_streams: int = 1000  # Report streams open at once, in total; beyond: RESOURCE_EXHAUSTED (retry later)
+    max_streams_per_peer: int = 32  # Report streams open at once per client: its certificate (mTLS), else its IP
+    max_workers: int = 16  # threads judging and storing envelopes (streams themselves cost no thread)
+    unary_workers: int = 4  # threads of their own for Enroll and the queries (health needs none)
+    max_devices_per_envelope: int = 4096  # an envelope listing more devices is refused (INVALID_ARGUMENT)
+    node_envelopes_per_minute: int = 600  # per key; over it RESOURCE_EXHAUSTED with retry advice; 0 = no limit
+    node_bytes_per_minute: int = 64 * 1024 * 1024  # per key, envelope bytes; 0 = no limit
     # with require_client_auth: client certificate common names allowed to call the query RPCs (GetSiteStatus,
     # GetCountryTotals), e.g. ["dashboard", "compliance-cli"]; node certificates are refused (a node must not read
     # the whole inventory). Without require_client_auth the query RPCs are open to every client.
@@ -245,11 +252,13 @@ def validate(config: CollectorConfig) -> None:
     if server.require_client_auth and not (server.tls_cert and server.client_ca):
         raise ConfigError(f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca")
     positive = ("max_message_bytes", "keepalive_time_seconds", "keepalive_timeout_seconds", "max_workers",
-                "stream_idle_timeout_seconds")  # fmt: skip
+                "stream_idle_timeout_seconds", "first_message_seconds", "max_streams", "max_streams_per_peer",
+                "unary_workers", "max_devices_per_envelope")  # fmt: skip
     for name in positive:
         if getattr(server, name) <= 0:
             raise ConfigError(f"{where}[server] {name} must be greater than 0")
-    for name in ("min_ping_interval_seconds", "max_future_skew_seconds", "shutdown_grace_seconds"):
+    for name in ("min_ping_interval_seconds", "max_future_skew_seconds", "shutdown_grace_seconds",
+                 "node_envelopes_per_minute", "node_bytes_per_minute"):  # fmt: skip
         if getattr(server, name) < 0:
             raise ConfigError(f"{where}[server] {name} must not be negative")
     for section, settings in (("server", server), ("nodes", nodes)):

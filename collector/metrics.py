@@ -37,9 +37,11 @@ ENVELOPE_OUTCOMES = (
     "unauthenticated",
     "permission_denied",
     "unavailable",
+    "resource_exhausted",
     "internal",
 )
 ENROLLMENT_OUTCOMES = ("enrolled", "invalid_argument", "permission_denied", "already_exists", "unavailable", "internal")
+STREAM_END_REASONS = ("over_limit", "first_message", "idle")
 # An Ed25519 verify is ~0.1 ms, a SQLite commit with fsync a few ms, a remote PostgreSQL commit tens of ms.
 STEP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -79,6 +81,13 @@ class CollectorMetrics:
             registry=registry,
         )
         self.report_streams = Gauge(PREFIX + "open_report_streams", "Report streams open now", registry=registry)
+        self.streams_ended = Counter(
+            PREFIX + "report_streams_ended",
+            "Report streams the collector refused or closed, by reason: over_limit (too many open), "
+            "first_message (sent nothing after opening), idle (sent nothing after an ack)",
+            ["reason"],
+            registry=registry,
+        )
         self.enrollments = Counter(
             PREFIX + "enrollments",
             "Enroll calls, by outcome: enrolled or the gRPC status of the error",
@@ -89,6 +98,8 @@ class CollectorMetrics:
             self.envelopes.labels(outcome)
         for outcome in ENROLLMENT_OUTCOMES:
             self.enrollments.labels(outcome)
+        for reason in STREAM_END_REASONS:
+            self.streams_ended.labels(reason)
         if store is not None:
             gauges = StoreGauges(store, clock, stale_intervals, default_interval_seconds, store_refresh_seconds)
             registry.register(gauges)

@@ -2,18 +2,22 @@
 size and keepalive limits, TLS / mutual TLS, a graceful stop, and the Prometheus endpoint (`[metrics] listen`).
 
 `run_server(settings, store)` is the one composition of all of it; `gpucensus-collector serve` and the tests
-both call it (port 0 = any free port, returned).
+both call it (port 0 = any free port, returned). The server is a `grpc.aio` server on an event loop of its own
+(a daemon thread), so callers stay synchronous: an open stream is a coroutine, not a thread; the blocking work
+runs in bounded thread pools (`[server] max_workers` for ingest, `unary_workers` for Enroll and the queries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -21,18 +25,21 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from collector import limits
 from collector.config import CollectorConfig, ServerConfig, validate
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
 from collector.metrics import CollectorMetrics
-from collector.servicer import CensusServicer
+from collector.servicer import CensusServicer, add_to_server
 from collector.store.base import Store
-from protos import census_pb2, census_pb2_grpc
+from protos import census_pb2
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 PEM_HINT = "check [server] tls_cert, tls_key and client_ca in the config (PEM files)"
@@ -53,17 +60,52 @@ def channel_options(server: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+class EventLoopThread:
+    """An asyncio event loop running in a daemon thread; `run` executes a coroutine on it from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="census-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+            pending = asyncio.all_tasks(self.loop)  # calls the grpc server left behind: end them, then close
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.wait(pending, timeout=5))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.close()
+            self.stopped.set()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        """Stop the loop (from any thread, the loop's own included); `stopped` is set once it has closed."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 @dataclass
 class CollectorServer:
-    """A running server: the grpc server plus what a graceful stop needs."""
+    """A running server: the grpc.aio server, its event loop and pools, plus what a graceful stop needs."""
 
-    grpc_server: grpc.Server
+    grpc_server: grpc.aio.Server
     port: int
     servicer: CensusServicer
-    health: health.HealthServicer
+    health: HealthServicer
     timings: StepTimings
     metrics: CollectorMetrics
     metrics_http: WSGIServer | None = None  # the Prometheus endpoint, when [metrics] listen is set
+    loop: EventLoopThread = field(default_factory=EventLoopThread)
+    pools: tuple[futures.ThreadPoolExecutor, ...] = ()
+    terminated: threading.Event = field(default_factory=threading.Event)
+    _stopping: bool = False
 
     @property
     def metrics_port(self) -> int | None:
@@ -72,16 +114,35 @@ class CollectorServer:
     def stop(self, grace: float | None) -> threading.Event:
         """Refuse new calls, let each stream finish the envelope in hand (its ack included), then close.
         Returns an event set when the server has stopped. The metrics endpoint closes at once."""
-        self.health.enter_graceful_shutdown()
         self.servicer.stopping.set()
         if self.metrics_http is not None:
             http, self.metrics_http = self.metrics_http, None
             http.shutdown()
             http.server_close()
-        return self.grpc_server.stop(grace)
+        if self._stopping:
+            return self.terminated
+        self._stopping = True
+
+        async def shutdown() -> None:
+            try:
+                await self.health.enter_graceful_shutdown()
+                await self.grpc_server.stop(grace)
+            finally:
+                threading.Thread(target=self._release, name="census-stop", daemon=True).start()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop.loop)
+        return self.terminated
+
+    def _release(self) -> None:
+        for pool in self.pools:  # work already handed to a pool finishes (its envelope is committed or not)
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.loop.close()
+        self.loop.stopped.wait()
+        self.terminated.set()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
-        return self.grpc_server.wait_for_termination(timeout)
+        """Like grpc.Server.wait_for_termination: True if `timeout` passed before the server stopped."""
+        return not self.terminated.wait(timeout)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -165,6 +226,8 @@ def run_server(
     )
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     pipeline = Pipeline(store, clock=clock, max_future_skew=skew, timings=timings, metrics=metrics)
+    ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
+    unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
     servicer = CensusServicer(
         store,
         pipeline,
@@ -174,14 +237,47 @@ def run_server(
         stale_intervals=config.nodes.stale_intervals,
         default_interval_seconds=config.nodes.interval_seconds,
         stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,
+        first_message_seconds=settings.first_message_seconds,
+        streams=limits.StreamSlots(settings.max_streams, settings.max_streams_per_peer),
+        budget=limits.KeyBudget(settings.node_envelopes_per_minute, settings.node_bytes_per_minute),
+        max_devices_per_envelope=settings.max_devices_per_envelope,
+        max_ack_bytes=settings.max_message_bytes,
+        ingest_executor=ingest_pool,
+        unary_executor=unary_pool,
         metrics=metrics,
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="census"),
-        options=channel_options(settings),
+    loop = EventLoopThread()
+    try:
+        server, port, health_servicer = loop.run(_start(settings, credentials, servicer))
+    except BaseException:
+        loop.close()
+        ingest_pool.shutdown(wait=False)
+        unary_pool.shutdown(wait=False)
+        raise
+    collector = CollectorServer(
+        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool)
     )
-    census_pb2_grpc.add_CensusServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
+    try:
+        if config.metrics.listen:
+            collector.metrics_http = serve_metrics(config.metrics.listen, metrics.registry)
+    except ConfigError:
+        collector.stop(None).wait()  # release the gRPC port: nothing was served
+        raise
+    mode = "mutual TLS" if settings.require_client_auth else ("TLS" if credentials else "plaintext")
+    log.info("serving %s on %s (port %d, %s)", SERVICE_NAME, settings.listen, port, mode)
+    if collector.metrics_http is not None:
+        host = config.metrics.listen.rpartition(":")[0]
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", host, collector.metrics_http.server_port)
+    return collector, port
+
+
+async def _start(
+    settings: ServerConfig, credentials: grpc.ServerCredentials | None, servicer: CensusServicer
+) -> tuple[grpc.aio.Server, int, HealthServicer]:
+    """Build, bind and start the aio server on the running loop."""
+    server = grpc.aio.server(options=channel_options(settings))
+    add_to_server(servicer, server)
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
@@ -193,17 +289,7 @@ def run_server(
         raise ConfigError(f"cannot listen on {settings.listen}: {err}", hint="is another process using it?") from err
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.listen}", hint="is the address valid and the port free?")
-    try:
-        metrics_http = serve_metrics(config.metrics.listen, metrics.registry) if config.metrics.listen else None
-    except ConfigError:
-        server.stop(None)  # release the gRPC port: nothing was served
-        raise
-    server.start()
+    await server.start()
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    mode = "mutual TLS" if settings.require_client_auth else ("TLS" if credentials else "plaintext")
-    log.info("serving %s on %s (port %d, %s)", SERVICE_NAME, settings.listen, port, mode)
-    if metrics_http is not None:
-        host = config.metrics.listen.rpartition(":")[0]
-        log.info("serving Prometheus metrics on http://%s:%d/metrics", host, metrics_http.server_port)
-    return CollectorServer(server, port, servicer, health_servicer, timings, metrics, metrics_http), port
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer

@@ -1,14 +1,21 @@
-"""The `gpucensus.v1.Census` servicer: thin. Requests go to the codec, the pipeline and the store; the one
-place where errors become gRPC statuses (through `collector.statuses`). A verdict on a validly signed
+"""The `gpucensus.v1.Census` servicer (grpc.aio): thin. Requests go to the codec, the pipeline and the store;
+the one place where errors become gRPC statuses (through `collector.statuses`). A verdict on a validly signed
 attestation is data in its Ack, never a status.
+
+Streams are coroutines, so an open stream costs no thread: the blocking work (judging and storing an envelope,
+enrolment, queries) runs in two bounded thread pools, one for ingest and one for the unary RPCs, and the health
+service runs on the event loop itself. Report streams are limited in total and per client address
+(`collector.limits`); a stream must send its first envelope within `[server] first_message_seconds` of opening
+and its next one within `stream_idle_timeout_seconds` of an ack.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from typing import TypeVar
 
@@ -16,7 +23,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry
 
-from collector import codec, verify
+from collector import codec, limits, verify
 from collector.ingest.errors import BindingError, MalformedError
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
@@ -30,53 +37,11 @@ from protos import census_pb2_grpc
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DRAIN_SECONDS = 1.0  # on SIGTERM, how long a stream waits for an envelope already on its way
 SHUTTING_DOWN = "the collector is shutting down; reconnect and resend what was not acknowledged"
 
 
-class IdleStreams:
-    """Cancels Report streams that send nothing (and read no ack) for `timeout` seconds: each open stream holds
-    one of the server's worker threads, so a client that opens streams and goes quiet would otherwise starve
-    every other node. One daemon thread watches every stream; an agent sends its whole spool at once."""
-
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout = timeout
-        self._clock = clock
-        self._deadlines: dict[int, tuple[float, grpc.ServicerContext]] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def start(self, context: grpc.ServicerContext) -> None:
-        """(Re)start the idle clock of `context`'s stream."""
-        with self._lock:
-            self._deadlines[id(context)] = (self._clock() + self.timeout, context)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="census-idle-streams", daemon=True)
-                self._thread.start()
-
-    def stop(self, context: grpc.ServicerContext) -> None:
-        """Stop the idle clock while the collector itself works on the stream (or when it ends)."""
-        with self._lock:
-            self._deadlines.pop(id(context), None)
-
-    def _watch(self) -> None:
-        while True:
-            time.sleep(min(1.0, self.timeout / 4))
-            now = self._clock()
-            with self._lock:
-                expired = [(key, ctx) for key, (deadline, ctx) in self._deadlines.items() if deadline <= now]
-                for key, _ in expired:
-                    del self._deadlines[key]
-                done = not self._deadlines
-                if done:  # no stream open: the next one starts a new watcher
-                    self._thread = None
-            for _, context in expired:
-                log.warning("closing the Report stream of %s: idle for %g s", context.peer(), self.timeout)
-                context.cancel()
-            if done:
-                return
-
-
-def tls_identity(context: grpc.ServicerContext) -> str:
+def tls_identity(context: grpc.aio.ServicerContext) -> str:
     """The common name of the verified client certificate ("" if it has none: then it matches no node)."""
     names = context.auth_context().get("x509_common_name") or []
     return names[0].decode("utf-8", "replace") if names else ""
@@ -94,6 +59,13 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         stale_intervals: int = 3,
         default_interval_seconds: int = 60,
         stream_idle_timeout_seconds: float = 30,
+        first_message_seconds: float = 5,
+        streams: limits.StreamSlots | None = None,
+        budget: limits.KeyBudget | None = None,
+        max_devices_per_envelope: int = 4096,
+        max_ack_bytes: int = codec.DEFAULT_MAX_ACK_BYTES,
+        ingest_executor: Executor | None = None,
+        unary_executor: Executor | None = None,
         metrics: CollectorMetrics | None = None,
     ) -> None:
         self._store = store
@@ -104,12 +76,24 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._stale_intervals = stale_intervals
         self._default_interval = default_interval_seconds
         self.stopping = threading.Event()  # set on SIGTERM: finish the envelope in hand, then end the stream
-        self._idle = IdleStreams(stream_idle_timeout_seconds)
+        self._idle_timeout = stream_idle_timeout_seconds
+        self._first_message = min(first_message_seconds, stream_idle_timeout_seconds)
+        self.streams = streams or limits.StreamSlots(total=1000, per_peer=32)
+        self._budget = budget or limits.KeyBudget(0, 0)
+        self._max_devices = max_devices_per_envelope
+        self._max_ack_bytes = max_ack_bytes
+        self._ingest_pool = ingest_executor or ThreadPoolExecutor(4, thread_name_prefix="census-ingest")
+        self._unary_pool = unary_executor or ThreadPoolExecutor(2, thread_name_prefix="census-unary")
         self._metrics = metrics or CollectorMetrics(CollectorRegistry())  # a private one nobody scrapes
 
-    def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+    async def Enroll(self, request: pb.EnrollRequest, context: grpc.aio.ServicerContext) -> pb.EnrollResponse:
+        await _refuse_undecodable(context, request)
         identity = tls_identity(context) if self._bind_tls_identity else None
-        return _answer(context, lambda: _counted(self._metrics.enrollment, lambda: self._enroll(request, identity)))
+        return await _answer(
+            context,
+            self._unary_pool,
+            lambda: _counted(self._metrics.enrollment, lambda: self._enroll(request, identity)),
+        )
 
     def _enroll(self, request: pb.EnrollRequest, identity: str | None) -> pb.EnrollResponse:
         if not request.token:
@@ -128,21 +112,53 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._metrics.enrollment("enrolled")
         return codec.enroll_response(key)
 
-    def Report(self, request_iterator: Iterator[pb.Envelope], context: grpc.ServicerContext) -> Iterator[pb.Ack]:
+    async def Report(self, request_iterator: AsyncIterator[pb.Envelope], context: grpc.aio.ServicerContext) -> None:
         identity = tls_identity(context) if self._bind_tls_identity else None
-        self._idle.start(context)
+        # streams are counted per client: its certificate under mutual TLS, else its address (without the port)
+        peer = f"cn:{identity}" if identity is not None else limits.peer_address(context.peer())
+        try:
+            self.streams.open(peer)
+        except limits.LimitError as err:
+            self._metrics.streams_ended.labels("over_limit").inc()
+            await _abort(context, err)
         self._metrics.report_streams.inc()
         try:
-            for envelope in request_iterator:
-                self._idle.stop(context)  # judging may wait on the store: not the client's idleness
-                ack = _answer(context, lambda e=envelope: codec.ack_to_pb(self._ingest(e.dsse, identity)))
-                self._idle.start(context)  # until the client has taken the ack and sent the next envelope
-                yield ack
-                if self.stopping.is_set():
-                    context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            wait, what, reason = self._first_message, "sent nothing", "first_message"  # counted from the opening
+            while True:
+                stopping = self.stopping.is_set()
+                try:  # stopping: an envelope the client sent before it could know is still judged
+                    request = await asyncio.wait_for(context.read(), DRAIN_SECONDS if stopping else wait)
+                except TimeoutError:
+                    if stopping:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                    log.warning("closing the Report stream of %s: %s for %g s", context.peer(), what, wait)
+                    self._metrics.streams_ended.labels(reason).inc()
+                    await context.abort(grpc.StatusCode.CANCELLED, f"the Report stream {what} for {wait:g} s")
+                if request is grpc.aio.EOF:
+                    return
+                await _refuse_undecodable(context, request)
+                ack = await _answer(context, self._ingest_pool, lambda e=request.dsse: self._report(e, identity))
+                await context.write(ack)
+                if stopping:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                wait, what, reason = self._idle_timeout, "was idle", "idle"
         finally:
             self._metrics.report_streams.dec()
-            self._idle.stop(context)
+            self.streams.close(peer)
+
+    def _report(self, envelope: bytes, identity: str | None) -> pb.Ack:
+        """Judge one envelope within the limits; the ack always fits the message limit."""
+        seen = limits.peek(envelope)
+        try:
+            limits.check_devices(seen, self._max_devices)
+            self._budget.check(seen.keyid, len(envelope))
+        except Exception as err:
+            self._metrics.envelope(status_for(err).name.lower(), ())
+            raise
+        result = self._ingest(envelope, identity)
+        if not result.duplicate:
+            self._budget.charge(result.keyid, len(envelope))
+        return codec.ack_to_pb(result, self._max_ack_bytes)
 
     def _ingest(self, envelope: bytes, identity: str | None) -> IngestResult:
         result = _counted(self._metrics.envelope, lambda: self._pipeline.ingest(envelope, identity))
@@ -150,10 +166,12 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._metrics.envelope(outcome, () if result.duplicate else result.findings)
         return result
 
-    def GetSiteStatus(
-        self, request: pb.GetSiteStatusRequest, context: grpc.ServicerContext
+    async def GetSiteStatus(
+        self, request: pb.GetSiteStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSiteStatusResponse:
-        return _answer(context, lambda: self._query(context, lambda: self._site_status(request.site)))
+        await _refuse_undecodable(context, request)
+        query = self._query(context, lambda: self._site_status(request.site))
+        return await _answer(context, self._unary_pool, query)
 
     def _site_status(self, site_id: str) -> pb.GetSiteStatusResponse:
         sites = [s for s in self._store.site_status() if not site_id or s.site == site_id]
@@ -167,19 +185,26 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
             sites=[codec.site_status_to_pb(s, self._store.list_nodes(s.site), stale) for s in sites]
         )
 
-    def GetCountryTotals(
-        self, request: pb.GetCountryTotalsRequest, context: grpc.ServicerContext
+    async def GetCountryTotals(
+        self, request: pb.GetCountryTotalsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCountryTotalsResponse:
-        return _answer(context, lambda: self._query(context, lambda: self._country_totals(request.country.upper())))
+        await _refuse_undecodable(context, request)
+        query = self._query(context, lambda: self._country_totals(request.country.upper()))
+        return await _answer(context, self._unary_pool, query)
 
-    def _query(self, context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+    def _query(self, context: grpc.aio.ServicerContext, call: Callable[[], T]) -> Callable[[], T]:
         """Under mutual TLS only the certificates named in `[server] query_clients` may read the inventory."""
-        if self._bind_tls_identity and tls_identity(context) not in self._query_clients:
-            raise BindingError(
-                f"the TLS client certificate {tls_identity(context)!r} may not query the inventory; "
-                "name it in [server] query_clients"
-            )
-        return call()
+        caller = tls_identity(context) if self._bind_tls_identity else None
+
+        def checked() -> T:
+            if caller is not None and caller not in self._query_clients:
+                raise BindingError(
+                    f"the TLS client certificate {caller!r} may not query the inventory; "
+                    "name it in [server] query_clients"
+                )
+            return call()
+
+        return checked
 
     def _country_totals(self, country: str) -> pb.GetCountryTotalsResponse:
         sites: dict[str, int] = {}
@@ -205,17 +230,51 @@ def _counted(count: Callable[[str], None], call: Callable[[], T]) -> T:
         raise
 
 
-def _answer(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
-    """Run one request; an error aborts the RPC with the status from the one table (INTERNAL is logged)."""
+async def _answer(context: grpc.aio.ServicerContext, pool: Executor, call: Callable[[], T]) -> T:
+    """Run one request's blocking work in `pool`; an error aborts the RPC with the status from the one table
+    (INTERNAL is logged with its traceback)."""
     try:
-        return call()
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
     except Exception as err:  # every error becomes a status here, and only here
-        code = status_for(err)
-        if code is grpc.StatusCode.INTERNAL:
-            log.exception("internal error while serving %s", type(err).__name__)
-            details = f"internal error ({type(err).__name__}); see the collector's log"
-        else:
-            details = getattr(err, "message", None) or str(err) or type(err).__name__
-            log.warning("%s from %s: %s", code.name, context.peer(), details)
-        context.abort(code, details)
+        await _abort(context, err)
         raise  # not reached: abort raises
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> None:
+    code = status_for(err)
+    trailing: tuple[tuple[str, str], ...] = ()
+    if code is grpc.StatusCode.INTERNAL:
+        log.error("internal error while serving %s", type(err).__name__, exc_info=err)
+        details = f"internal error ({type(err).__name__}); see the collector's log"
+    else:
+        details = getattr(err, "message", None) or str(err) or type(err).__name__
+        log.warning("%s from %s: %s", code.name, context.peer(), details)
+    if isinstance(err, limits.LimitError):
+        trailing = ((limits.RETRY_AFTER_KEY, str(err.retry_after)),)
+    await context.abort(code, details, trailing_metadata=trailing)
+
+
+async def _refuse_undecodable(context: grpc.aio.ServicerContext, request: object) -> None:
+    if isinstance(request, codec.Undecodable):
+        await _abort(context, MalformedError(f"the request is not a {request.message_type}: {request.error}"))
+
+
+def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
+    """Register the Census service like the generated `add_CensusServicer_to_server`, with lenient request
+    deserializers: bytes that are no protobuf message get INVALID_ARGUMENT from the servicer."""
+    lenient, unary, stream = codec.lenient, grpc.unary_unary_rpc_method_handler, grpc.stream_stream_rpc_method_handler
+    handlers = {
+        "Enroll": unary(servicer.Enroll, lenient(pb.EnrollRequest), pb.EnrollResponse.SerializeToString),
+        "Report": stream(servicer.Report, lenient(pb.Envelope), pb.Ack.SerializeToString),
+        "GetSiteStatus": unary(
+            servicer.GetSiteStatus, lenient(pb.GetSiteStatusRequest), pb.GetSiteStatusResponse.SerializeToString
+        ),
+        "GetCountryTotals": unary(
+            servicer.GetCountryTotals,
+            lenient(pb.GetCountryTotalsRequest),
+            pb.GetCountryTotalsResponse.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Census"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

@@ -2,7 +2,8 @@
 
 Anything not in the table is a bug in the collector: INTERNAL, logged with its traceback, never a crash.
 UNAVAILABLE is the only status an agent retries (with backoff), so only store trouble maps to it. A message
-over the 1 MiB limit never reaches the servicer: grpc itself answers RESOURCE_EXHAUSTED.
+over the 1 MiB limit never reaches the servicer: grpc itself answers RESOURCE_EXHAUSTED. A `LimitError` (too many
+streams, a key over its budget) is RESOURCE_EXHAUSTED too, with a retry-after trailer: the agent retries later.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import grpc
 
 from collector.errors import ConfigError, StoreError
 from collector.ingest import errors
+from collector.limits import LimitError
 from collector.store.base import NodeBoundError, RecordExistsError, RecordNotFoundError, TokenRejectedError
 
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
@@ -25,6 +27,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     RecordExistsError: grpc.StatusCode.ALREADY_EXISTS,
     RecordNotFoundError: grpc.StatusCode.NOT_FOUND,
     StoreError: grpc.StatusCode.UNAVAILABLE,
+    LimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,  # retry later: nothing was stored
 }
 
 

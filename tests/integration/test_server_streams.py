@@ -60,7 +60,7 @@ def test_streams_that_never_send_are_closed_and_do_not_starve_other_clients(serv
             assert err.value.code() == grpc.StatusCode.CANCELLED
     finally:
         release.set()
-    assert any("idle for 1 s" in r.getMessage() for r in caplog.records)
+    assert any("sent nothing for 1 s" in r.getMessage() for r in caplog.records)
     assert errors_logged(caplog) == []
 
 

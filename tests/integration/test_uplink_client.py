@@ -133,7 +133,10 @@ def test_rejected_ack_is_kept_in_the_spool_with_the_findings(tmp_path, census, s
     assert row.sequence == 2 and "chain.equivocation" in row.error
 
 
-@pytest.mark.parametrize("status", [grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT])
+@pytest.mark.parametrize(
+    "status",
+    [grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED],
+)  # RESOURCE_EXHAUSTED without the collector's retry-after trailer: the message was too big, a verdict
 def test_final_status_flags_the_envelope_it_answered_and_keeps_the_rest(tmp_path, census, spool, status):
     census.script = {2: status}
     fill(spool, [1, 2, 3])

@@ -117,6 +117,13 @@ def test_unknown_keys_and_sections_name_the_file_and_key(tmp_path: Path, text: s
         ("[server]\nmax_message_bytes = 0\n", "greater than 0"),
         ("[nodes]\nstale_intervals = 0\n", "greater than 0"),
         ("[server]\nstream_idle_timeout_seconds = 0\n", "greater than 0"),
+        ("[server]\nfirst_message_seconds = 0\n", "first_message_seconds must be greater than 0"),
+        ("[server]\nmax_streams = 0\n", "max_streams must be greater than 0"),
+        ("[server]\nmax_streams_per_peer = -1\n", "max_streams_per_peer must be greater than 0"),
+        ("[server]\nunary_workers = 0\n", "unary_workers must be greater than 0"),
+        ("[server]\nmax_devices_per_envelope = 0\n", "max_devices_per_envelope must be greater than 0"),
+        ("[server]\nnode_envelopes_per_minute = -1\n", "node_envelopes_per_minute must not be negative"),
+        ("[server]\nnode_bytes_per_minute = -1\n", "node_bytes_per_minute must not be negative"),
         ("[server]\nkeepalive_time_seconds = 10000000000\n", "keepalive_time_seconds must be at most 2147483"),
         ("[server]\nmax_message_bytes = 1099511627776\n", "max_message_bytes must be at most 2147483647"),
         ("[server]\nmax_future_skew_seconds = 1000000000000000\n", "must be at most"),  # timedelta overflow
