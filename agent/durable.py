@@ -1,4 +1,5 @@
-"""Durable small-file writes shared by the key, chain state, enrollment record and `attest --out`.
+"""Durable small-file writes shared by the key, chain state, enrollment record and `attest --out`, and the
+creation of private directories (0700) and files (0600) for the agent's and the collector's state.
 
 A file is written to a temp file in the same directory, fsync'd, moved into place (or linked, when an existing
 file must never be replaced), and the directory is fsync'd: after a crash the file is either the old one or
@@ -11,6 +12,35 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and every missing parent with mode 0700 (existing ones are left as they are)."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created by someone else meanwhile
+            os.mkdir(candidate, PRIVATE_DIR_MODE)
+
+
+def create_private_file(path: Path) -> bool:
+    """Create `path` empty with mode 0600 (its directory 0700) unless it exists; True if it was created.
+
+    SQLite gives its -wal and -shm files the mode of the database file, so a database created this way before
+    `sqlite3.connect` keeps all three private whatever the umask."""
+    make_private_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
 
 
 def fsync_dir(directory: Path) -> None:
