@@ -1,5 +1,5 @@
 """Durable small-file writes shared by the key, chain state, enrollment record and `attest --out`, and the
-creation of private directories (0700) and files (0600) for the agent's and the collector's state.
+creation of private directories (0700) and SQLite files (0600) for the agent's and the collector's state.
 
 A file is written to a temp file in the same directory, fsync'd, moved into place (or linked, when an existing
 file must never be replaced), and the directory is fsync'd: after a crash the file is either the old one or
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -29,18 +30,34 @@ def make_private_dirs(directory: Path) -> None:
             os.mkdir(candidate, PRIVATE_DIR_MODE)
 
 
-def create_private_file(path: Path) -> bool:
-    """Create `path` empty with mode 0600 (its directory 0700) unless it exists; True if it was created.
+def create_sqlite_file(path: Path) -> bool:
+    """Create an empty WAL-mode SQLite database at `path`, mode 0600 (its directory 0700), unless one exists;
+    True if this call created it.
 
-    SQLite gives its -wal and -shm files the mode of the database file, so a database created this way before
-    `sqlite3.connect` keeps all three private whatever the umask."""
+    The file appears complete (its 4096-byte header written) or not at all: it is prepared under a temporary
+    name and linked into place, so an empty (0-byte) database file is never one of ours being created, and
+    several processes starting together never see one. SQLite gives the -wal and -shm files the mode of the
+    database file, so all three stay private whatever the umask."""
     make_private_dirs(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    except FileExistsError:
+    if path.exists():
         return False
-    os.close(fd)
-    return True
+    temp = _write_temp(path.parent, b"", PRIVATE_FILE_MODE)
+    try:
+        db = sqlite3.connect(temp)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # writes the header page
+        finally:
+            db.close()
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        fsync_dir(path.parent)
+        return True
+    finally:
+        for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
 
 def fsync_dir(directory: Path) -> None:

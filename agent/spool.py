@@ -24,7 +24,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from agent.durable import create_private_file
+from agent.durable import create_sqlite_file
 from agent.errors import StateError
 
 SCHEMA_VERSION = 2
@@ -127,7 +127,7 @@ class Spool:
     def _open(self) -> sqlite3.Connection:
         db = None
         try:
-            create_private_file(self.path)
+            create_sqlite_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             version = self._check_file(db)  # before anything is written to it
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.durable import create_private_file
+from agent.durable import create_sqlite_file
 from collector.errors import StoreError
 from collector.store.sqlstore import SqlStore
 
@@ -43,7 +43,7 @@ class SqliteStore(SqlStore):
         self.where = f"at {db_path}"
         conn = None
         try:
-            if not create_private_file(db_path) and db_path.stat().st_size == 0:
+            if not create_sqlite_file(db_path) and db_path.stat().st_size == 0:
                 raise StoreError(
                     f"the SQLite database {db_path} is empty (0 bytes): it is not served as a new, empty store",
                     hint="restore it from a backup; only a missing file is a fresh install (remove the empty file "
