@@ -162,12 +162,13 @@ class Spool:
         """Refuse a damaged file, another database, or a newer schema; return the schema version."""
         try:
             problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
-        except sqlite3.DatabaseError as err:
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable: not damage (reported by the caller with its own hint)
+        except sqlite3.DatabaseError as err:  # "file is not a database", "database disk image is malformed"
             problems = [str(err)]
         if problems != ["ok"]:
             raise StateError(
-                f"spool {self.path} is damaged (SQLite quick_check: {'; '.join(problems)[:300]}); "
-                "it was left as it is and nothing was signed",
+                f"spool {self.path} is damaged (SQLite quick_check: {'; '.join(problems)[:300]}); it was left as it is",
                 hint="move it aside and keep it (it may hold undelivered envelopes), or restore it from a "
                 "backup; check it with `sqlite3 FILE 'PRAGMA integrity_check'`",
             )

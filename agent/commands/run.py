@@ -149,22 +149,22 @@ def _rounds_failed(runner: Runner) -> GpucensusError:
 
 
 def _open_spool_of_chain(chain: ChainStore, config: agent_config.AgentConfig, registry: CollectorRegistry) -> Spool:
-    """Open the spool, refusing (StateError, exit 5, nothing written) one that cannot be the chain's own: missing
-    or emptied after the chain used it, replaced by another, or behind the chain state. A chain state without a
-    spool id (first start, or written by an older agent) records the spool's id before anything is signed."""
+    """Open the spool, refusing (StateError, exit 5, nothing written) one that cannot be the chain's own once the
+    chain has signed something: missing or emptied, replaced by another, or behind the chain state."""
     state, path = chain.load(), config.spool_file
+    signed = state.next_sequence > 1
     size = path.stat().st_size if path.is_file() else None
-    if (size is None and state.spool) or (size == 0 and (state.spool or state.next_sequence > 1)):
+    if signed and ((size is None and state.spool) or size == 0):
         found = "missing" if size is None else "empty (0 bytes)"
         raise StateError(
             f"spool {path} is {found}, but the chain state {chain.path} shows that envelopes up to sequence "
-            f"{state.next_sequence - 1} were signed into it: envelopes not yet delivered may be lost",
+            f"{state.next_sequence - 1} were signed: envelopes not yet delivered may be lost",
             hint="restore the spool from a backup (or point spool.path at it); the agent does not start on an "
             "empty spool, so that the loss is noticed",
         )
     spool = Spool(path, config.spool_max_bytes, registry, config.spool_keep_delivered)
     try:
-        if state.spool and spool.spool_id != state.spool:
+        if signed and state.spool and spool.spool_id != state.spool:
             raise StateError(
                 f"spool {path} (id {spool.spool_id}) is not the spool {state.spool} that the chain state "
                 f"{chain.path} was used with: it was replaced, so envelopes not yet delivered may be lost",
@@ -178,9 +178,11 @@ def _open_spool_of_chain(chain: ChainStore, config: agent_config.AgentConfig, re
 
 
 def _adopt_spool(chain: ChainStore, spool: Spool) -> None:
-    """A chain state without a spool id (first start, or written by an older agent) records the id of the spool
-    it is used with, after every start-up check and before anything is signed."""
-    if not chain.load().spool:
+    """Record in the chain state the id of the spool it is used with, after every start-up check and before
+    anything is signed: on the first start, with a chain state written by an older agent, or while the chain
+    has signed nothing yet."""
+    state = chain.load()
+    if state.spool != spool.spool_id and (not state.spool or state.next_sequence == 1):
         chain.record_spool(spool.spool_id)
 
 

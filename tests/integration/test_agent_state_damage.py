@@ -102,7 +102,7 @@ def test_spool_list_never_writes_to_the_spool(tmp_path: Path) -> None:
     assert fingerprint(path) == before
 
 
-@pytest.mark.parametrize("damage", ["zero-bytes", "removed"])
+@pytest.mark.parametrize("damage", ["zero-bytes", "removed", "replaced"])
 def test_a_spool_emptied_or_removed_under_a_used_chain_is_exit_5_and_nothing_is_signed(
     tmp_path: Path, damage: str
 ) -> None:
@@ -122,15 +122,17 @@ def test_a_spool_emptied_or_removed_under_a_used_chain_is_exit_5_and_nothing_is_
         Path(f"{spool}{extra}").unlink(missing_ok=True)
     if damage == "zero-bytes":
         os.truncate(spool, 0)
-    else:
+    elif damage == "removed":
         spool.unlink()
+    else:  # another (empty) spool in its place
+        spool.unlink()
+        Spool(tmp_path / "other.db", max_bytes=1000).close()
+        shutil.move(tmp_path / "other.db", spool)
+    replaced = spool.read_bytes() if spool.exists() else None
     result = run("run", "--config", str(config), "--rounds", "1", timeout=30)
     assert_refused(result, 5, str(spool), "chain.json")
     assert (tmp_path / "state" / STATE_FILE).read_bytes() == chain_before  # nothing signed
-    if damage == "zero-bytes":
-        assert spool.stat().st_size == 0  # not turned into a new, empty spool
-    else:
-        assert not spool.exists()
+    assert (spool.read_bytes() if spool.exists() else None) == replaced  # not turned into a new, empty spool
 
 
 def _pending(path: Path) -> int:
