@@ -1,4 +1,5 @@
-"""Durable small-file writes shared by the key, chain state, enrollment record and `attest --out`.
+"""Durable small-file writes shared by the key, chain state, enrollment record and `attest --out`, and the
+creation of private directories (0700) and SQLite files (0600) for the agent's and the collector's state.
 
 A file is written to a temp file in the same directory, fsync'd, moved into place (or linked, when an existing
 file must never be replaced), and the directory is fsync'd: after a crash the file is either the old one or
@@ -9,8 +10,54 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and every missing parent with mode 0700 (existing ones are left as they are)."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created by someone else meanwhile
+            os.mkdir(candidate, PRIVATE_DIR_MODE)
+
+
+def create_sqlite_file(path: Path) -> bool:
+    """Create an empty WAL-mode SQLite database at `path`, mode 0600 (its directory 0700), unless one exists;
+    True if this call created it.
+
+    The file appears complete (its 4096-byte header written) or not at all: it is prepared under a temporary
+    name and linked into place, so an empty (0-byte) database file is never one of ours being created, and
+    several processes starting together never see one. SQLite gives the -wal and -shm files the mode of the
+    database file, so all three stay private whatever the umask."""
+    make_private_dirs(path.parent)
+    if path.exists():
+        return False
+    temp = _write_temp(path.parent, b"", PRIVATE_FILE_MODE)
+    try:
+        db = sqlite3.connect(temp)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # writes the header page
+        finally:
+            db.close()
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        fsync_dir(path.parent)
+        return True
+    finally:
+        for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
 
 def fsync_dir(directory: Path) -> None:

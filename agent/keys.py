@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent import dsse
-from agent.durable import atomic_write
+from agent.durable import atomic_write, make_private_dirs
 from agent.errors import KeyError_
 
 PRIVATE_MODE = 0o600
@@ -54,6 +54,10 @@ def generate_key(path: Path) -> NodeKey:
                 f"{existing} already exists; refusing to overwrite a node key",
                 hint="a new key is a new node identity; move the old files away first if that is what you want",
             )
+    try:
+        make_private_dirs(path.parent)
+    except OSError as err:
+        raise KeyError_(f"cannot create the key directory {path.parent}: {err.strerror}") from err
     private_key = Ed25519PrivateKey.generate()
     private_pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -71,6 +75,15 @@ def generate_key(path: Path) -> NodeKey:
     return NodeKey(private_key, path)
 
 
+def refuse_shared_private_key(path: str | Path, info: os.stat_result, what: str) -> None:
+    """KeyError_ (exit 4) naming the file and the fix if group or others have any permission on a private key."""
+    if info.st_mode & 0o077:
+        raise KeyError_(
+            f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o})",
+            hint=f"chmod 600 {path}",
+        )
+
+
 def load_key(path: Path) -> NodeKey:
     """Load the node's private key; KeyError_ if missing, group/world accessible, malformed or not Ed25519."""
     try:
@@ -80,11 +93,7 @@ def load_key(path: Path) -> NodeKey:
         raise KeyError_(f"node key {path} not found", hint=f"create one: gpucensus-agent keygen --key {path}") from err
     except OSError as err:
         raise KeyError_(f"cannot read node key {path}: {err.strerror}") from err
-    if info.st_mode & 0o077:
-        raise KeyError_(
-            f"node key {path} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o})",
-            hint=f"chmod 600 {path}",
-        )
+    refuse_shared_private_key(path, info, "node key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as err:

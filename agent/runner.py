@@ -4,6 +4,7 @@ Everything with a side effect is passed in: `attest` (snapshot and sign one enve
 needed, then drain the spool to the collector), the clock and the wait. Production passes `time.monotonic`
 and an event wait that `stop()` (the SIGTERM handler) interrupts; tests pass a fake clock. A failure in one
 round is logged and the loop goes on; only a configuration error (e.g. a refused enrollment token) ends it.
+Rounds that spooled nothing new are counted (`unsigned_rounds`, `last_failure`) so `run --rounds N` can fail.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Runner:
         self._next_round = self._next_drain = 0.0
         self.rounds = 0  # rounds started (including those refused for lack of room)
         self.created = 0  # envelopes signed and spooled
+        self.unsigned_rounds = 0  # rounds that spooled nothing new (spool full, attestation failed, write failed)
+        self.last_failure: BaseException | None = None  # why the last such round spooled nothing
 
     def stop(self) -> None:
         """Ask the loop to finish: it flushes (one last drain) and returns. Safe from a signal handler."""
@@ -103,15 +106,23 @@ class Runner:
         """One attestation: refuse if the spool is full, else sign and spool it."""
         self.rounds += 1
         if self._held is not None and not self._spool(self._held):
+            self._unsigned(GpucensusError("the spool cannot take the envelope signed in an earlier round"))
             return
         if not self.spool.check_room():
+            self._unsigned(GpucensusError(f"the spool {self.spool.path} is full", hint="raise spool.max_bytes"))
             return
         try:
             signed = self.attest()
         except Exception as err:  # a bad round is logged; the loop goes on
             log.error("attestation round failed: %s", err, exc_info=not _is_user_error(err))
+            self._unsigned(err)
             return
-        self._spool(signed)
+        if not self._spool(signed):
+            self._unsigned(GpucensusError(f"sequence {signed.sequence} could not be written to the spool"))
+
+    def _unsigned(self, reason: BaseException) -> None:
+        self.unsigned_rounds += 1
+        self.last_failure = reason
 
     def _spool(self, signed: SpoolEntry) -> bool:
         try:

@@ -5,6 +5,11 @@ by the collector (`rejected`, kept for the operator, never deleted). A row whose
 digest written with them is `quarantined` with the reason, loudly, and the rest of the spool keeps draining.
 When the undelivered bytes reach `max_bytes`, `check_room()` logs an error and counts it in a metric; the
 agent then creates no new envelope until there is room (a snapshot is never signed and then dropped).
+
+The spool remembers the last delivered sequence and digest of each key even when `keep_delivered` is 0, and
+carries a random id that the chain state records, so a spool that was emptied, removed or replaced is noticed.
+A spool that fails SQLite's `quick_check` is a `StateError` before anything is written to it. Opened with
+`read_only=True` (`spool list`), the file is never written. A new spool file is created 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from agent.durable import create_sqlite_file
 from agent.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PENDING, DELIVERED, REJECTED, QUARANTINED = "pending", "delivered", "rejected", "quarantined"
 
 _SCHEMA = """
@@ -37,7 +44,16 @@ CREATE TABLE IF NOT EXISTS envelopes (
     UNIQUE (keyid, sequence)
 );
 CREATE INDEX IF NOT EXISTS envelopes_state ON envelopes (state, sequence, id);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS last_delivered (keyid TEXT PRIMARY KEY, sequence INTEGER NOT NULL, sha256 TEXT NOT NULL);
 """
+_SEED_LAST_DELIVERED = """
+INSERT INTO last_delivered (keyid, sequence, sha256)
+SELECT keyid, sequence, sha256 FROM envelopes AS e WHERE state = 'delivered'
+AND sequence = (SELECT MAX(sequence) FROM envelopes WHERE keyid = e.keyid AND state = 'delivered')
+ON CONFLICT (keyid) DO NOTHING
+"""
+_TABLES = {"envelopes", "sqlite_sequence", "meta", "last_delivered"}
 
 log = logging.getLogger("gpucensus.agent.spool")
 
@@ -88,43 +104,116 @@ class Spool:
         keep_delivered: int = 100,
         *,
         must_exist: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
-        if must_exist and not self.path.is_file():
+        if (must_exist or read_only) and not self.path.is_file():
             raise StateError(f"no spool at {self.path}", hint="check spool.path / node.state_dir in the config")
+        if read_only and self.path.stat().st_size == 0:
+            raise StateError(
+                f"spool {self.path} is empty (0 bytes): it holds no envelope, and the agent refuses to start on it "
+                "if its chain state shows that envelopes were signed",
+                hint="restore the spool from a backup if it was emptied by mistake",
+            )
         self.max_bytes = max_bytes
         self.keep_delivered = keep_delivered
+        self.read_only = read_only
         self.metrics = SpoolMetrics(registry if registry is not None else CollectorRegistry())
         self.metrics.max_bytes.set(max_bytes)
-        self._db = self._open()
+        self._db = self._open_read_only() if read_only else self._open()
+        self.spool_id = self._spool_id()
         self._refresh_metrics()
 
     def _open(self) -> sqlite3.Connection:
+        db = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_sqlite_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            version = self._check_file(db)  # before anything is written to it
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             db.execute("PRAGMA synchronous=FULL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"spool {self.path} was written by a newer agent (schema {version} > {SCHEMA_VERSION})",
-                    hint="run the newer agent version, or move the spool aside after it has drained",
-                )
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables - {"envelopes", "sqlite_sequence"}:
-                listed = ", ".join(sorted(tables))
-                raise StateError(
-                    f"{self.path} is an SQLite database but not a gpucensus spool (tables: {listed})",
-                    hint="point spool.path at the agent's own spool file; this one was left untouched",
-                )
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except (sqlite3.DatabaseError, OSError) as err:
+            if version < SCHEMA_VERSION or not self._has_id(db):
+                self._initialize(db, version)
+        except (sqlite3.DatabaseError, OSError, StateError) as err:
+            if db is not None:
+                db.close()
+            if isinstance(err, StateError):
+                raise
             raise StateError(f"cannot open spool {self.path}: {err}", hint=_open_hint(err)) from err
         if mode.lower() != "wal":
             log.warning("spool %s: journal_mode is %s, not WAL (filesystem without WAL support?)", self.path, mode)
         return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes to the file (SQLite may add empty -wal/-shm files next to it)."""
+        db = None
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            self._check_file(db)
+        except (sqlite3.DatabaseError, OSError, StateError) as err:
+            if db is not None:
+                db.close()
+            if isinstance(err, StateError):
+                raise
+            raise StateError(f"cannot open spool {self.path}: {err}", hint=_open_hint(err)) from err
+        return db
+
+    def _check_file(self, db: sqlite3.Connection) -> int:
+        """Refuse a damaged file, another database, or a newer schema; return the schema version."""
+        try:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable: not damage (reported by the caller with its own hint)
+        except sqlite3.DatabaseError as err:  # "file is not a database", "database disk image is malformed"
+            problems = [str(err)]
+        if problems != ["ok"]:
+            raise StateError(
+                f"spool {self.path} is damaged (SQLite quick_check: {'; '.join(problems)[:300]}); it was left as it is",
+                hint="move it aside and keep it (it may hold undelivered envelopes), or restore it from a "
+                "backup; check it with `sqlite3 FILE 'PRAGMA integrity_check'`",
+            )
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"spool {self.path} was written by a newer agent (schema {version} > {SCHEMA_VERSION})",
+                hint="run the newer agent version, or move the spool aside after it has drained",
+            )
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables - _TABLES:
+            listed = ", ".join(sorted(tables))
+            raise StateError(
+                f"{self.path} is an SQLite database but not a gpucensus spool (tables: {listed})",
+                hint="point spool.path at the agent's own spool file; this one was left untouched",
+            )
+        return int(version)
+
+    @staticmethod
+    def _has_id(db: sqlite3.Connection) -> bool:
+        return bool(db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()) and (
+            db.execute("SELECT 1 FROM meta WHERE name = 'spool_id'").fetchone() is not None
+        )
+
+    def _initialize(self, db: sqlite3.Connection, version: int) -> None:
+        """Create or upgrade the schema in one transaction: a new spool (or a schema-1 one) gets its id, and
+        the last delivered sequence of each key is seeded from the delivered rows still kept."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(_SEED_LAST_DELIVERED)
+            db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('spool_id', ?)", (secrets.token_hex(16),))
+            if version < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _spool_id(self) -> str:
+        if not self._has_id(self._db):  # a schema-1 spool opened read-only
+            return ""
+        return str(self._db.execute("SELECT value FROM meta WHERE name = 'spool_id'").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -159,6 +248,13 @@ class Spool:
                 (DELIVERED, log_index, keyid, sequence, PENDING),
             )
             if cur.rowcount:
+                self._db.execute(
+                    "INSERT INTO last_delivered (keyid, sequence, sha256) "
+                    "SELECT keyid, sequence, sha256 FROM envelopes WHERE keyid = ? AND sequence = ? "
+                    "ON CONFLICT (keyid) DO UPDATE SET sequence = excluded.sequence, sha256 = excluded.sha256 "
+                    "WHERE excluded.sequence > last_delivered.sequence",
+                    (keyid, sequence),
+                )
                 self._prune()
             self._db.execute("COMMIT")
         except BaseException:
@@ -239,9 +335,20 @@ class Spool:
         return rows
 
     def last_sequence(self, keyid: str) -> int:
-        """The highest sequence of `keyid` in the spool (0 if none): the chain state must be past it."""
-        row = self._db.execute("SELECT COALESCE(MAX(sequence), 0) FROM envelopes WHERE keyid = ?", (keyid,))
+        """The highest sequence of `keyid` the spool holds or delivered (0 if none), whether or not its row was
+        pruned (`keep_delivered`): the chain state must be past it."""
+        row = self._db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(sequence) FROM envelopes WHERE keyid = ?), 0), "
+            "COALESCE((SELECT sequence FROM last_delivered WHERE keyid = ?), 0))",
+            (keyid, keyid),
+        )
         return int(row.fetchone()[0])
+
+    def last_delivered(self, keyid: str) -> tuple[int, str] | None:
+        """(sequence, hex SHA-256) of the last envelope of `keyid` the collector acknowledged, kept even when its
+        row was pruned; None if none was."""
+        row = self._db.execute("SELECT sequence, sha256 FROM last_delivered WHERE keyid = ?", (keyid,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     def undelivered_bytes(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM envelopes WHERE state != ?", (DELIVERED,))

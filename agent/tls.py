@@ -3,8 +3,9 @@
 grpc only looks at them when it connects, and a bad file then fails every attempt with an UNAVAILABLE
 ("Failed to create security handshaker") that the agent would retry forever as if the collector were down.
 So a file that is not PEM, a key that is encrypted or does not belong to the certificate, is a ConfigError
-naming the setting and the file, at start. A certificate outside its validity period is only a warning: the
-clock may be wrong, and the collector is the one that decides.
+naming the setting and the file, at start; a key that group or others may read is a KeyError_ (exit 4).
+A certificate outside its validity period is only a warning: the clock may be wrong, and the collector is the
+one that decides.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from agent.errors import ConfigError
+from agent.keys import refuse_shared_private_key
 
 log = logging.getLogger("gpucensus.agent.tls")
 
@@ -39,6 +41,7 @@ def read_tls_files(ca_file: str, cert_file: str, key_file: str, now: datetime | 
     chain, certificates = _certificates(cert_file, "collector.tls_cert_file")
     key = _read(key_file, "collector.tls_key_file")
     if key is not None:
+        refuse_shared_private_key(key_file, Path(key_file).stat(), "collector.tls_key_file")
         try:
             private_key = serialization.load_pem_private_key(key, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as err:  # TypeError: encrypted

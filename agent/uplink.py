@@ -260,14 +260,15 @@ def ensure_enrolled(
         if err.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise ConfigError(
                 f"the collector refused enrollment: {err.code().name}: {err.details()}",
-                hint="create a new token with `gpucensus-collector token create --site SITE` (if an earlier "
-                "attempt timed out, the key may be enrolled already: a new token is then not used up)",
+                hint="create a new token with `gpucensus-collector token create --site SITE`; a node id that is "
+                "already enrolled is re-keyed only by the operator (`gpucensus-collector node rekey`, or a token "
+                "created with --node-id)",
             ) from None
         log.warning("this key is already enrolled (%s); recording that", err.details())
         record = {"keyid": keyid, "node_id": node_id, "site": "", "note": "already enrolled"}
     record |= {"collector": config.collector_address, "enrolled_at": datetime.now(UTC).isoformat()}
     try:
-        atomic_write(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
+        atomic_write(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
     except OSError as err:  # the token is used up now: carry on enrolled rather than ask for it again
         log.error(
             "enrolled, but the record %s could not be written (%s): this run goes on; free the space or fix "

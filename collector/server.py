@@ -163,8 +163,12 @@ def _certificates(path: str, what: str) -> tuple[bytes, list[x509.Certificate]]:
 
 
 def _private_key(path: str) -> tuple[bytes, bytes]:
-    """The key file's bytes and its public key (DER SubjectPublicKeyInfo)."""
+    """The key file's bytes and its public key (DER SubjectPublicKeyInfo); KeyError_ (exit 4) if group or others
+    have any permission on it."""
+    from agent.keys import refuse_shared_private_key  # imported here: this function is all this module takes
+
     data = _read(path, "TLS key")
+    refuse_shared_private_key(path, Path(path).stat(), "the TLS key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:  # TypeError: the key is encrypted

@@ -23,7 +23,7 @@ from agent import config as agent_config
 from agent.attest import attest
 from agent.chain import ChainStore
 from agent.commands.snapshot import predicate_from_args
-from agent.errors import ConfigError, StateError
+from agent.errors import ConfigError, GpucensusError, StateError
 from agent.host import node_info
 from agent.keys import load_key
 from agent.runner import Runner
@@ -84,11 +84,11 @@ def handle(args: argparse.Namespace) -> int:
     predicate_from_args(snapshot_args)  # start-up check: driver, profile, catalogue
     chain = ChainStore(Path(config.node_state_dir), key.keyid)
     registry = CollectorRegistry()
-    spool = Spool(config.spool_file, config.spool_max_bytes, registry, config.spool_keep_delivered)
-    _check_chain_is_ahead_of_spool(chain, spool)
+    spool = _open_spool_of_chain(chain, config, registry)
     if config.metrics_listen:
         _serve_metrics(config.metrics_listen, registry)
     channel = open_channel(config)
+    _adopt_spool(chain, spool)
     uplink = Uplink(channel, config.collector_timeout_seconds)
     public_pem = key.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -133,17 +133,67 @@ def handle(args: argparse.Namespace) -> int:
         spool.close()
         channel.close()
     log.info("agent stopped: %d rounds, %d envelopes created, spool %s", runner.rounds, runner.created, counts)
+    if args.rounds is not None and runner.unsigned_rounds:
+        raise _rounds_failed(runner)
     return 0
+
+
+def _rounds_failed(runner: Runner) -> GpucensusError:
+    """`--rounds N` (cron, scripts): a round that signed and spooled nothing is a failure, with the last cause's
+    exit code (5 for a chain state that became unusable, 1 otherwise)."""
+    cause = runner.last_failure
+    message = f"{runner.unsigned_rounds} of {runner.rounds} rounds spooled no new attestation; the last because: "
+    if isinstance(cause, GpucensusError):
+        return type(cause)(message + cause.message, hint=cause.hint)
+    return GpucensusError(message + str(cause), hint="see the log above")
+
+
+def _open_spool_of_chain(chain: ChainStore, config: agent_config.AgentConfig, registry: CollectorRegistry) -> Spool:
+    """Open the spool, refusing (StateError, exit 5, nothing written) one that cannot be the chain's own once the
+    chain has signed something: missing or emptied, replaced by another, or behind the chain state."""
+    state, path = chain.load(), config.spool_file
+    signed = state.next_sequence > 1
+    size = path.stat().st_size if path.is_file() else None
+    if signed and ((size is None and state.spool) or size == 0):
+        found = "missing" if size is None else "empty (0 bytes)"
+        raise StateError(
+            f"spool {path} is {found}, but the chain state {chain.path} shows that envelopes up to sequence "
+            f"{state.next_sequence - 1} were signed: envelopes not yet delivered may be lost",
+            hint="restore the spool from a backup (or point spool.path at it); the agent does not start on an "
+            "empty spool, so that the loss is noticed",
+        )
+    spool = Spool(path, config.spool_max_bytes, registry, config.spool_keep_delivered)
+    try:
+        if signed and state.spool and spool.spool_id != state.spool:
+            raise StateError(
+                f"spool {path} (id {spool.spool_id}) is not the spool {state.spool} that the chain state "
+                f"{chain.path} was used with: it was replaced, so envelopes not yet delivered may be lost",
+                hint="restore this node's own spool (or point spool.path at it)",
+            )
+        _check_chain_is_ahead_of_spool(chain, spool)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _adopt_spool(chain: ChainStore, spool: Spool) -> None:
+    """Record in the chain state the id of the spool it is used with, after every start-up check and before
+    anything is signed: on the first start, with a chain state written by an older agent, or while the chain
+    has signed nothing yet."""
+    state = chain.load()
+    if state.spool != spool.spool_id and (not state.spool or state.next_sequence == 1):
+        chain.record_spool(spool.spool_id)
 
 
 def _check_chain_is_ahead_of_spool(chain: ChainStore, spool: Spool) -> None:
     """A chain state behind the spool was reset or restored from an old backup: signing would reuse numbers."""
     next_sequence, spooled = chain.load().next_sequence, spool.last_sequence(chain.keyid)
     if spooled >= next_sequence:
-        spool.close()
+        missing = "is missing: " if not chain.path.exists() else ""
         raise StateError(
-            f"chain state {chain.path} says the next sequence is {next_sequence}, but the spool {spool.path} "
-            f"already holds sequence {spooled} of this key",
+            f"chain state {chain.path} {missing}the next sequence is {next_sequence}, but the spool {spool.path} "
+            f"already holds or delivered sequence {spooled} of this key",
             hint="restore the latest chain.json; never sign a sequence number twice (the collector reports a fork)",
         )
 

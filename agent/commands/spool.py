@@ -1,7 +1,8 @@
 """`gpucensus-agent spool list|retry`: inspect the agent's spool and send rejected envelopes again.
 
 Both work on the spool named by the agent's config (`spool.path`, default `<node.state_dir>/spool.db`) or by
-`--spool FILE`, and are safe while `gpucensus-agent run` is running. Nothing is ever deleted: `retry` only puts
+`--spool FILE`, and are safe while `gpucensus-agent run` is running. `list` opens the file read-only; a damaged
+spool is an error (exit 5) for both, and the file is left as it is. Nothing is ever deleted: `retry` only puts
 rejected rows back to `pending`, and the next delivery sends them in sequence order.
 """
 
@@ -54,13 +55,19 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spool", metavar="FILE", help="the spool database itself (overrides the config)")
 
 
-def _open(args: argparse.Namespace) -> Spool:
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Spool:
     config = agent_config.load(args.config, overrides={"spool.path": args.spool})
-    return Spool(config.spool_file, config.spool_max_bytes, keep_delivered=config.spool_keep_delivered, must_exist=True)
+    return Spool(
+        config.spool_file,
+        config.spool_max_bytes,
+        keep_delivered=config.spool_keep_delivered,
+        must_exist=True,
+        read_only=read_only,
+    )
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    spool = _open(args)
+    spool = _open(args, read_only=True)  # never writes to the file, not even its header
     try:
         rows = spool.entries(None if args.state == "all" else args.state)
         counts = spool.counts()

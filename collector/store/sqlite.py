@@ -3,6 +3,8 @@
 WAL journal, `synchronous=FULL` (an acknowledged attestation survives power loss), a busy timeout so the CLI and
 a running server can share the file, foreign keys on. One connection guarded by a lock serves every thread of
 the (threaded) gRPC server; write transactions start with `BEGIN IMMEDIATE` so they never deadlock on upgrade.
+A missing database file is created 0600 (its -wal and -shm files follow) in a 0700 data directory; an existing
+empty (0-byte) file is refused: only a missing file is a fresh install.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.durable import create_sqlite_file
 from collector.errors import StoreError
 from collector.store.sqlstore import SqlStore
 
@@ -40,7 +43,12 @@ class SqliteStore(SqlStore):
         self.where = f"at {db_path}"
         conn = None
         try:
-            db_path.parent.mkdir(parents=True, exist_ok=True)
+            if not create_sqlite_file(db_path) and db_path.stat().st_size == 0:
+                raise StoreError(
+                    f"the SQLite database {db_path} is empty (0 bytes): it is not served as a new, empty store",
+                    hint="restore it from a backup; only a missing file is a fresh install (remove the empty file "
+                    "if this collector never stored anything)",
+                )
             conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")

@@ -302,6 +302,7 @@ def test_wrong_tls_file_stops_the_agent_at_start_naming_it(installation, tmp_pat
     (tmp_path / "encrypted.key").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encrypted)
     )
+    (tmp_path / "encrypted.key").chmod(0o600)  # else refused (exit 4) for its mode before it is read
     chosen = {"ca": "ca.pem", "cert": "nodes/node-a.pem", "key": "nodes/node-a.key"} | files
     chosen = {k: tmp_path / v if v == "encrypted.key" else pki / v for k, v in chosen.items()}
     config = tmp_path / "agent.toml"

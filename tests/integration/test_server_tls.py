@@ -77,6 +77,7 @@ class Pki:
     def write(self, name: str, data: bytes) -> str:
         path = self.dir / name
         path.write_bytes(data)
+        path.chmod(0o600)  # a private key others may read is refused
         return str(path)
 
 

@@ -268,6 +268,7 @@ def test_mutual_tls(tmp_path, spool):
     files = {"ca.pem": _pem(ca), "client.pem": _pem(client_cert), "client.key": _pem(client_key)}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
+    (tmp_path / "client.key").chmod(0o600)  # a private key others may read is refused
     credentials = grpc.ssl_server_credentials(
         [(_pem(server_key), _pem(server_cert))], root_certificates=_pem(ca), require_client_auth=True
     )

@@ -7,10 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent import attest as attest_module
-from agent.attest import attest
-from agent.chain import STATE_FILE, ChainStore
+from agent.attest import attest, statement_payload
+from agent.chain import STATE_FILE, ChainStore, _parse
 from agent.dsse import envelope_digest, parse_envelope
 from agent.durable import atomic_write
 from agent.errors import StateError
@@ -160,3 +162,51 @@ def test_state_file_is_readable_json(tmp_path: Path) -> None:
         "previous": result.digest,
         "last_checkpoint": {},
     }
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=4,
+)
+_FIELD_VALUES = {
+    "next_sequence": st.integers(min_value=-2, max_value=2**64) | st.floats(allow_nan=False) | _JSON,
+    "previous": st.sampled_from(["", "a" * 64, "A" * 64, "a" * 63]) | _JSON,
+    "last_checkpoint": st.fixed_dictionaries(
+        {
+            "size": st.integers(min_value=-2, max_value=2**64) | st.floats(allow_nan=False) | _JSON,
+            "root": st.sampled_from(["A" * 43 + "=", "A" * 44, "not base64", ""]) | _JSON,
+        }
+    )
+    | _JSON,
+    "spool": st.sampled_from(["", "0" * 32, "0" * 31]) | _JSON,
+    "format": st.just(1) | _JSON,
+}
+
+
+@pytest.mark.fuzz
+@given(changes=st.dictionaries(st.sampled_from(sorted(_FIELD_VALUES)), st.none(), max_size=5).flatmap(
+    lambda keys: st.fixed_dictionaries({k: _FIELD_VALUES[k] for k in keys})
+))  # fmt: skip
+def test_a_chain_state_that_loads_can_always_be_signed_with(changes: dict) -> None:
+    """Whatever chain.json holds: StateError at load, or a state every round can sign with (never a round
+    that fails after start-up)."""
+    key = _FUZZ_KEY
+    document = {"format": 1, "keyid": key_id(key.public_key()), "next_sequence": 2, "previous": "b" * 64,
+                "last_checkpoint": {}} | changes  # fmt: skip
+    try:
+        state = _parse(Path("chain.json"), json.dumps(document).encode(), key_id(key.public_key()))
+    except StateError:
+        return
+    statement_payload(
+        predicate(),
+        key.public_key(),
+        sequence=state.next_sequence,
+        previous=state.previous,
+        timestamp="2026-01-01T00:00:00Z",
+        last_checkpoint=state.last_checkpoint,
+    )
+    assert 1 <= state.next_sequence < 2**63
+
+
+_FUZZ_KEY = new_key()

@@ -48,9 +48,10 @@ def test_existing_pub_alone_blocks_generation_and_writes_nothing(tmp_path: Path)
     assert not path.exists()
 
 
-def test_generate_in_missing_directory_is_a_key_error(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match=r"cannot write key file .*absent/node\.key: No such file"):
-        generate_key(tmp_path / "absent" / "node.key")  # names the key, not a temporary file
+def test_generate_in_a_directory_that_cannot_be_created_is_a_key_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(KeyError_, match=r"cannot create the key directory .*a-file/keys: Not a directory"):
+        generate_key(tmp_path / "a-file" / "keys" / "node.key")  # names the directory, not a temporary file
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])

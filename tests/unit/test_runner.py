@@ -228,3 +228,16 @@ def test_a_full_disk_signs_nothing_new_and_retries_the_held_envelope_each_interv
     assert collector.received == [1, 2]
     assert caplog.text.count("cannot write sequence 1") == 3  # once per retry, not twice
     assert clock.waits == [60.0] * 3  # retried at the interval: no busy loop
+
+
+def test_rounds_that_spool_nothing_are_counted_with_their_cause(tmp_path):
+    clock = FakeClock()
+    runner, _, _ = make_runner(tmp_path, clock, FakeAttest(fail_on={2}))
+    runner.run(max_rounds=3)
+    assert (runner.rounds, runner.created, runner.unsigned_rounds) == (3, 2, 1)
+    assert isinstance(runner.last_failure, DriverError)
+    full, _, _ = make_runner(tmp_path / "full", clock, FakeAttest(), max_bytes=1)
+    full.spool.append(KEY, 99, b"x" * 10)  # undelivered bytes over the limit: no room for a new envelope
+    full.spool.mark_rejected(KEY, 99, "refused")
+    full.run(max_rounds=1)
+    assert full.unsigned_rounds == 1 and "is full" in str(full.last_failure)

@@ -48,10 +48,12 @@ def test_the_escaping_stream_covers_print_logging_and_restores(capsys: pytest.Ca
         handler = logging.StreamHandler()  # picks up sys.stderr as it is now
         logger = logging.getLogger("test.safe_text")
         logger.addHandler(handler)
+        logger.propagate = False  # only this handler: a root handler left by an in-process CLI run is not ours
         try:
             logger.warning("node %s", HOSTILE)
         finally:
             logger.removeHandler(handler)
+            logger.propagate = True
     assert not isinstance(sys.stdout, EscapingStream) and not isinstance(sys.stderr, EscapingStream)
     out, err = capsys.readouterr()
     assert "\x1b" not in out + err and "\x07" not in out + err

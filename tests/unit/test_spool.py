@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 
@@ -241,3 +242,44 @@ def test_a_garbage_spool_file_gets_the_move_it_aside_hint(tmp_path):
         Spool(path, max_bytes=1000)
     assert "move it aside" in err.value.hint
     assert path.read_bytes() == b"\x00garbage" * 500  # nothing rewritten
+
+
+def test_the_last_delivered_sequence_and_digest_survive_keep_delivered_0(tmp_path):
+    spool = Spool(tmp_path / "spool.db", max_bytes=10_000, keep_delivered=0)
+    for seq in (1, 2, 3):
+        spool.append(KEY, seq, envelope(seq))
+    for seq in (1, 3, 2):  # acks may come in any order: the highest counts
+        spool.mark_delivered(KEY, seq, log_index=seq)
+    assert spool.entries() == []  # every delivered row pruned
+    assert spool.last_sequence(KEY) == 3
+    assert spool.last_delivered(KEY) == (3, hashlib.sha256(envelope(3)).hexdigest())
+    assert spool.last_delivered("ef" * 32) is None and spool.last_sequence("ef" * 32) == 0
+    spool.close()
+
+
+def test_a_schema_1_spool_is_upgraded_with_an_id_and_its_last_delivered_rows(tmp_path):
+    path = tmp_path / "spool.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE TABLE envelopes (id INTEGER PRIMARY KEY AUTOINCREMENT, keyid TEXT NOT NULL, sequence INTEGER NOT NULL,"
+        " envelope BLOB NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL, state TEXT NOT NULL DEFAULT"
+        " 'pending', log_index INTEGER, error TEXT NOT NULL DEFAULT '', UNIQUE (keyid, sequence));"
+        "PRAGMA user_version = 1;"
+    )
+    raw.executemany(
+        "INSERT INTO envelopes (keyid, sequence, envelope, sha256, size_bytes, state) VALUES (?, ?, ?, ?, ?, ?)",
+        [(KEY, s, envelope(s), hashlib.sha256(envelope(s)).hexdigest(), 100, st) for s, st in
+         ((1, DELIVERED), (2, DELIVERED), (3, PENDING))],
+    )  # fmt: skip
+    raw.commit()
+    raw.close()
+    listed = Spool(path, max_bytes=10_000, read_only=True)  # read-only: no upgrade, no id
+    assert listed.spool_id == "" and listed.counts()[PENDING] == 1
+    listed.close()
+    spool = Spool(path, max_bytes=10_000)
+    assert len(spool.spool_id) == 32 and spool.last_delivered(KEY) == (2, hashlib.sha256(envelope(2)).hexdigest())
+    spool.close()
+    again = Spool(path, max_bytes=10_000)
+    assert again.spool_id == spool.spool_id  # the id is made once
+    assert again._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    again.close()
