@@ -7,12 +7,16 @@ die area a `Fraction` parsed from its decimal string.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from typing import Any
 
 from agent.errors import ConfigError
+
+PCI_DEVICE_ID = re.compile(r"(0[xX])?[0-9a-fA-F]{1,4}")  # a 16-bit PCI device id: '0x2330', '2330', '0X2330'
+PCI_SUBSYSTEM_ID = re.compile(r"(0[xX])?[0-9a-fA-F]{1,8}")  # up to 32 bits: '0x16c110de'
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,11 @@ class Catalogue:
 
 
 def normalize_device_id(device_id: str) -> str:
-    """'0x2330', '2330', '0X2330' -> '0x2330' (lower-case, 4 hex digits)."""
-    text = device_id.strip().lower().removeprefix("0x")
-    return f"0x{int(text, 16):04x}"
+    """'0x2330', '2330', '0X2330' -> '0x2330' (lower-case, 4 hex digits); ValueError if it is not a hex PCI id."""
+    text = device_id.strip() if isinstance(device_id, str) else ""
+    if not PCI_DEVICE_ID.fullmatch(text):
+        raise ValueError(f"not a hex PCI device id: {device_id!r}")
+    return f"0x{int(text.lower().removeprefix('0x'), 16):04x}"
 
 
 def parse_decimal(value: Any, where: str) -> Fraction | None:
