@@ -15,6 +15,7 @@ from collector.store.base import RecordExistsError, RecordNotFoundError, TokenRe
 
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     errors.MalformedError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.MalformedFactError: grpc.StatusCode.INVALID_ARGUMENT,  # a signed fact recompute cannot use
     ConfigError: grpc.StatusCode.INVALID_ARGUMENT,  # a request field the registry's validation refuses
     errors.SignatureError: grpc.StatusCode.UNAUTHENTICATED,
     errors.UnknownKeyError: grpc.StatusCode.PERMISSION_DENIED,

@@ -25,16 +25,13 @@ from collector.store.base import DeviceRecord
 ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
 TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
 HIDDEN_ERROR = "on the PCI bus but not reported by NVML"
-INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
-# The stores' integer columns (PostgreSQL: tpp BIGINT, pd_milli and h100e_milli INTEGER): a figure beyond its
-# column comes from absurd facts; it is a finding and the device is unaccounted, never a store error.
-FIGURE_LIMITS = {"tpp": INT64_MAX, "pd_milli": INT32_MAX, "h100e_milli": INT32_MAX}
-FIGURES = tuple(FIGURE_LIMITS)
+FIGURES = ("tpp", "pd_milli", "h100e_milli")
+INT64_MAX = 2**63 - 1  # the stores' integer columns: a figure beyond it is absurd facts, never a crash
 SHOWN_CLAIM = 80  # characters of an agent's claimed value quoted in a finding
 
 
 def _out_of_range(entry: Mapping[str, Any]) -> bool:
-    return any(isinstance(entry.get(n), int) and abs(entry[n]) > limit for n, limit in FIGURE_LIMITS.items())
+    return any(isinstance(entry.get(n), int) and abs(entry[n]) > INT64_MAX for n in FIGURES)
 
 
 @dataclass(frozen=True)
