@@ -7,16 +7,13 @@ die area a `Fraction` parsed from its decimal string.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from typing import Any
 
+from agent.devices import PCI_DEVICE_ID
 from agent.errors import ConfigError
-
-PCI_DEVICE_ID = re.compile(r"(0[xX])?[0-9a-fA-F]{1,4}")  # a 16-bit PCI device id: '0x2330', '2330', '0X2330'
-PCI_SUBSYSTEM_ID = re.compile(r"(0[xX])?[0-9a-fA-F]{1,8}")  # up to 32 bits: '0x16c110de'
 
 
 @dataclass(frozen=True)
