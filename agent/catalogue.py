@@ -7,6 +7,7 @@ die area a `Fraction` parsed from its decimal string.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
@@ -61,13 +62,25 @@ def normalize_device_id(device_id: str) -> str:
     return f"0x{int(text.lower().removeprefix('0x'), 16):04x}"
 
 
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+MAX_DECIMAL_TEXT = 64
+
+
+def exact_decimal(text: str) -> Fraction:
+    """A plain decimal ('608.5', '0.75', '-1') as an exact `Fraction`; ValueError for anything else. `Fraction`
+    itself would also take '1e999999999' and spend hours expanding the exponent: a hostile file is not a hang."""
+    if not isinstance(text, str) or len(text) > MAX_DECIMAL_TEXT or not _DECIMAL.fullmatch(text.strip()):
+        raise ValueError(f"not a plain decimal number: {text!r}"[:100])
+    return Fraction(text.strip())
+
+
 def parse_decimal(value: Any, where: str) -> Fraction | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ConfigError(f"{where}: expected a decimal string, got {value!r}")
     try:
-        result = Fraction(str(value))
+        result = exact_decimal(str(value))
     except ValueError as err:
         raise ConfigError(f"{where}: not a decimal number: {value!r}") from err
     if result <= 0:

@@ -208,3 +208,11 @@ def test_run_refuses_a_chain_state_behind_its_spool(tmp_path: Path) -> None:
 def test_a_profile_with_the_nvml_backend_is_refused_not_ignored() -> None:
     result = run("snapshot", "--backend", "nvml", "--profile", "dgx-h100", "--node-id", "n1")
     assert result.returncode == 2 and "for the mock backend" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_classify_a_die_area_with_a_giant_exponent_is_refused_at_once() -> None:
+    # Fraction("1e999999999") expands the exponent: before, this ran for hours
+    result = subprocess.run(
+        [*AGENT, "classify", "--tpp", "5000", "--die-area", "1e999999999"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "--die-area" in result.stderr and "Traceback" not in result.stderr
