@@ -7,11 +7,13 @@ exact: TPP is an integer, the die area a `Fraction` parsed from its decimal stri
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from typing import Any
 
+from agent.devices import PCI_DEVICE_ID
 from agent.errors import ConfigError
 
 
@@ -53,9 +55,23 @@ class Catalogue:
 
 
 def normalize_device_id(device_id: str) -> str:
-    """'0x2330', '2330', '0X2330' -> '0x2330' (lower-case, 4 hex digits)."""
-    text = device_id.strip().lower().removeprefix("0x")
-    return f"0x{int(text, 16):04x}"
+    """'0x2330', '2330', '0X2330' -> '0x2330' (lower-case, 4 hex digits); ValueError if it is not a hex PCI id."""
+    text = device_id.strip() if isinstance(device_id, str) else ""
+    if not PCI_DEVICE_ID.fullmatch(text):
+        raise ValueError(f"not a hex PCI device id: {device_id!r}")
+    return f"0x{int(text.lower().removeprefix('0x'), 16):04x}"
+
+
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+MAX_DECIMAL_TEXT = 64
+
+
+def exact_decimal(text: str) -> Fraction:
+    """A plain decimal ('608.5', '0.75', '-1') as an exact `Fraction`; ValueError for anything else. `Fraction`
+    itself would also take '1e999999999' and spend hours expanding the exponent: a hostile file is not a hang."""
+    if not isinstance(text, str) or len(text) > MAX_DECIMAL_TEXT or not _DECIMAL.fullmatch(text.strip()):
+        raise ValueError(f"not a plain decimal number: {text!r}"[:100])
+    return Fraction(text.strip())
 
 
 def parse_decimal(value: Any, where: str) -> Fraction | None:
@@ -64,7 +80,7 @@ def parse_decimal(value: Any, where: str) -> Fraction | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ConfigError(f"{where}: expected a decimal string, got {value!r}")
     try:
-        result = Fraction(str(value))
+        result = exact_decimal(str(value))
     except ValueError as err:
         raise ConfigError(f"{where}: not a decimal number: {value!r}") from err
     if result <= 0:

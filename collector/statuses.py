@@ -17,6 +17,7 @@ from collector.store.base import NodeBoundError, RecordExistsError, RecordNotFou
 
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     errors.MalformedError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.MalformedFactError: grpc.StatusCode.INVALID_ARGUMENT,  # a signed fact recompute cannot use
     ConfigError: grpc.StatusCode.INVALID_ARGUMENT,  # a request field the registry's validation refuses
     errors.SignatureError: grpc.StatusCode.UNAUTHENTICATED,
     errors.UnknownKeyError: grpc.StatusCode.PERMISSION_DENIED,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.devices import (
+    MAX_ERROR_TEXT,
     STATUS_INCOMPLETE,
     STATUS_LOST,
     STATUS_OK,
@@ -38,6 +39,9 @@ from agent.devices import (
     GpuDevice,
     MigInstance,
     PciFunction,
+    fact_problem,
+    integer_problem,
+    text_problem,
 )
 from agent.errors import ConfigError
 
@@ -46,9 +50,6 @@ PROFILE_DIR = "agent.backends.profiles"
 _BUS_NUMBERS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 _FACT_FIELDS = {
     f.name for f in fields(GpuDevice) if f.name not in ("index", "status", "error", "not_reported", "mig_instances")
-}
-_FACT_TYPES = {
-    f.name: int if str(f.type).startswith("int") else str for f in fields(GpuDevice) if f.name in _FACT_FIELDS
 }
 _GROUP_KEYS = {"model", "count", "status", "error", "lost_fields", "mig_instances"} | _FACT_FIELDS
 _PROFILE_KEYS = {"description", "driver_version", "nvml_version", "gpus", "hidden"}
@@ -126,19 +127,27 @@ def _record(models: dict[str, dict[str, Any]], group: dict[str, Any], where: str
 
 
 def _facts(facts: dict[str, Any], where: str) -> dict[str, Any]:
-    """The facts of a group, each of the type NVML would report (an integer or a string)."""
+    """The facts of a group, each what NVML could report (`agent.devices.fact_problem`: a non-negative integer,
+    a hex PCI id, a short text): anything else would be signed and then refused by the collector."""
     for key, value in facts.items():
-        kind = _FACT_TYPES[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"{where}.{key} must be {'an integer' if kind is int else 'a string'}, got {value!r}")
+        problem = fact_problem(key, value)
+        if problem:
+            raise ConfigError(f"{where}.{key} {problem}")
     return facts
 
 
 def _mig(group: dict[str, Any], where: str) -> list[MigInstance]:
-    try:
-        return [MigInstance(str(m["profile"]), int(m["slices"])) for m in group.get("mig_instances", [])]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"{where}.mig_instances: each needs profile (string) and slices (integer)") from err
+    instances = group.get("mig_instances", [])
+    shape = "mig_instances must be an array of {profile = string, slices = integer}"
+    if not isinstance(instances, list) or not all(
+        isinstance(m, dict) and set(m) == {"profile", "slices"} for m in instances
+    ):
+        raise ConfigError(f"{where}.{shape}")
+    for m in instances:
+        problem = text_problem(m["profile"]) or integer_problem(m["slices"], 8)
+        if problem:
+            raise ConfigError(f"{where}.mig_instances: {problem}")
+    return [MigInstance(m["profile"], m["slices"]) for m in instances]
 
 
 def load_profile(name_or_path: str, node_id: str = "") -> MockProfile:
@@ -159,6 +168,9 @@ def load_profile(name_or_path: str, node_id: str = "") -> MockProfile:
         status = group.get("status", STATUS_OK)
         if status not in (STATUS_OK, STATUS_LOST, STATUS_INCOMPLETE):
             raise ConfigError(f"{where}.status must be ok, lost or incomplete")
+        error_problem = text_problem(group.get("error", ""), MAX_ERROR_TEXT)
+        if error_problem:
+            raise ConfigError(f"{where}.error {error_problem}")
         lost_fields = group.get("lost_fields", [])
         if not isinstance(lost_fields, list) or not all(isinstance(f, str) for f in lost_fields):
             raise ConfigError(f"{where}.lost_fields must be an array of fact names")
@@ -171,7 +183,7 @@ def load_profile(name_or_path: str, node_id: str = "") -> MockProfile:
                 serial=_mock_serial(node_id, name, index),
                 pci_bus_id=nvml_bus,
                 status=status,
-                error=str(group.get("error", "")),
+                error=group.get("error", ""),
                 mig_instances=_mig(group, where),
             )
             for key, value in facts.items():
@@ -186,10 +198,11 @@ def load_profile(name_or_path: str, node_id: str = "") -> MockProfile:
     hidden: list[PciFunction] = []
     for i, group in enumerate(_groups(data, "hidden", name_or_path)):
         record = _record(models, group, f"mock profile {name_or_path}: hidden[{i}]")
+        where = f"mock profile {name_or_path}: hidden[{i}]"
+        device_id = _facts({"pci_device_id": group.get("pci_device_id", record.get("pci_device_id", "0x0000"))}, where)
         for _ in range(group.get("count", 1)):
             _nvml_bus, sysfs_bus = _bus_id(len(devices) + len(hidden))
-            device_id = str(group.get("pci_device_id", record.get("pci_device_id", "0x0000")))
-            hidden.append(PciFunction(sysfs_bus, device_id, "0x0302", record.get("pci_subsystem_id")))
+            hidden.append(PciFunction(sysfs_bus, device_id["pci_device_id"], "0x0302", record.get("pci_subsystem_id")))
     driver = DriverInfo(
         version=str(data.get("driver_version", "550.54.15")),
         nvml_version=str(data.get("nvml_version", "12.550.54.15")),

@@ -28,3 +28,12 @@ class RevokedKeyError(IngestError):
 
 class BindingError(IngestError):
     """The statement's node is not the node the key is bound to, or the TLS client is another node."""
+
+
+class MalformedFactError(MalformedError):
+    """A signed fact recompute cannot use (wrong type, out of range, not a hex id ...); `field` names it,
+    e.g. `devices[3].pci.device_id`, and the message starts with it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field

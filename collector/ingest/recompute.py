@@ -4,7 +4,8 @@ The agent's figures are claims; the collector rebuilds each device entry, the PC
 NVML did not report) and the totals with the same pure functions the agent uses (`agent.snapshot`), from the
 facts alone. A disagreement is a finding; the collector's figures are the ones stored. Devices whose figures
 need a person (derived from NVML facts, or unknown) and devices lost or incomplete are findings too.
-Pure: catalogue and rules are passed in.
+Every fact is read through `collector.ingest.facts`, which refuses a malformed one with `MalformedFactError`
+(INVALID_ARGUMENT, the field named) before any figure is computed. Pure: catalogue and rules are passed in.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from agent import snapshot
 from agent.accounting import ECCN_A, ECCN_B, Rules
 from agent.catalogue import Catalogue
-from agent.devices import STATUS_INCOMPLETE, STATUS_OK, GpuDevice, PciFunction
+from agent.devices import STATUS_INCOMPLETE, STATUS_OK
+from collector.ingest import facts as read_facts
 from collector.ingest.model import INFO, WARNING, Finding
 from collector.store.base import DeviceRecord
 
@@ -25,6 +27,7 @@ TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
 HIDDEN_ERROR = "on the PCI bus but not reported by NVML"
 FIGURES = ("tpp", "pd_milli", "h100e_milli")
 INT64_MAX = 2**63 - 1  # the stores' integer columns: a figure beyond it is absurd facts, never a crash
+SHOWN_CLAIM = 80  # characters of an agent's claimed value quoted in a finding
 
 
 def _out_of_range(entry: Mapping[str, Any]) -> bool:
@@ -38,45 +41,17 @@ class Recomputed:
     findings: tuple[Finding, ...]
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def device_facts(raw: Mapping[str, Any]) -> GpuDevice:
-    """The facts of one predicate device (what NVML reported), ignoring every figure the agent computed."""
-    pci = raw.get("pci") if isinstance(raw.get("pci"), Mapping) else {}
-    return GpuDevice(
-        index=_int(raw.get("index")) or 0,
-        uuid=_str(raw.get("uuid")),
-        serial=_str(raw.get("serial")),
-        name=_str(raw.get("name")),
-        pci_bus_id=_str(pci.get("bus_id")),
-        pci_device_id=_str(pci.get("device_id")),
-        pci_subsystem_id=_str(pci.get("subsystem_id")),
-        memory_total_bytes=_int(raw.get("memory_total_bytes")),
-        architecture=_str(raw.get("architecture")),
-        cuda_compute_capability=_str(raw.get("cuda_compute_capability")),
-        sm_count=_int(raw.get("sm_count")),
-        max_sm_clock_mhz=_int(raw.get("max_sm_clock_mhz")),
-        mig_mode=_str(raw.get("mig_mode")),
-        status=_str(raw.get("status")) or STATUS_OK,
-        error=_str(raw.get("error")) or "",
-    )
-
-
-def pci_facts(raw: Mapping[str, Any]) -> PciFunction | None:
-    bus_id, device_id = _str(raw.get("bus_id")), _str(raw.get("device_id"))
-    if bus_id is None or device_id is None:
-        return None
-    return PciFunction(bus_id, device_id, _str(raw.get("class")) or "", _str(raw.get("subsystem_id")))
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_CLAIM else text[: SHOWN_CLAIM - 3] + "..."
 
 
 def _differences(claimed: Mapping[str, Any], ours: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
-    return [f"{n} agent {claimed.get(n)!r} collector {ours.get(n)!r}" for n in names if claimed.get(n) != ours.get(n)]
+    return [
+        f"{n} agent {_shown(claimed.get(n))} collector {_shown(ours.get(n))}"
+        for n in names
+        if claimed.get(n) != ours.get(n)
+    ]
 
 
 def _record(entry: Mapping[str, Any], uuid: str, status: str, error: str, catalogue: Catalogue) -> DeviceRecord:
@@ -100,10 +75,10 @@ def _record(entry: Mapping[str, Any], uuid: str, status: str, error: str, catalo
 
 
 def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) -> Recomputed:
-    raw_devices = [d for d in predicate.get("devices", []) if isinstance(d, Mapping)]
-    facts = [device_facts(d) for d in raw_devices]
+    """The collector's figures and findings for a predicate; `MalformedFactError` names a fact it cannot use."""
+    raw_devices, facts = read_facts.devices(predicate)
+    functions = read_facts.pci_functions(predicate)
     ours = [snapshot.device_entry(f, catalogue, rules) for f in facts]
-    functions = [p for p in (pci_facts(r) for r in predicate.get("pci_functions", []) if isinstance(r, Mapping)) if p]
     pci = snapshot.pci_entries(functions, facts, catalogue, rules)
     findings: list[Finding] = []
     records: list[DeviceRecord] = []

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from fractions import Fraction
 from typing import Any
 
+from agent.catalogue import exact_decimal
 from collector.countries import is_alpha2
 from collector.errors import ConfigError
 
@@ -86,8 +86,8 @@ class Reader:
         if not isinstance(value, str):
             raise self.fail(name, f'expected a quoted decimal such as "0.75" (exact), got {_kind(value)}')
         try:
-            result = Fraction(value)
-        except (ValueError, ZeroDivisionError):
+            result = exact_decimal(value)  # not Fraction(value): "1e999999999" would take hours
+        except ValueError:
             raise self.fail(name, f"not a decimal number: {value!r}") from None
         if not 0 <= result <= 1:
             raise self.fail(name, f"must be between 0 and 1, got {value}")

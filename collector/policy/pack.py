@@ -150,6 +150,13 @@ def parse_pack(text: str, where: str, source: str) -> Pack:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{where}: not valid TOML ({err})") from err
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a policy pack") from None
+    return parse_pack_document(doc, where, source)
+
+
+def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
+    """A pack from its parsed TOML document; every problem is a `ConfigError` naming `where` and the key."""
     r = Reader(doc, where)
     r.allow("format", "name", "version", "title", "status", "sources", "h100_reference_tpp", "counted_classes",
             "government_agreements", "effective", "tiers", "limits", "warnings")  # fmt: skip

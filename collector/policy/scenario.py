@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from agent.catalogue import exact_decimal
 from collector.errors import ConfigError
 from collector.policy.fields import Reader, parse_date
 
@@ -68,6 +69,8 @@ def load_scenario(path: str, as_of: date | None = None) -> Scenario:
             doc = tomllib.loads(data.decode("utf-8"))
         else:
             doc = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(f"scenario {path}: nested too deeply to be a scenario") from None
     except (ValueError, UnicodeDecodeError) as err:
         kind = "TOML" if file.suffix.lower() == ".toml" else "JSON"
         raise ConfigError(f"scenario {path}: not valid {kind} ({err})", hint="a .toml file is read as TOML, "
@@ -142,7 +145,7 @@ def _area(r: Reader) -> Fraction | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise r.fail("die_area_mm2", f"expected a number of mm², got {value!r}")
     try:
-        area = Fraction(str(value))
+        area = exact_decimal(str(value))  # a float is read as the decimal it prints as ("600.5")
     except ValueError:
         raise r.fail("die_area_mm2", f"not a number: {value!r}") from None
     if area <= 0:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.sysfs_tree import add_function
 
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -67,6 +69,28 @@ def test_snapshot_bad_profile_file_exit_2(tmp_path: Path) -> None:
     bad.write_text("[[gpus]]\nmodel = 'h100-sxm5'\nbogus = 1\n")
     result = run("snapshot", "--backend", "mock", "--profile", str(bad), "--node-id", "n1")
     assert result.returncode == 2 and "unknown key(s) bogus" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("group", "key"),
+    [
+        ("model = 'h100-sxm5'\npci_device_id = '0xZZ30'", "gpus[0].pci_device_id"),  # traceback, exit 1
+        ("model = 'engineering-sample-hopper'\nsm_count = -132", "gpus[0].sm_count"),  # traceback, exit 1
+        ("model = 'h100-sxm5'\nmax_sm_clock_mhz = -1", "gpus[0].max_sm_clock_mhz"),  # signed, then refused
+        ("model = 'h100-sxm5'\nname = \"H100\\u001b[2J\"", "gpus[0].name"),  # a terminal escape in every report
+        ("model = 'h100-sxm5'\nmig_instances = [{profile = '3g', slices = -3}]", "gpus[0].mig_instances"),
+        ("model = 'h100-sxm5'\nerror = 'x'\ncount = 1\n[[hidden]]\npci_device_id = 'gpu'", "hidden[0].pci_device_id"),
+    ],
+)
+def test_snapshot_a_profile_fact_the_collector_would_refuse_is_a_config_error_naming_file_and_key(
+    tmp_path: Path, group: str, key: str
+) -> None:
+    profile = tmp_path / "odd.toml"
+    profile.write_text(f"[[gpus]]\n{group}\n")
+    result = run("snapshot", "--backend", "mock", "--profile", str(profile), "--node-id", "n1")
+    assert result.returncode == 2, result.stderr
+    assert str(profile) in result.stderr and key in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_snapshot_bad_node_id_exit_2() -> None:
@@ -184,3 +208,11 @@ def test_run_refuses_a_chain_state_behind_its_spool(tmp_path: Path) -> None:
 def test_a_profile_with_the_nvml_backend_is_refused_not_ignored() -> None:
     result = run("snapshot", "--backend", "nvml", "--profile", "dgx-h100", "--node-id", "n1")
     assert result.returncode == 2 and "for the mock backend" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_classify_a_die_area_with_a_giant_exponent_is_refused_at_once() -> None:
+    # Fraction("1e999999999") expands the exponent: before, this ran for hours
+    result = subprocess.run(
+        [*AGENT, "classify", "--tpp", "5000", "--die-area", "1e999999999"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "--die-area" in result.stderr and "Traceback" not in result.stderr

@@ -208,3 +208,49 @@ def test_report_on_an_empty_sqlite_data_dir(tmp_path) -> None:
 def test_usage_errors_exit_2(argv) -> None:
     result = cli(*argv)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "usage:" in result.stderr
+
+
+def _pack_with(text: str, old: str, new: str, tmp_path: Path) -> str:
+    from importlib import resources
+
+    source = resources.files("collector.policy.packs").joinpath("ai-diffusion-2025.toml").read_text(encoding="utf-8")
+    assert old in source
+    path = tmp_path / "pack.toml"
+    path.write_text(source.replace(old, new) if text == "" else text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [  # before: a hang of hours (Fraction expands the exponent), or a RecursionError traceback with exit 1
+        ("exponent.json", json.dumps({**json.loads(Path(WORKED).read_text()), "sites": [{"id": "s", "country": "AE",
+         "entity": "northwind", "devices": [{"tpp": 5000, "die_area_mm2": "1e999999999"}]}]}),
+         "die_area_mm2: not a number"),
+        ("nested.json", "[" * 100_000, "nested too deeply"),
+        ("nested.toml", "as_of = " + "[" * 100_000, "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_a_hostile_scenario_file_is_a_clean_error_at_once(
+    tmp_path: Path, name: str, content: str, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    result = subprocess.run([SCRIPT, "evaluate", "--policy", "ai-diffusion-2025", "--scenario", str(path)],
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert_clean_error(result, str(path), expected)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "text", "expected"),
+    [
+        ('tier1_min_share = "0.75"', 'tier1_min_share = "75e999999999"', "", "tier1_min_share: not a decimal"),
+        ("", "", "x = " + "[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_hostile_pack_file_is_a_clean_error_at_once(
+    tmp_path: Path, old: str, new: str, text: str, expected: str
+) -> None:
+    pack = _pack_with(text, old, new, tmp_path)
+    result = subprocess.run([SCRIPT, "evaluate", "--policy", pack, "--scenario", WORKED],
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert_clean_error(result, pack, expected)

@@ -32,6 +32,12 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
+def details_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
 def still_serving(collector: Collector, node: TestNode) -> None:
     """The first envelope is intact and the node's next honest envelope is accepted."""
     assert collector.store.get_attestation(node.keyid, 1) is not None
@@ -65,6 +71,29 @@ def test_a_signed_statement_no_store_can_hold_is_invalid_argument(
     still_serving(collector, node)
 
 
+@pytest.mark.parametrize(
+    ("field", "edit"),
+    [
+        ("devices[3].pci.device_id", lambda p: p["devices"][3]["pci"].update(device_id="0xZZ30")),
+        ("devices[1].sm_count", lambda p: p["devices"][1].update(sm_count=-132)),
+        ("devices[1].max_sm_clock_mhz", lambda p: p["devices"][1].update(max_sm_clock_mhz=-1980)),
+        ("devices[0].index", lambda p: p["devices"][0].update(index=2**53 - 1)),  # no NVML index is that large
+        ("devices[0].uuid", lambda p: p["devices"][0].update(uuid="GPU-" + "x" * 2000)),
+        ("pci_functions[0].device_id", lambda p: p["pci_functions"][0].update(device_id="not-hex")),
+    ],
+)
+def test_a_malformed_signed_fact_is_invalid_argument_naming_the_field_and_never_internal(
+    collector: Collector, node: TestNode, caplog: pytest.LogCaptureFixture, field: str, edit
+) -> None:
+    envelope = signed(node, edit)
+    for _ in range(2):  # every time: the agent would retry INTERNAL and block its spool
+        code, details = details_of(lambda: collector.report([envelope]))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(f"{field}: "), details
+    assert collector.store.last_attestation(node.keyid).sequence == 1
+    assert no_tracebacks(caplog) == []
+    still_serving(collector, node)
+
+
 def test_an_envelope_with_a_giant_integer_is_invalid_argument(
     collector: Collector, node: TestNode, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -80,7 +109,7 @@ def test_weird_but_valid_facts_are_stored_on_every_store(
     big = 2**53 - 1  # the largest integer a signed JCS statement can carry
 
     def edit(p: dict) -> None:
-        p["devices"][0].update(index=big, uuid="GPU-é😀\u2028" + "x" * 2000, name="Ｈ１００ \u202e")
+        p["devices"][0].update(index=65_535, uuid="GPU-é😀\u2028" + "x" * 200, name="Ｈ１００ \u202e")
         p["devices"][1] = {**UNKNOWN_PART, "sm_count": big, "max_sm_clock_mhz": big}
         p["node"]["hostname"] = {"deep": [[[[{"a": [-big]}]]]]}
 
@@ -88,7 +117,7 @@ def test_weird_but_valid_facts_are_stored_on_every_store(
     assert ack.status == pb.ACK_STATUS_ACCEPTED
     assert "accounting.out-of-range" in [f.rule_id for f in ack.findings]
     devices = collector.store.get_attestation(node.keyid, 2).devices
-    assert devices[0].index == big and devices[0].uuid.startswith("GPU-é😀")
+    assert devices[0].index == 65_535 and devices[0].uuid.startswith("GPU-é😀")
     assert devices[1].tpp is None  # absurd facts: unaccounted, never a number no column can hold
     assert no_tracebacks(caplog) == []
     still_serving(collector, node)

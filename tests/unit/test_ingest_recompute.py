@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
+import grpc
 import pytest
 
 from agent.accounting import load_rules
 from agent.catalogue import load_catalogue
+from collector.ingest.errors import MalformedFactError
 from collector.ingest.recompute import recompute
+from collector.statuses import status_for
 from tests.ingest_nodes import mock_predicate
 
 CATALOGUE, RULES = load_catalogue(), load_rules()
@@ -81,3 +86,66 @@ def test_absurd_facts_are_a_finding_and_unaccounted_never_a_number_no_store_can_
     device = result.devices[derived]
     assert (device.tpp, device.pd_milli, device.h100e_milli) == (None, None, None)  # unaccounted, not zero
     assert "accounting.out-of-range" in {f.rule_id for f in result.findings}
+
+
+def _device(predicate: dict, i: int) -> dict:
+    return predicate["devices"][i]
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "field"),
+    [
+        ("non-hex PCI id", lambda p: _device(p, 3)["pci"].update(device_id="0xZZ30"), "devices[3].pci.device_id"),
+        ("PCI id with underscore", lambda p: _device(p, 3)["pci"].update(device_id="0x2_330"), "devices[3].pci.device_id"),  # noqa: E501
+        ("negative SM count", lambda p: _device(p, 1).update(sm_count=-132), "devices[1].sm_count"),
+        ("negative clock", lambda p: _device(p, 1).update(max_sm_clock_mhz=-1), "devices[1].max_sm_clock_mhz"),
+        ("bool SM count", lambda p: _device(p, 1).update(sm_count=True), "devices[1].sm_count"),
+        ("string SM count", lambda p: _device(p, 1).update(sm_count="132"), "devices[1].sm_count"),
+        ("null clock", lambda p: _device(p, 1).update(max_sm_clock_mhz=None), "devices[1].max_sm_clock_mhz"),
+        ("negative index", lambda p: _device(p, 0).update(index=-5), "devices[0].index"),
+        ("index beyond NVML", lambda p: _device(p, 0).update(index=2**53 - 1), "devices[0].index"),
+        ("missing index", lambda p: _device(p, 0).pop("index"), "devices[0].index"),
+        ("status out of the set", lambda p: _device(p, 0).update(status="x" * 100), "devices[0].status"),
+        ("escape in a UUID", lambda p: _device(p, 0).update(uuid="GPU-\x1b]0;pwned\x07"), "devices[0].uuid"),
+        ("a huge name", lambda p: _device(p, 0).update(name="H" * 100_000), "devices[0].name"),
+        ("architecture a list", lambda p: _device(p, 1).update(architecture=["hopper"]), "devices[1].architecture"),
+        ("pci not an object", lambda p: _device(p, 2).update(pci="00000000:18:00.0"), "devices[2].pci"),
+        ("device not an object", lambda p: p["devices"].append("GPU-x"), "devices[2]"),
+        ("function without bus id", lambda p: p["pci_functions"][0].pop("bus_id"), "pci_functions[0].bus_id"),
+        ("function non-hex id", lambda p: p["pci_functions"][0].update(device_id="gpu"), "pci_functions[0].device_id"),
+        ("function not an object", lambda p: p["pci_functions"].append(7), "pci_functions[2]"),
+    ],
+)  # fmt: skip
+def test_a_malformed_signed_fact_is_refused_with_the_field_named(case: str, edit, field: str) -> None:
+    predicate = mock_predicate("n1", "unknown-device")  # device 1 is derived from its facts (SM count, clock)
+    if case != "device not an object":  # four devices: devices[3] exists
+        predicate["devices"] += [{**copy.deepcopy(predicate["devices"][0]), "index": i} for i in (2, 3)]
+    edit(predicate)
+    with pytest.raises(MalformedFactError) as raised:
+        run(predicate)
+    assert raised.value.field == field, case
+    assert str(raised.value).startswith(f"{field}: ")
+    assert len(str(raised.value)) < 200  # the message quotes a bounded part of the value
+    assert status_for(raised.value) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cores_without_sms_are_derived_as_the_agent_derives_them() -> None:
+    predicate = mock_predicate("n1", "unknown-device")
+    device = next(d for d in predicate["devices"] if d["basis"] == "derived")
+    honest = copy.deepcopy(device)
+    device.pop("sm_count")
+    device["cuda_core_count"] = 132 * 128
+    for name in ("tpp", "h100e_milli", "eccn", "basis", "review"):  # what the agent's own code computes from them
+        device[name] = honest[name]
+    result = run(predicate)
+    assert "accounting.mismatch" not in {f.rule_id for f in result.findings}
+    assert result.devices[device["index"]].tpp == honest["tpp"]
+
+
+def test_a_finding_quotes_a_bounded_part_of_an_absurd_claim() -> None:
+    predicate = mock_predicate("n1", "dgx-h100")
+    predicate["devices"][0]["model"] = "m" * 100_000
+    predicate["totals"]["by_eccn"] = {"x" * 50_000: 1}
+    findings = run(predicate).findings
+    assert {f.rule_id for f in findings} == {"accounting.mismatch", "accounting.totals-mismatch"}
+    assert all(len(f.message) < 1000 for f in findings)

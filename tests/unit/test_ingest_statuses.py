@@ -18,6 +18,7 @@ from protos import census_pb2 as pb
     ("error", "code"),
     [
         (errors.MalformedError("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.MalformedFactError("devices[0].sm_count", "must be an integer"), grpc.StatusCode.INVALID_ARGUMENT),
         (ConfigError("bad node id"), grpc.StatusCode.INVALID_ARGUMENT),
         (errors.SignatureError("x"), grpc.StatusCode.UNAUTHENTICATED),
         (errors.UnknownKeyError("x"), grpc.StatusCode.PERMISSION_DENIED),
