@@ -122,7 +122,7 @@ class Pipeline:
             before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
             head = store.last_attestation(keyid)
             context = chain.ChainContext(
-                stored=_link(stored, with_payload=True),
+                stored=_link_at_sequence(stored, verified),
                 predecessor=_link(before),
                 last=chain.Link(head.sequence, head.digest) if head else None,
             )
@@ -219,12 +219,19 @@ class Pipeline:
             yield
 
 
-def _link(record: AttestationRecord | None, with_payload: bool = False) -> chain.Link | None:
-    """The record as a chain link; `with_payload`: with its payload digest (only the record at the incoming
-    sequence needs it, to tell a replay from an equivocation; reading it means parsing the stored envelope)."""
+def _link(record: AttestationRecord | None) -> chain.Link | None:
+    return chain.Link(record.sequence, record.digest, record.previous) if record else None
+
+
+def _link_at_sequence(record: AttestationRecord | None, verified: verify.VerifiedStatement) -> chain.Link | None:
+    """The record stored at the incoming sequence, with its payload digest (to tell a replay from an
+    equivocation). The same bytes have the same payload; only other bytes are read (a rare path)."""
     if record is None:
         return None
-    payload_digest = verify.stored_payload_digest(record.envelope) if with_payload else ""
+    if record.digest == verified.digest:
+        payload_digest = verified.payload_digest
+    else:
+        payload_digest = verify.stored_payload_digest(record.envelope)
     return chain.Link(record.sequence, record.digest, record.previous, payload_digest)
 
 

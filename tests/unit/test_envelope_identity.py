@@ -61,6 +61,16 @@ def test_the_verified_statement_carries_what_later_steps_need() -> None:
     assert verified.signed_at.isoformat().startswith(verified.timestamp[:10])
 
 
+def test_an_envelope_stored_in_a_lenient_form_has_the_payload_digest_of_the_genuine_one() -> None:
+    """A variant stored before canonical form was required: the genuine envelope is then a replay of it."""
+    from tests.envelope_variants import url_safe
+
+    verified = verify.verify_envelope(GOOD, PUB).verified
+    assert verified is not None
+    assert verify.stored_payload_digest(url_safe(GOOD)) == verified.payload_digest
+    assert verify.stored_payload_digest(b"not json") == ""
+
+
 def test_same_sequence_same_payload_other_envelope_bytes_is_a_replay_not_a_fork() -> None:
     stored = Link(2, D2, D1, payload_digest=P1)
     context = ChainContext(stored=stored, predecessor=Link(1, D1), last=stored)
