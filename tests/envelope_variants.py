@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from typing import TypeVar
 
 from agent import jcs
 
+T = TypeVar("T")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
@@ -68,3 +70,14 @@ VARIANTS: dict[str, Callable[[bytes], bytes]] = {
     "no-keyid": no_keyid,
     "unknown-signature-field": unknown_field,
 }
+
+
+def with_distinct_variants(new: Callable[[], T], sign: Callable[[T], bytes]) -> T:
+    """A new key (or node) whose envelope `sign(it)` differs from every variant of it. The URL-safe alphabet
+    changes only a '+' or '/': a random 64-byte signature has neither about once in 15 (a JSON payload's base64
+    seldom has one), and then its URL-safe form is the envelope itself, no variant at all."""
+    while True:
+        candidate = new()
+        envelope = sign(candidate)
+        if all(make(envelope) != envelope for make in VARIANTS.values()):
+            return candidate

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from protos import census_pb2 as pb
-from tests.envelope_variants import VARIANTS
+from tests.envelope_variants import VARIANTS, with_distinct_variants
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
     Collector,
@@ -18,6 +18,11 @@ from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
     status_of,
     store_kind,
 )
+
+
+def new_node() -> TestNode:
+    """node-1, with a key whose first envelope differs from each of its variants."""
+    return with_distinct_variants(lambda: TestNode("node-1"), lambda node: node.sign())
 
 
 def no_violation_recorded(collector: Collector) -> None:
@@ -30,7 +35,7 @@ def no_violation_recorded(collector: Collector) -> None:
 def test_a_variant_sent_after_the_genuine_envelope_is_refused_without_equivocation(
     collector: Collector, variant: str
 ) -> None:
-    node = TestNode("node-1")
+    node = new_node()
     collector.enroll(node)
     genuine = node.next()
     assert collector.report([genuine])[0].status == pb.ACK_STATUS_ACCEPTED
@@ -47,7 +52,7 @@ def test_a_variant_sent_after_the_genuine_envelope_is_refused_without_equivocati
 def test_a_variant_sent_first_is_refused_and_the_genuine_envelope_is_then_accepted(
     collector: Collector, variant: str
 ) -> None:
-    node = TestNode("node-1")
+    node = new_node()
     collector.enroll(node)
     genuine = node.next()
     forged = VARIANTS[variant](genuine)

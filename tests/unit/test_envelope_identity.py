@@ -16,11 +16,11 @@ from collector.ingest.chain import ChainContext, Link, check_chain
 from collector.ingest.errors import MalformedError
 from collector.ingest.pipeline import Pipeline
 from collector.store import open_store
-from tests.envelope_variants import VARIANTS
+from tests.envelope_variants import VARIANTS, with_distinct_variants
 from tests.ingest_nodes import NOW, TestNode, enroll
 from tests.unit.attest_fixtures import new_key, signed_chain
 
-KEY = new_key()
+KEY = with_distinct_variants(new_key, lambda key: signed_chain(key, 1)[0])
 PUB = KEY.public_key()
 GOOD = signed_chain(KEY, 1)[0]
 D1, D2, D3, P1, P2 = ("1" * 64, "2" * 64, "3" * 64, "a" * 64, "b" * 64)
