@@ -72,19 +72,29 @@ def b64decode(text: str) -> bytes:
     return base64.b64decode(alphabet, validate=True)
 
 
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# pad bits: the low bits of the last character before '=' padding (4 bits before "==", 2 before "=")
+_PAD_MASK = {1: 0b11, 2: 0b1111}
+
+
 def b64decode_canonical(text: str, what: str) -> bytes:
     """Decode base64 that must be canonical: standard alphabet, '=' padding, zero pad bits, so that one byte
     string has exactly one text form. Raises EnvelopeError `base64-invalid` (not base64 at all, or unpadded) or
-    `base64-not-canonical` (URL-safe alphabet, non-zero pad bits)."""
+    `base64-not-canonical` (URL-safe alphabet, non-zero pad bits). No re-encoding: the standard alphabet and the
+    padding are checked by the strict decoder, the pad bits by looking at one character."""
     try:
-        data = b64decode(text)
-    except (binascii.Error, ValueError) as err:
-        raise EnvelopeError("base64-invalid", f"{what} is not valid base64: {err}") from err
-    if base64.b64encode(data).decode("ascii") != text:
-        raise EnvelopeError(
-            "base64-not-canonical",
-            f"{what} is not in canonical base64 (standard alphabet, '=' padding, zero pad bits)",
-        )
+        data = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)  # standard alphabet, exact padding
+    except (binascii.Error, ValueError) as err:  # ValueError: a non-ASCII character
+        try:
+            b64decode(text)
+        except (binascii.Error, ValueError):
+            raise EnvelopeError("base64-invalid", f"{what} is not valid base64: {err}") from err
+        raise EnvelopeError("base64-not-canonical", f"{what} uses the URL-safe base64 alphabet") from err
+    padding = len(text) - len(text.rstrip("="))
+    if len(text) % 4 or padding > 2:
+        raise EnvelopeError("base64-not-canonical", f"{what} has excess base64 padding")
+    if padding and _B64_ALPHABET.index(text[-padding - 1]) & _PAD_MASK[padding]:
+        raise EnvelopeError("base64-not-canonical", f"{what} has non-zero base64 pad bits")
     return data
 
 

@@ -28,6 +28,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -73,7 +74,11 @@ class VerifiedStatement:
     statement: dict[str, Any]
     source: str = ""
     payload: bytes = b""  # the signed payload bytes (the statement's JCS form)
-    payload_digest: str = ""  # hex SHA-256 of payload: what duplicate / fork compare
+
+    @cached_property
+    def payload_digest(self) -> str:
+        """Hex SHA-256 of the signed payload: what duplicate / fork compare (hashed when first asked for)."""
+        return payload_digest(self.payload)
 
     @property
     def predicate(self) -> dict[str, Any]:
@@ -238,13 +243,7 @@ def verify_parsed(
         return EnvelopeResult(failures)
     envelope_bytes = parsed.envelope_bytes
     verified = VerifiedStatement(
-        envelope_bytes,
-        dsse.envelope_digest(envelope_bytes),
-        keyid,
-        statement,
-        source,
-        envelope.payload,
-        payload_digest(envelope.payload),
+        envelope_bytes, dsse.envelope_digest(envelope_bytes), keyid, statement, source, envelope.payload
     )
     return EnvelopeResult([], verified)
 

@@ -129,7 +129,7 @@ class Pipeline:
             now = self._clock()
             verdict = chain.check_chain(
                 node_id=key.node_id,
-                new=chain.Link(seq, verified.digest, verified.previous, verified.payload_digest),
+                new=chain.Link(seq, verified.digest, verified.previous, verified.payload_digest if stored else ""),
                 timestamp=verified.signed_at,
                 context=context,
                 now=now,

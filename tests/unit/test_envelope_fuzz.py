@@ -203,3 +203,17 @@ def test_a_validly_signed_hostile_statement_is_a_documented_error_or_verified(st
         return
     assert check_statement(verified.statement) == []
     assert verified.signed_at.tzinfo is UTC
+
+
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_= \né", max_size=16))
+def test_canonical_base64_is_exactly_the_standard_encoding_of_what_it_decodes_to(text: str) -> None:
+    try:
+        expected = base64.b64encode(dsse.b64decode(text)).decode() == text
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
+        expected = False
+    try:
+        data = dsse.b64decode_canonical(text, "text")
+    except dsse.EnvelopeError as err:
+        assert not expected and err.reason in ("base64-invalid", "base64-not-canonical")
+        return
+    assert expected and base64.b64encode(data).decode() == text

@@ -87,7 +87,7 @@ def test_the_audit_calls_a_fork_only_for_two_different_signed_payloads() -> None
     assert first is not None
     resigned = replace(first, digest="f" * 64, source="b.json")  # same payload, other envelope bytes
     assert [f.reason for f in verify.check_chains([first, resigned])] == [verify.DUPLICATE]
-    other_payload = replace(resigned, payload_digest="e" * 64)
+    other_payload = replace(resigned, payload=b"another payload")
     assert [f.reason for f in verify.check_chains([first, other_payload])] == [verify.FORK]
 
 
