@@ -1,7 +1,9 @@
 """`gpucensus-audit`: the auditor's offline checks.
 
-`gpucensus-audit verify FILE... --key PUBKEY.pem` verifies each envelope file (signature, payload type,
-statement shape) and, per node key, the chain across them (order, `previous` links, duplicates, gaps, forks).
+`gpucensus-audit verify FILE... --key PUBKEY.pem` verifies each envelope file (canonical form, signature, payload
+type, statement shape) and, per node key, the chain across them (order, `previous` links, duplicates, gaps, forks).
+A fork is two different payloads, each verified with the key, for one sequence (`collector.verify.check_chain`):
+the same rule as the collector's equivocation.
 Exit 0 only if everything holds, 1 if any check fails (each failure printed with its reason), 2 on unusable
 input (a file or key that cannot be read).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.cli_support import run_command
+from agent.dsse import EnvelopeError
 from agent.safe_text import printable
 from collector import __version__
 from collector.errors import ConfigError
@@ -25,9 +28,10 @@ from collector.verify import (
     Failure,
     VerifiedStatement,
     check_chains,
+    parse_envelope,
     public_key_from_pem,
     public_key_id,
-    verify_envelope,
+    verify_parsed,
 )
 
 
@@ -56,7 +60,11 @@ def verify_file(data: bytes, keys: Sequence[Ed25519PublicKey], source: str) -> E
     result for the key its keyid names (or the first key)."""
     if data.endswith(b"\n"):  # a terminal newline (cat, editors) is not part of the envelope's JCS bytes
         data = data[:-1]
-    results = [verify_envelope(data, key, source) for key in keys]
+    try:
+        parsed = parse_envelope(data)  # once, whatever the number of keys
+    except EnvelopeError as err:
+        return EnvelopeResult([Failure(err.reason, err.message, source=source)])
+    results = [verify_parsed(parsed, key, source) for key in keys]
     for result in results:
         if result.ok:
             return result

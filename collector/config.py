@@ -67,6 +67,7 @@ class ServerConfig:
     keepalive_timeout_seconds: int = 20  # and drops it if the ping is not answered within this
     min_ping_interval_seconds: int = 30  # the fastest client keepalive the server tolerates
     max_future_skew_seconds: int = 300  # an attestation stamped further in the future is rejected
+    max_backdate_seconds: int = 7 * 86400  # one stamped this long before its key's enrolment is rejected
     shutdown_grace_seconds: int = 10  # SIGTERM: time given to in-flight streams to finish
     stream_idle_timeout_seconds: int = 30  # a Report stream silent this long after an ack is closed
     first_message_seconds: int = 5  # a Report stream that sends nothing this long after it opened is closed
@@ -257,8 +258,8 @@ def validate(config: CollectorConfig) -> None:
     for name in positive:
         if getattr(server, name) <= 0:
             raise ConfigError(f"{where}[server] {name} must be greater than 0")
-    for name in ("min_ping_interval_seconds", "max_future_skew_seconds", "shutdown_grace_seconds",
-                 "node_envelopes_per_minute", "node_bytes_per_minute"):  # fmt: skip
+    for name in ("min_ping_interval_seconds", "max_future_skew_seconds", "max_backdate_seconds",
+                 "shutdown_grace_seconds", "node_envelopes_per_minute", "node_bytes_per_minute"):  # fmt: skip
         if getattr(server, name) < 0:
             raise ConfigError(f"{where}[server] {name} must not be negative")
     for section, settings in (("server", server), ("nodes", nodes)):

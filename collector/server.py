@@ -229,7 +229,10 @@ def run_server(
         store_refresh_seconds=config.metrics.refresh_seconds,
     )
     skew = timedelta(seconds=settings.max_future_skew_seconds)
-    pipeline = Pipeline(store, clock=clock, max_future_skew=skew, timings=timings, metrics=metrics)
+    backdate = timedelta(seconds=settings.max_backdate_seconds)
+    pipeline = Pipeline(
+        store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics
+    )
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
     servicer = CensusServicer(

@@ -4,12 +4,17 @@ Used by the collector's ingest and by `gpucensus-audit`. Verify before parse: th
 a signature over its exact bytes has been checked with the enrolled key. Every failure is collected (never
 stop at the first) as a `Failure` with a stable reason id:
 
-per envelope  envelope-malformed, envelope-not-canonical, base64-invalid, signature-missing, wrong-key,
-              signature-invalid, payload-type, payload-malformed, payload-not-canonical, statement-type,
-              predicate-type, statement-shape, subject-key-mismatch
-across        duplicate (replay: same sequence, same digest), fork (equivocation: same sequence, other
-envelopes     digest), out-of-order (a sequence below the highest already seen), gap (sequences missing),
-              previous-mismatch (`previous` is not the digest of the preceding envelope)
+per envelope  envelope-malformed, envelope-not-canonical, base64-invalid, base64-not-canonical,
+              signature-missing, signature-count, wrong-key, signature-invalid, payload-type, payload-malformed,
+              payload-not-canonical, statement-type, predicate-type, statement-shape, subject-key-mismatch
+across        duplicate (replay: same sequence, same signed payload), fork (equivocation: same sequence, two
+envelopes     different payloads, each validly signed by the key), out-of-order (a sequence below the highest
+              already seen), gap (sequences missing), previous-mismatch (`previous` is not the digest of the
+              preceding envelope)
+
+An envelope's identity is what was signed. Only the canonical form is accepted (JCS bytes, one signature naming
+the key, canonical base64: `agent.dsse.envelope_from_object`), so nobody without the key can make a second
+envelope of the same payload; and duplicate / fork compare the signed payloads, not the envelope bytes.
 
 Imports only the standard library, `cryptography`, `collector.canonical` and the agent's pure modules (dsse, jcs,
 statement).
@@ -17,8 +22,13 @@ statement).
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -26,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import dsse, jcs
-from agent.statement import PAYLOAD_TYPE, check_statement, subject_digest
+from agent.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
 from collector.canonical import parse_canonical
 
 # Chain reasons an ingest treats specially: a duplicate is an idempotent resend, not an error.
@@ -65,6 +75,11 @@ class VerifiedStatement:
     source: str = ""
     payload: bytes = b""  # the signed payload bytes (the statement's JCS form)
 
+    @cached_property
+    def payload_digest(self) -> str:
+        """Hex SHA-256 of the signed payload: what duplicate / fork compare (hashed when first asked for)."""
+        return payload_digest(self.payload)
+
     @property
     def predicate(self) -> dict[str, Any]:
         return self.statement["predicate"]
@@ -84,6 +99,24 @@ class VerifiedStatement:
     @property
     def timestamp(self) -> str:
         return self.predicate["timestamp"]
+
+    @property
+    def signed_at(self) -> datetime:
+        """The statement's timestamp as a UTC datetime (its format was checked by `check_statement`)."""
+        return datetime.strptime(self.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ParsedEnvelope:
+    """An envelope's fields after its one parse (nothing in them trusted yet), and whether its bytes are JCS."""
+
+    envelope_bytes: bytes
+    envelope: dsse.Envelope
+    canonical: bool
+
+    @property
+    def keyid(self) -> str:
+        return self.envelope.signatures[0].keyid
 
 
 @dataclass(frozen=True)
@@ -107,6 +140,8 @@ class ChainRecord(Protocol):
     def digest(self) -> str: ...
     @property
     def previous(self) -> str: ...
+    @property
+    def payload_digest(self) -> str: ...  # "" when unknown: the envelope digest is compared instead
 
 
 def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:
@@ -123,47 +158,70 @@ def public_key_id(public_key: Ed25519PublicKey) -> str:
     return dsse.key_id(der)
 
 
-def _check_signatures(envelope: dsse.Envelope, public_key: Ed25519PublicKey, keyid: str) -> tuple[str, str] | None:
-    """None if a signature verifies over the PAE bytes, else (reason, message)."""
-    message = dsse.pae(envelope.payload_type, envelope.payload)
-    for signature in envelope.signatures:
-        try:
-            public_key.verify(signature.sig, message)
-            return None
-        except InvalidSignature:
-            continue
-    claimed = sorted({s.keyid for s in envelope.signatures if s.keyid})
-    if claimed and keyid not in claimed:
-        return "wrong-key", f"signed by key {', '.join(claimed)}, expected {keyid}"
-    return "signature-invalid", f"no signature verifies with key {keyid} over the PAE bytes"
+def payload_digest(payload: bytes) -> str:
+    """Hex SHA-256 of a signed payload (what an envelope's identity is)."""
+    return hashlib.sha256(payload).hexdigest()
 
 
-def verify_envelope(
-    envelope_bytes: bytes, public_key: Ed25519PublicKey, source: str = "", *, parsed: dsse.Envelope | None = None
+def stored_payload_digest(envelope_bytes: bytes) -> str:
+    """The payload digest of an envelope already stored (verified when it arrived, possibly before canonical form
+    was required, so read leniently); "" if it cannot be read (its envelope digest is compared instead)."""
+    try:
+        payload = json.loads(envelope_bytes)["payload"]
+        return payload_digest(dsse.b64decode(payload))
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
+        return ""
+
+
+def parse_envelope(envelope_bytes: bytes) -> ParsedEnvelope:
+    """The one parse of an envelope: strict JSON, the canonical envelope shape (`dsse.envelope_from_object`) and
+    whether the bytes are their JCS form, from a single pass. Raises `dsse.EnvelopeError`."""
+    try:
+        obj, canonical = parse_canonical(envelope_bytes)
+    except (jcs.CanonicalJsonError, ValueError) as err:  # ValueError: e.g. an integer too long to convert
+        raise dsse.EnvelopeError("envelope-malformed", f"envelope is not valid JSON: {err}") from err
+    return ParsedEnvelope(envelope_bytes, dsse.envelope_from_object(obj), canonical)
+
+
+def _check_signature(envelope: dsse.Envelope, public_key: Ed25519PublicKey, keyid: str) -> tuple[str, str] | None:
+    """None if the one signature names this key and verifies over the PAE bytes, else (reason, message)."""
+    (signature,) = envelope.signatures
+    if signature.keyid != keyid:
+        return "wrong-key", f"signed by key {signature.keyid}, expected {keyid}"
+    try:
+        public_key.verify(signature.sig, dsse.pae(envelope.payload_type, envelope.payload))
+    except InvalidSignature:
+        return "signature-invalid", f"the signature does not verify with key {keyid} over the PAE bytes"
+    return None
+
+
+def verify_envelope(envelope_bytes: bytes, public_key: Ed25519PublicKey, source: str = "") -> EnvelopeResult:
+    """Verify one envelope's exact bytes against the node's public key, collecting every failure."""
+    try:
+        parsed = parse_envelope(envelope_bytes)
+    except dsse.EnvelopeError as err:
+        return EnvelopeResult([Failure(err.reason, err.message, source=source)])
+    return verify_parsed(parsed, public_key, source)
+
+
+def verify_parsed(
+    parsed: ParsedEnvelope, public_key: Ed25519PublicKey, source: str = "", keyid: str | None = None
 ) -> EnvelopeResult:
-    """Verify one envelope's exact bytes against the node's public key, collecting every failure.
-
-    `parsed`: `dsse.parse_envelope(envelope_bytes)` when the caller has parsed it already (saves a parse)."""
-    keyid = public_key_id(public_key)
+    """Verify an envelope from its one parse (`parse_envelope`): canonical bytes, payload type, signature, then
+    the payload (parsed and canonical-checked once) and the statement. `keyid`: the key's id when the caller
+    knows it already (saves hashing the key)."""
+    keyid = keyid or public_key_id(public_key)
+    envelope = parsed.envelope
     failures: list[Failure] = []
 
     def fail(reason: str, message: str) -> None:
         failures.append(Failure(reason, message, source=source))
 
-    try:
-        envelope = parsed or dsse.parse_envelope(envelope_bytes)
-        _, envelope_canonical = parse_canonical(envelope_bytes)
-    except dsse.EnvelopeError as err:
-        fail(err.reason, err.message)
-        return EnvelopeResult(failures)
-    except (jcs.CanonicalJsonError, ValueError) as err:  # e.g. an integer too long to convert
-        fail("envelope-malformed", f"envelope is not valid JSON: {err}")
-        return EnvelopeResult(failures)
-    if not envelope_canonical:
+    if not parsed.canonical:
         fail("envelope-not-canonical", "envelope bytes are not the RFC 8785 (JCS) form of the envelope")
     if envelope.payload_type != PAYLOAD_TYPE:
         fail("payload-type", f"payloadType is {envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}")
-    signature_problem = _check_signatures(envelope, public_key, keyid)
+    signature_problem = _check_signature(envelope, public_key, keyid)
     if signature_problem:
         fail(*signature_problem)
         return EnvelopeResult(failures)  # verify before parse: an unauthenticated payload is not read
@@ -183,8 +241,11 @@ def verify_envelope(
     failures = [Failure(f.reason, f.message, sequence, f.source) for f in failures]
     if failures:
         return EnvelopeResult(failures)
-    digest = dsse.envelope_digest(envelope_bytes)
-    return EnvelopeResult([], VerifiedStatement(envelope_bytes, digest, keyid, statement, source, envelope.payload))
+    envelope_bytes = parsed.envelope_bytes
+    verified = VerifiedStatement(
+        envelope_bytes, dsse.envelope_digest(envelope_bytes), keyid, statement, source, envelope.payload
+    )
+    return EnvelopeResult([], verified)
 
 
 def _subject_sha256(statement: Any) -> str | None:
@@ -216,10 +277,10 @@ def check_chain(previous_records: Iterable[ChainRecord], new: ChainRecord, sourc
 
     same = [r for r in records if r.sequence == seq]
     if same:
-        if any(r.digest == new.digest for r in same):
+        if any(_same_signed_payload(r, new) for r in same):
             return finding(DUPLICATE, f"envelope {new.digest} was already received (replay)")
         others = ", ".join(sorted({r.digest for r in same}))
-        return finding(FORK, f"two different envelopes for sequence {seq}: {new.digest} and {others}")
+        return finding(FORK, f"two different signed payloads for sequence {seq}: envelopes {new.digest} and {others}")
     failures: list[Failure] = []
     highest = max((r.sequence for r in records), default=None)
     if highest is not None and seq < highest:
@@ -236,6 +297,16 @@ def check_chain(previous_records: Iterable[ChainRecord], new: ChainRecord, sourc
                 f"previous is {new.previous or '(empty)'}, but sequence {before.sequence} has digest {before.digest}",
             )
     return failures
+
+
+def _same_signed_payload(a: ChainRecord, b: ChainRecord) -> bool:
+    """Same signed payload (same envelope bytes imply it); a record without a payload digest compares by envelope.
+
+    Only the key's holder can sign, so two records for one sequence whose payloads differ are an equivocation;
+    the same payload in two envelopes (signed twice) is a replay, never evidence against the node."""
+    if a.digest == b.digest:
+        return True
+    return bool(a.payload_digest) and a.payload_digest == b.payload_digest
 
 
 def check_chains(statements: Sequence[VerifiedStatement]) -> list[Failure]:

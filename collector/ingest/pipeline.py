@@ -64,6 +64,7 @@ class Pipeline:
         *,
         clock: Callable[[], datetime] = utc_now,
         max_future_skew: timedelta = chain.DEFAULT_MAX_FUTURE_SKEW,
+        max_backdate: timedelta = chain.DEFAULT_MAX_BACKDATE,
         catalogue: Catalogue | None = None,
         rules: Rules | None = None,
         timings: StepTimings | None = None,
@@ -72,6 +73,7 @@ class Pipeline:
         self._store = store
         self._clock = clock
         self._skew = max_future_skew
+        self._backdate = max_backdate
         self._catalogue = catalogue or load_catalogue()
         self._rules = rules or load_rules()
         self.timings = timings or StepTimings()
@@ -97,14 +99,14 @@ class Pipeline:
 
     def _ingest(self, envelope_bytes: bytes, client_identity: str | None, spent: StepTimings) -> IngestResult:
         with spent.step("signature"):
-            envelope = signature.parse(envelope_bytes)
-            key = signature.enrolled_key(envelope, self._store.get_key)
+            parsed = signature.parse(envelope_bytes)  # the envelope's only parse on the ingest path
+            key = signature.enrolled_key(parsed, self._store.get_key)
             if client_identity is not None and client_identity != key.node_id:
                 raise BindingError(
                     f"the TLS client certificate is for {client_identity!r}; key {key.keyid} is bound to "
                     f"node {key.node_id!r}"
                 )
-            verified = signature.verify_signed(envelope_bytes, key, self._public_key(key), envelope)
+            verified = signature.verify_signed(parsed, key, self._public_key(key))
         with self._key_lock(key.keyid):
             try:
                 return self._judge(verified, key, spent)
@@ -120,24 +122,25 @@ class Pipeline:
             before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
             head = store.last_attestation(keyid)
             context = chain.ChainContext(
-                stored=_link(stored),
+                stored=_link_at_sequence(stored, verified),
                 predecessor=_link(before),
                 last=chain.Link(head.sequence, head.digest) if head else None,
             )
             now = self._clock()
             verdict = chain.check_chain(
                 node_id=key.node_id,
-                new=chain.Link(seq, verified.digest, verified.previous),
-                timestamp=signature.statement_time(verified),
+                new=chain.Link(seq, verified.digest, verified.previous, verified.payload_digest if stored else ""),
+                timestamp=verified.signed_at,
                 context=context,
                 now=now,
                 max_future_skew=self._skew,
+                not_before=_not_before(key.enrolled_at, self._backdate),
             )
         if verdict.duplicate and stored is not None:
             return _replay(stored)
         if verdict.rejected:
             evidence = None
-            if stored is not None and stored.digest != verified.digest:  # an equivocation: keep the proof
+            if stored is not None and verdict.equivocation:  # two different signed payloads: keep the proof
                 evidence = Evidence(keyid, seq, verified.digest, verified.envelope_bytes, stored.digest, now)
             with spent.step("store"):
                 store.add_findings(_tagged(verdict.findings, keyid, seq, now, verified.digest), evidence)
@@ -165,7 +168,7 @@ class Pipeline:
                     envelope=verified.envelope_bytes,
                     node_id=key.node_id,
                     site=key.site,
-                    timestamp=signature.statement_time(verified),
+                    timestamp=verified.signed_at,
                     received_at=now,
                     previous=verified.previous,
                     devices=recomputed.devices,
@@ -218,6 +221,25 @@ class Pipeline:
 
 def _link(record: AttestationRecord | None) -> chain.Link | None:
     return chain.Link(record.sequence, record.digest, record.previous) if record else None
+
+
+def _link_at_sequence(record: AttestationRecord | None, verified: verify.VerifiedStatement) -> chain.Link | None:
+    """The record stored at the incoming sequence, with its payload digest (to tell a replay from an
+    equivocation). The same bytes have the same payload; only other bytes are read (a rare path)."""
+    if record is None:
+        return None
+    if record.digest == verified.digest:
+        payload_digest = verified.payload_digest
+    else:
+        payload_digest = verify.stored_payload_digest(record.envelope)
+    return chain.Link(record.sequence, record.digest, record.previous, payload_digest)
+
+
+def _not_before(enrolled_at: datetime, backdate: timedelta) -> datetime:
+    try:
+        return enrolled_at - backdate
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _log_index(record: AttestationRecord) -> int:

@@ -7,11 +7,10 @@ key lookup is passed in (`lookup(keyid) -> NodeKey | None`), so the step is test
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from agent import dsse
-from agent.statement import TIMESTAMP_FORMAT
 from collector import verify
 from collector.ingest.errors import (
     BindingError,
@@ -22,55 +21,45 @@ from collector.ingest.errors import (
 )
 from collector.store.base import NodeKey
 
-# verify_envelope reasons meaning "not signed by this key"; every other reason means a malformed envelope.
+# verify reasons meaning "not signed by this key"; every other reason means a malformed envelope.
 SIGNATURE_REASONS = frozenset({"wrong-key", "signature-invalid", "subject-key-mismatch"})
-# An agent signs once. Each signature costs a key lookup and an Ed25519 verification: thousands of them fit in
-# 1 MiB and would cost about a second per message, so more than this is malformed before any is looked at.
-MAX_SIGNATURES = 4
 
 
-def parse(envelope_bytes: bytes) -> dsse.Envelope:
-    """The envelope's fields (nothing in them trusted yet); MalformedError if it is not a DSSE envelope or
-    carries more than MAX_SIGNATURES signatures."""
+def parse(envelope_bytes: bytes) -> verify.ParsedEnvelope:
+    """The envelope's one parse (nothing in it trusted yet); MalformedError unless it is in the one canonical form
+    (JCS bytes, exactly one signature, canonical base64, no unknown fields): a byte variant of a genuine
+    envelope is refused here, before any key lookup, and can never be judged a duplicate or an equivocation."""
     try:
-        envelope = dsse.parse_envelope(envelope_bytes)
+        parsed = verify.parse_envelope(envelope_bytes)
     except dsse.EnvelopeError as err:
         raise MalformedError(f"{err.reason}: {err.message}") from err
-    except ValueError as err:  # the JSON parser's own limits, e.g. an integer of more than 4300 digits
-        raise MalformedError(f"envelope-malformed: envelope is not valid JSON: {err}") from err
-    if len(envelope.signatures) > MAX_SIGNATURES:
-        count = len(envelope.signatures)
-        raise MalformedError(f"envelope-malformed: {count} signatures, at most {MAX_SIGNATURES} are accepted")
-    return envelope
+    if not parsed.canonical:
+        raise MalformedError("envelope-not-canonical: envelope bytes are not the RFC 8785 (JCS) form of the envelope")
+    return parsed
 
 
-def enrolled_key(envelope: bytes | dsse.Envelope, lookup: Callable[[str], NodeKey | None]) -> NodeKey:
+def _parsed(envelope: bytes | verify.ParsedEnvelope) -> verify.ParsedEnvelope:
+    return parse(envelope) if isinstance(envelope, bytes) else envelope
+
+
+def enrolled_key(envelope: bytes | verify.ParsedEnvelope, lookup: Callable[[str], NodeKey | None]) -> NodeKey:
     """The enrolled, unrevoked key the envelope names; Malformed-, UnknownKey- or RevokedKeyError if none."""
-    if isinstance(envelope, bytes):
-        envelope = parse(envelope)
-    keyids = list(dict.fromkeys(s.keyid for s in envelope.signatures if s.keyid))
-    if not keyids:
-        raise UnknownKeyError("the envelope's signatures name no keyid")
-    for keyid in keyids:
-        key = lookup(keyid)
-        if key is None:
-            continue
-        if key.revoked:
-            raise RevokedKeyError(f"key {keyid} of node {key.node_id} was revoked")
-        return key
-    raise UnknownKeyError(f"key {', '.join(keyids)} is not enrolled")
+    keyid = _parsed(envelope).keyid
+    key = lookup(keyid)
+    if key is None:
+        raise UnknownKeyError(f"key {keyid} is not enrolled")
+    if key.revoked:
+        raise RevokedKeyError(f"key {keyid} of node {key.node_id} was revoked")
+    return key
 
 
 def verify_signed(
-    envelope_bytes: bytes,
-    key: NodeKey,
-    public_key: verify.Ed25519PublicKey,
-    parsed: dsse.Envelope | None = None,
+    envelope: bytes | verify.ParsedEnvelope, key: NodeKey, public_key: verify.Ed25519PublicKey
 ) -> verify.VerifiedStatement:
     """The verified statement; raises SignatureError (not this key) or MalformedError (bad shape), naming
     every failure, or BindingError when the statement speaks for another node than the key is bound to.
-    `parsed`: `parse(envelope_bytes)` when the caller has it already."""
-    result = verify.verify_envelope(envelope_bytes, public_key, parsed=parsed)
+    Pass the envelope as `parse` returned it: it is not parsed again."""
+    result = verify.verify_parsed(_parsed(envelope), public_key, keyid=key.keyid)
     if result.verified is None:
         detail = "; ".join(f"{f.reason}: {f.message}" for f in result.failures)
         if any(f.reason in SIGNATURE_REASONS for f in result.failures):
@@ -116,4 +105,4 @@ def _nul_path(value: Any, path: str) -> str:
 
 def statement_time(verified: verify.VerifiedStatement) -> datetime:
     """The statement's timestamp (its format was checked by the verifier)."""
-    return datetime.strptime(verified.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return verified.signed_at

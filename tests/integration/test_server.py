@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import grpc
 
+from agent.attest import sign_predicate
 from agent.dsse import envelope_digest
 from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode
@@ -119,6 +120,18 @@ def test_a_timestamp_more_than_five_minutes_ahead_is_rejected(collector: Collect
     assert rejected.status == pb.ACK_STATUS_REJECTED and rule_ids(rejected) == ["chain.future-timestamp"]
     (accepted,) = collector.report([within])
     assert accepted.status == pb.ACK_STATUS_ACCEPTED
+
+
+def test_a_timestamp_long_before_the_keys_enrolment_is_rejected(collector: Collector) -> None:
+    node = TestNode("node-1")
+    collector.enroll(node)  # at NOW, the collector's clock
+    year_one = sign_predicate(node.predicate, node.key, sequence=1, previous="", timestamp="0001-01-01T00:00:00Z")
+    (rejected,) = collector.report([year_one])
+    assert rejected.status == pb.ACK_STATUS_REJECTED and rule_ids(rejected) == ["chain.past-timestamp"]
+    assert collector.store.get_attestation(node.keyid, 1) is None
+    spooled_before_enrolment = node.sign(ahead=-timedelta(days=2))
+    (accepted,) = collector.report([spooled_before_enrolment])
+    assert accepted.status == pb.ACK_STATUS_ACCEPTED and rule_ids(accepted) == []
 
 
 def test_an_unenrolled_key_is_permission_denied(collector: Collector) -> None:

@@ -75,7 +75,12 @@ def _envelope(**fields: object) -> bytes:
         (_envelope(payload="***"), "base64-invalid"),
         (_envelope(signatures=[]), "signature-missing"),
         (_envelope(signatures=[{"keyid": "k"}]), "envelope-malformed"),
-        (_envelope(signatures=[{"sig": "@@"}]), "base64-invalid"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "@@"}]), "base64-invalid"),
+        (_envelope(signatures=[{"sig": "AAAA"}]), "envelope-malformed"),
+        (_envelope(signatures=[{"keyid": "", "sig": "AAAA"}]), "envelope-malformed"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "AAAA"}] * 2), "signature-count"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "AAB="}]), "base64-not-canonical"),
+        (_envelope(signatures=[{"keyid": "k", "sig": "-_8="}]), "base64-not-canonical"),
         (_envelope(signatures=[{"sig": "AAAA", "cert": "x"}]), "envelope-malformed"),
     ],
 )

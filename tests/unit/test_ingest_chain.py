@@ -96,3 +96,32 @@ def test_equivocation_message_names_both_digests() -> None:
     (finding,) = verdict.findings
     assert D2 in finding.message and D3 in finding.message
     assert (finding.severity, finding.subject) == ("violation", "node:n1")
+
+
+YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "rejected"),
+    [
+        (YEAR_ONE, True),  # issue 8, finding 7: accepted before with only an out-of-order finding
+        (NOW - timedelta(days=400), True),
+        (NOW - timedelta(days=7, seconds=1), True),
+        (NOW - timedelta(days=7), False),  # signed and spooled before the enrolment reached the collector
+        (NOW - timedelta(minutes=1), False),
+    ],
+)
+def test_a_timestamp_before_the_keys_enrolment_less_the_backdating_allowed_is_rejected(
+    timestamp: datetime, rejected: bool
+) -> None:
+    context = ChainContext(predecessor=Link(1, D1), last=Link(1, D1))
+    verdict = check_chain(
+        node_id="n1",
+        new=Link(2, D2, D1),
+        timestamp=timestamp,
+        context=context,
+        now=NOW,
+        not_before=NOW - timedelta(days=7),
+    )
+    assert verdict.rejected is rejected
+    assert [f.rule_id for f in verdict.findings] == (["chain.past-timestamp"] if rejected else [])
