@@ -14,10 +14,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent import dsse, jcs
 from agent.chain import ChainStore
 from agent.keys import key_id
-from agent.statement import PAYLOAD_TYPE, build_statement, format_timestamp, subject_digest
+from common import dsse, jcs
+from common.statement import PAYLOAD_TYPE, build_statement, format_timestamp, subject_digest
 
 Clock = Callable[[], datetime]
 

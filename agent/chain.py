@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.durable import atomic_write, make_private_dirs
-from agent.errors import StateError
+from common.durable import atomic_write, make_private_dirs
+from common.errors import StateError
 
 log = logging.getLogger("gpucensus.agent.chain")
 

@@ -6,8 +6,8 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.cli_support import build_parser, run_command
 from agent.commands import COMMANDS
+from common.cli_support import build_parser, run_command
 
 DESCRIPTION = (
     "Inventory this node's NVIDIA accelerators, classify them (ECCN 3A090, TPP, H100e) "

@@ -7,16 +7,15 @@ of the DER SubjectPublicKeyInfo (docs/formats.md).
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent import dsse
-from agent.durable import atomic_write, make_private_dirs
-from agent.errors import KeyError_
+from common import dsse
+from common.durable import atomic_write, make_private_dirs, refuse_shared_private_key
+from common.errors import KeyError_
 
 PRIVATE_MODE = 0o600
 
@@ -73,15 +72,6 @@ def generate_key(path: Path) -> NodeKey:
         except OSError as err:
             raise KeyError_(f"cannot write key file {target}: {err.strerror}") from err
     return NodeKey(private_key, path)
-
-
-def refuse_shared_private_key(path: str | Path, info: os.stat_result, what: str) -> None:
-    """KeyError_ (exit 4) naming the file and the fix if group or others have any permission on a private key."""
-    if info.st_mode & 0o077:
-        raise KeyError_(
-            f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o})",
-            hint=f"chmod 600 {path}",
-        )
 
 
 def load_key(path: Path) -> NodeKey:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent.devices import PciFunction
+from common.devices import PciFunction
 
 NVIDIA_VENDOR_ID = 0x10DE
 GPU_CLASSES = {0x0300: "0x0300", 0x0302: "0x0302"}  # VGA-compatible controller, 3D controller
@@ -55,15 +55,3 @@ def scan_sysfs(root: str | Path = "/sys") -> list[PciFunction]:
         if function is not None:
             found.append(function)
     return found
-
-
-def same_bus_id(nvml_bus_id: str | None, sysfs_bus_id: str) -> bool:
-    """NVML says '00000000:18:00.0' (32-bit domain), sysfs '0000:18:00.0' (16-bit domain)."""
-    if not nvml_bus_id:
-        return False
-    try:
-        n_domain, n_rest = nvml_bus_id.lower().split(":", 1)
-        s_domain, s_rest = sysfs_bus_id.lower().split(":", 1)
-        return int(n_domain, 16) == int(s_domain, 16) and n_rest == s_rest
-    except ValueError:
-        return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agent.safe_text import printable
+from common.safe_text import printable
 
 if TYPE_CHECKING:
     from agent.spool import SpoolRow

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from agent.durable import create_sqlite_file
-from agent.errors import StateError
+from common.durable import create_sqlite_file
+from common.errors import StateError
 
 SCHEMA_VERSION = 2
 PENDING, DELIVERED, REJECTED, QUARANTINED = "pending", "delivered", "rejected", "quarantined"

@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from agent.errors import ConfigError
-from agent.keys import refuse_shared_private_key
+from common.durable import refuse_shared_private_key
+from common.errors import ConfigError
 
 log = logging.getLogger("gpucensus.agent.tls")
 

@@ -26,10 +26,11 @@ from typing import Any
 import grpc
 
 from agent.config import AgentConfig
-from agent.durable import atomic_write
-from agent.errors import ConfigError
 from agent.spool import Spool, SpoolEntry
 from agent.tls import read_tls_files
+from common.durable import atomic_write
+from common.errors import ConfigError
+from common.wire import RETRY_AFTER_KEY
 from protos import census_pb2, census_pb2_grpc
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -45,7 +46,6 @@ VERDICTS = frozenset(
         grpc.StatusCode.OUT_OF_RANGE,
     }
 )
-RETRY_AFTER_KEY = "gpucensus-retry-after-seconds"  # trailing metadata: the collector's "at a limit, retry later"
 MAX_BATCH = 500  # envelopes per stream; the rest go on the next drain
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -2,7 +2,7 @@
 
 `gpucensus-audit verify FILE... --key PUBKEY.pem` verifies each envelope file (canonical form, signature, payload
 type, statement shape) and, per node key, the chain across them (order, `previous` links, duplicates, gaps, forks).
-A fork is two different payloads, each verified with the key, for one sequence (`collector.verify.check_chain`):
+A fork is two different payloads, each verified with the key, for one sequence (`common.verify.check_chain`):
 the same rule as the collector's equivocation.
 Exit 0 only if everything holds, 1 if any check fails (each failure printed with its reason), 2 on unusable
 input (a file or key that cannot be read).
@@ -18,12 +18,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.cli_support import run_command
-from agent.dsse import EnvelopeError
-from agent.safe_text import printable
 from collector import __version__
 from collector.errors import ConfigError
-from collector.verify import (
+from common.cli_support import run_command
+from common.dsse import EnvelopeError
+from common.safe_text import printable
+from common.verify import (
     EnvelopeResult,
     Failure,
     VerifiedStatement,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from agent.cli_support import build_parser, run_command
 from collector import __version__
 from collector.commands import COMMANDS
+from common.cli_support import build_parser, run_command
 
 DESCRIPTION = (
     "Receive and verify gpucensus attestations, keep the registry and inventory, "

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from google.protobuf.message import DecodeError, Message
 
-from agent.statement import format_timestamp
 from collector.ingest.model import ACCEPTED, INFO, REJECTED, VIOLATION, WARNING, Finding, IngestResult
 from collector.store.base import CountryTotals, NodeKey, NodeStatus, SiteStatus
+from common.statement import format_timestamp
 from protos import census_pb2 as pb
 
 SEVERITY_TO_PB = {INFO: pb.SEVERITY_INFO, WARNING: pb.SEVERITY_WARNING, VIOLATION: pb.SEVERITY_VIOLATION}

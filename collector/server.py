@@ -36,6 +36,7 @@ from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
 from collector.metrics import CollectorMetrics
 from collector.servicer import CensusServicer, add_to_server
 from collector.store.base import Store
+from common.durable import refuse_shared_private_key
 from protos import census_pb2
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,6 @@ def _certificates(path: str, what: str) -> tuple[bytes, list[x509.Certificate]]:
 def _private_key(path: str) -> tuple[bytes, bytes]:
     """The key file's bytes and its public key (DER SubjectPublicKeyInfo); KeyError_ (exit 4) if group or others
     have any permission on it."""
-    from agent.keys import refuse_shared_private_key  # imported here: this function is all this module takes
-
     data = _read(path, "TLS key")
     refuse_shared_private_key(path, Path(path).stat(), "the TLS key")
     try:

@@ -23,7 +23,7 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry
 
-from collector import codec, limits, verify
+from collector import codec, limits
 from collector.ingest.errors import BindingError, MalformedError
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
@@ -31,6 +31,7 @@ from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
 from collector.statuses import status_for
 from collector.store.base import CountryTotals, RecordNotFoundError, Store
+from common import verify
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 

@@ -11,16 +11,16 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.accounting import load_rules
 from agent.attest import sign_predicate
 from agent.backends.mock import MockBackend
-from agent.catalogue import load_catalogue
-from agent.dsse import envelope_digest
 from agent.host import NodeInfo
 from agent.snapshot import build_predicate
-from agent.statement import format_timestamp
 from collector.store.base import Entity, NodeKey, Site, Store
-from collector.verify import public_key_id
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
+from common.dsse import envelope_digest
+from common.statement import format_timestamp
+from common.verify import public_key_id
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

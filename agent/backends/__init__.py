@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Protocol
 
-from agent.devices import Discovery
-from agent.errors import ConfigError
+from common.devices import Discovery
+from common.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
     "nvml": "agent.backends.nvml:NvmlBackend",

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agent.devices import (
+from common.devices import (
     MAX_ERROR_TEXT,
     STATUS_INCOMPLETE,
     STATUS_LOST,
@@ -43,7 +43,7 @@ from agent.devices import (
     integer_problem,
     text_problem,
 )
-from agent.errors import ConfigError
+from common.errors import ConfigError
 
 PROFILE_DIR = "agent.backends.profiles"
 # Bus numbers of a DGX H100's eight GPUs; further GPUs continue from 0xe0 upwards.
@@ -127,7 +127,7 @@ def _record(models: dict[str, dict[str, Any]], group: dict[str, Any], where: str
 
 
 def _facts(facts: dict[str, Any], where: str) -> dict[str, Any]:
-    """The facts of a group, each what NVML could report (`agent.devices.fact_problem`: a non-negative integer,
+    """The facts of a group, each what NVML could report (`common.devices.fact_problem`: a non-negative integer,
     a hex PCI id, a short text): anything else would be signed and then refused by the collector."""
     for key, value in facts.items():
         problem = fact_problem(key, value)

@@ -21,8 +21,8 @@ from typing import Any
 
 import pynvml
 
-from agent.devices import STATUS_INCOMPLETE, STATUS_LOST, Discovery, DriverInfo, GpuDevice, MigInstance
-from agent.errors import DriverError
+from common.devices import STATUS_INCOMPLETE, STATUS_LOST, Discovery, DriverInfo, GpuDevice, MigInstance
+from common.errors import DriverError
 
 LIBRARY_NAME = "libnvidia-ml.so.1"
 

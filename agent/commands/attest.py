@@ -14,9 +14,9 @@ from pathlib import Path
 from agent.attest import attest
 from agent.chain import ChainStore
 from agent.commands.snapshot import add_discovery_arguments, predicate_from_args
-from agent.durable import atomic_write
-from agent.errors import ConfigError, StateError
 from agent.keys import load_key
+from common.durable import atomic_write
+from common.errors import ConfigError, StateError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

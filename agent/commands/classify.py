@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from agent.accounting import load_rules
-from agent.catalogue import parse_decimal
-from agent.errors import ConfigError
-from agent.snapshot import hypothetical
+from common.accounting import load_rules
+from common.catalogue import parse_decimal
+from common.errors import ConfigError
+from common.inventory import hypothetical
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
         "classify",
         help="classify a hypothetical chip (ECCN 3A090, performance density, H100e)",
         description="Classify a chip from its TPP and die area under ECCN 3A090 (thresholds from the "
-        "packaged data file agent/data/eccn_3a090.toml).",
+        "packaged data file common/data/eccn_3a090.toml).",
     )
     parser.add_argument("--tpp", type=int, required=True, help="total processing performance (integer)")
     parser.add_argument("--die-area", default=None, help="applicable die area in mm² (decimal)")

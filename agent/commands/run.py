@@ -23,12 +23,12 @@ from agent import config as agent_config
 from agent.attest import attest
 from agent.chain import ChainStore
 from agent.commands.snapshot import predicate_from_args
-from agent.errors import ConfigError, GpucensusError, StateError
 from agent.host import node_info
 from agent.keys import load_key
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import Backoff, DrainResult, Uplink, ensure_enrolled, open_channel, parse_checkpoint
+from common.errors import ConfigError, GpucensusError, StateError
 
 log = logging.getLogger("gpucensus.agent")
 

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.accounting import load_rules
 from agent.backends import BACKENDS, create_backend
-from agent.catalogue import load_catalogue
-from agent.errors import ConfigError
 from agent.host import node_info
 from agent.pci import scan_sysfs
 from agent.render import snapshot_table
 from agent.snapshot import build_predicate
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
+from common.errors import ConfigError
 
 DEFAULT_PROFILE = "dgx-h100"
 

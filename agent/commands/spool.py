@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from agent import config as agent_config
-from agent.errors import ConfigError
 from agent.render import spool_table
-from agent.safe_text import printable
 from agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
+from common.errors import ConfigError
+from common.safe_text import printable
 
 STATES = ("all", PENDING, REJECTED, QUARANTINED, DELIVERED)
 

@@ -9,13 +9,13 @@ import argparse
 import sys
 from datetime import date
 
-from agent.accounting import load_rules
-from agent.catalogue import load_catalogue
 from collector.errors import ConfigError
 from collector.policy import evaluate, load_pack, load_scenario
 from collector.policy.compare import render_compare
 from collector.policy.fields import iso_date
 from collector.policy.render import FORMATS, render
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser, policy_required: bool) -> None:

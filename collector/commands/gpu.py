@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from agent.safe_text import printable
 from collector.commands.common import command_group, iso, now, store_action, store_from_args
 from collector.store.base import RecordNotFoundError
+from common.safe_text import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

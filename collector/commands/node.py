@@ -9,8 +9,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.safe_text import printable
-from collector import verify
 from collector.commands.common import (
     command_group,
     config_from_args,
@@ -25,6 +23,8 @@ from collector.commands.common import (
 from collector.errors import ConfigError
 from collector.registry import validate_id
 from collector.store.base import NodeStatus, RecordNotFoundError
+from common import verify
+from common.safe_text import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,14 +11,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.accounting import load_rules
-from agent.catalogue import load_catalogue
 from collector.commands.evaluate import add_policy_arguments, parse_as_of
 from collector.config import load_config
 from collector.errors import ConfigError
 from collector.policy import evaluate, load_pack, parse_scenario
 from collector.policy.report import render_report
 from collector.store import open_store
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

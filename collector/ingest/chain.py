@@ -1,5 +1,5 @@
 """Chain step: where an envelope stands in its key's sequence (docs/auditors.md). The chain rules themselves are
-`collector.verify.check_chain` (shared with the auditor); this step turns its verdicts into the ingest's
+`common.verify.check_chain` (shared with the auditor); this step turns its verdicts into the ingest's
 decisions and findings, and adds the rules that need the collector's clock or its whole history. Pure: the
 store lookups arrive as a `ChainContext`.
 
@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector import verify
 from collector.ingest.model import VIOLATION, WARNING, Finding
+from common import verify
 
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 DEFAULT_MAX_BACKDATE = timedelta(days=7)
-FIRST_SEQUENCE = 1  # agent/statement.py: sequence 1 starts a chain and names no previous envelope
+FIRST_SEQUENCE = 1  # common/statement.py: sequence 1 starts a chain and names no previous envelope
 
 EQUIVOCATION = "chain.equivocation"
 

@@ -2,7 +2,7 @@
 
 A statement that passed `check_statement` has the right top-level shape; what its devices and PCI functions
 carry is whatever the signer put there. Each fact recompute reads is checked here with the agent's own
-definition of a valid fact (`agent.devices`: integers that are not bools, non-negative and bounded; hex PCI ids;
+definition of a valid fact (`common.devices`: integers that are not bools, non-negative and bounded; hex PCI ids;
 strings of bounded length without control characters), lists are bounded and nested objects must be objects.
 A bad one raises `MalformedFactError` naming the field, e.g. `devices[3].pci.device_id: not a hex PCI id ('zz')`.
 Facts the agent did not report are absent, never an error; keys recompute does not read are ignored.
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.devices import (
+from collector.ingest.errors import MalformedFactError
+from common.devices import (
     COUNT_FACTS,
     MAX_ERROR_TEXT,
     MAX_INDEX,
@@ -27,7 +28,6 @@ from agent.devices import (
     integer_problem,
     text_problem,
 )
-from collector.ingest.errors import MalformedFactError
 
 MAX_ITEMS = 65_536  # devices or PCI functions in one predicate: far beyond any node, far below a memory problem
 _TEXT_FACTS = ("uuid", "serial", "name", "architecture", "cuda_compute_capability", "mig_mode")

@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from agent.accounting import Rules, load_rules
-from agent.catalogue import Catalogue, load_catalogue
-from collector import verify
 from collector.ingest import chain, crossnode, recompute, signature
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.metrics import CollectorMetrics
 from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
+from common import verify
+from common.accounting import Rules, load_rules
+from common.catalogue import Catalogue, load_catalogue
 
 STEPS = ("signature", "chain", "recompute", "crossnode", "store")
 

@@ -1,7 +1,7 @@
 """Recompute step: every figure of an attestation from its reported facts, with the collector's catalogue.
 
 The agent's figures are claims; the collector rebuilds each device entry, the PCI cross-check (which PCI GPU
-NVML did not report) and the totals with the same pure functions the agent uses (`agent.snapshot`), from the
+NVML did not report) and the totals with the same pure functions the agent uses (`common.inventory`), from the
 facts alone. A disagreement is a finding; the collector's figures are the ones stored. Devices whose figures
 need a person (derived from NVML facts, or unknown) and devices lost or incomplete are findings too.
 Every fact is read through `collector.ingest.facts`, which refuses a malformed one with `MalformedFactError`
@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent import snapshot
-from agent.accounting import ECCN_A, ECCN_B, Rules
-from agent.catalogue import Catalogue
-from agent.devices import STATUS_INCOMPLETE, STATUS_OK
 from collector.ingest import facts as read_facts
 from collector.ingest.model import INFO, WARNING, Finding
 from collector.store.base import DeviceRecord
+from common import inventory
+from common.accounting import ECCN_A, ECCN_B, Rules
+from common.catalogue import Catalogue
+from common.devices import STATUS_INCOMPLETE, STATUS_OK
 
 ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
 TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
@@ -78,8 +78,8 @@ def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) 
     """The collector's figures and findings for a predicate; `MalformedFactError` names a fact it cannot use."""
     raw_devices, facts = read_facts.devices(predicate)
     functions = read_facts.pci_functions(predicate)
-    ours = [snapshot.device_entry(f, catalogue, rules) for f in facts]
-    pci = snapshot.pci_entries(functions, facts, catalogue, rules)
+    ours = [inventory.device_entry(f, catalogue, rules) for f in facts]
+    pci = inventory.pci_entries(functions, facts, catalogue, rules)
     findings: list[Finding] = []
     records: list[DeviceRecord] = []
     for raw, fact, entry in zip(raw_devices, facts, ours, strict=True):
@@ -104,10 +104,10 @@ def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) 
             )
         records.append(_record(entry, fact.uuid or "", entry["status"], entry.get("error", ""), catalogue))
     for entry in pci:
-        if entry["status"] == snapshot.PCI_NOT_IN_NVML:
+        if entry["status"] == inventory.PCI_NOT_IN_NVML:
             records.append(_record(entry, "", STATUS_INCOMPLETE, HIDDEN_ERROR, catalogue))
     claimed_totals = predicate.get("totals") if isinstance(predicate.get("totals"), Mapping) else {}
-    differences = _differences(claimed_totals, snapshot.totals(ours, pci), TOTALS_FIELDS)
+    differences = _differences(claimed_totals, inventory.totals(ours, pci), TOTALS_FIELDS)
     if differences:
         node = predicate.get("node", {}).get("id", "") if isinstance(predicate.get("node"), Mapping) else ""
         message = "the agent's totals differ from the collector's (the collector's are stored): "

@@ -1,4 +1,4 @@
-"""Signature step: which enrolled key signed the envelope, and does the signature hold (`collector.verify`).
+"""Signature step: which enrolled key signed the envelope, and does the signature hold (`common.verify`).
 
 Verify before parse: the payload is read only after a signature over its exact bytes has been checked. The
 key lookup is passed in (`lookup(keyid) -> NodeKey | None`), so the step is testable without a store.
@@ -10,8 +10,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from agent import dsse
-from collector import verify
 from collector.ingest.errors import (
     BindingError,
     MalformedError,
@@ -20,6 +18,7 @@ from collector.ingest.errors import (
     UnknownKeyError,
 )
 from collector.store.base import NodeKey
+from common import dsse, verify
 
 # verify reasons meaning "not signed by this key"; every other reason means a malformed envelope.
 SIGNATURE_REASONS = frozenset({"wrong-key", "signature-invalid", "subject-key-mismatch"})

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from agent.accounting import Rules, classify
-from agent.catalogue import Catalogue
 from collector.policy import rules_tiers, rules_veu
 from collector.policy.pack import Pack
 from collector.policy.result import (
@@ -28,6 +26,8 @@ from collector.policy.result import (
     worst,
 )
 from collector.policy.scenario import DeviceGroup, Scenario, Site
+from common.accounting import Rules, classify
+from common.catalogue import Catalogue
 
 
 def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules) -> Evaluation:

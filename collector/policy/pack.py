@@ -15,9 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agent.accounting import ECCN_A, ECCN_B
 from collector.errors import ConfigError
 from collector.policy.fields import Reader
+from common.accounting import ECCN_A, ECCN_B
 
 STATUSES = ("in-force", "rescinded", "proposal")
 CLASSES = (ECCN_A, ECCN_B)

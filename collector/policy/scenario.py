@@ -16,9 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from agent.catalogue import exact_decimal
 from collector.errors import ConfigError
 from collector.policy.fields import Reader, parse_date
+from common.catalogue import exact_decimal
 
 AUTHORIZATIONS = ("none", "uveu", "nveu")
 

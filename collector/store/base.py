@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from agent.errors import GpucensusError
+from common.errors import GpucensusError
 
 
 class ConflictError(Exception):

@@ -12,7 +12,7 @@ import json
 import sys
 
 from agent.backends.nvml import NvmlBackend
-from agent.errors import GpucensusError
+from common.errors import GpucensusError
 
 
 def main(argv: list[str]) -> int:

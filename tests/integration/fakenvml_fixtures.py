@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from agent.devices import Discovery, DriverInfo, GpuDevice, MigInstance
-from agent.errors import DriverError
+from common.devices import Discovery, DriverInfo, GpuDevice, MigInstance
+from common.errors import DriverError
 
 FAKENVML_DIR = Path(__file__).resolve().parents[1] / "fakenvml"
 PROFILES_DIR = FAKENVML_DIR / "profiles"

@@ -18,9 +18,9 @@ import pytest
 from agent.chain import STATE_FILE
 from agent.cli import main as agent_main
 from agent.commands import run as run_command
-from agent.errors import StateError
 from agent.keys import generate_key
 from agent.spool import Spool
+from common.errors import StateError
 
 AGENT = [sys.executable, "-m", "agent.cli"]
 COLLECTOR = [sys.executable, "-m", "collector.cli"]

@@ -16,12 +16,12 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.dsse import envelope_digest
 from collector.config import CollectorConfig, MetricsConfig, NodesConfig, ServerConfig
 from collector.errors import ConfigError
 from collector.ingest.pipeline import STEPS
 from collector.server import run_server
 from collector.store import open_store
+from common.dsse import envelope_digest
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode

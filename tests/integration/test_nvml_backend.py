@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.devices import STATUS_INCOMPLETE, STATUS_LOST, STATUS_OK, MigInstance
-from agent.errors import DriverError
+from common.devices import STATUS_INCOMPLETE, STATUS_LOST, STATUS_OK, MigInstance
+from common.errors import DriverError
 
 pytest.register_assert_rewrite("tests.integration.fakenvml_fixtures")
 from tests.integration.fakenvml_fixtures import DISCOVER_SCRIPT, REPO_ROOT, build, fake_env  # noqa: E402

@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 
 from agent.attest import sign_predicate
-from agent.dsse import envelope_digest
+from common.dsse import envelope_digest
 from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent import config as agent_config
-from agent.errors import ConfigError
 from agent.spool import DELIVERED, REJECTED, Spool
 from agent.uplink import RetryableError, Uplink, ensure_enrolled, open_channel, parse_checkpoint
+from common.errors import ConfigError
 from protos import census_pb2, census_pb2_grpc
 
 KEY = "ef" * 32

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from agent.accounting import (
+from common.accounting import (
     BASIS_CATALOGUE,
     BASIS_DERIVED,
     BASIS_UNKNOWN,
@@ -15,8 +15,8 @@ from agent.accounting import (
     load_rules,
     milli,
 )
-from agent.catalogue import load_catalogue
-from agent.devices import STATUS_LOST, GpuDevice
+from common.catalogue import load_catalogue
+from common.devices import STATUS_LOST, GpuDevice
 
 RULES = load_rules()
 CATALOGUE = load_catalogue()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent import config as agent_config
-from agent.errors import ConfigError
+from common.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "agent.example.toml"

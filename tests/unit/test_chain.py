@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from agent import attest as attest_module
 from agent.attest import attest, statement_payload
 from agent.chain import STATE_FILE, ChainStore, _parse
-from agent.dsse import envelope_digest, parse_envelope
-from agent.durable import atomic_write
-from agent.errors import StateError
 from agent.keys import key_id
-from collector.verify import check_chains, verify_envelope
+from common.dsse import envelope_digest, parse_envelope
+from common.durable import atomic_write
+from common.errors import StateError
+from common.verify import check_chains, verify_envelope
 from tests.unit.attest_fixtures import fixed_clock, new_key, predicate
 
 

@@ -16,13 +16,12 @@ import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from agent import dsse, jcs
 from agent.attest import sign_payload
-from agent.statement import PAYLOAD_TYPE, check_statement
-from collector import verify
 from collector.ingest import signature
 from collector.ingest.errors import BindingError, MalformedError, SignatureError, UnknownKeyError
 from collector.store.base import NodeKey
+from common import dsse, jcs, verify
+from common.statement import PAYLOAD_TYPE, check_statement
 from tests.unit.attest_fixtures import new_key, signed_chain
 
 pytestmark = pytest.mark.fuzz

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from collector import audit_cli, verify
+from collector import audit_cli
 from collector.ingest.chain import ChainContext, Link, check_chain
 from collector.ingest.errors import MalformedError
 from collector.ingest.pipeline import Pipeline
 from collector.store import open_store
+from common import verify
 from tests.envelope_variants import VARIANTS, with_distinct_variants
 from tests.ingest_nodes import NOW, TestNode, enroll
 from tests.unit.attest_fixtures import new_key, signed_chain
@@ -46,7 +47,7 @@ def test_a_variant_made_without_the_key_does_not_verify(variant: str) -> None:
 def test_the_keyid_must_name_the_verifying_key() -> None:
     obj = json.loads(GOOD)
     obj["signatures"][0]["keyid"] = "0" * 64
-    from agent import jcs
+    from common import jcs
 
     result = verify.verify_envelope(jcs.canonical_bytes(obj), PUB)
     assert [f.reason for f in result.failures] == ["wrong-key"]

@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.chain import ChainStore
-from agent.errors import KeyError_
 from agent.keys import generate_key
 from agent.spool import Spool
 from agent.tls import read_tls_files
 from collector.server import _private_key
 from collector.store import open_store
 from collector.store.sqlite import DB_FILENAME
+from common.errors import KeyError_
 
 
 def mode(path: Path) -> int:

@@ -7,11 +7,11 @@ import copy
 import grpc
 import pytest
 
-from agent.accounting import load_rules
-from agent.catalogue import load_catalogue
 from collector.ingest.errors import MalformedFactError
 from collector.ingest.recompute import recompute
 from collector.statuses import status_for
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 from tests.ingest_nodes import mock_predicate
 
 CATALOGUE, RULES = load_catalogue(), load_rules()

@@ -11,7 +11,7 @@ import pytest
 from collector.ingest.errors import BindingError, MalformedError, RevokedKeyError, SignatureError, UnknownKeyError
 from collector.ingest.signature import enrolled_key, statement_time, verify_signed
 from collector.store.base import NodeKey
-from collector.verify import public_key_from_pem
+from common.verify import public_key_from_pem
 from tests.ingest_nodes import NOW, TestNode
 
 

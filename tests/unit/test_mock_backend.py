@@ -9,7 +9,7 @@ import pytest
 
 from agent.backends import create_backend
 from agent.backends.mock import MockBackend, profile_names
-from agent.errors import ConfigError
+from common.errors import ConfigError
 
 REQUIRED = {"dgx-h100", "hgx-a100", "mixed", "one-lost-of-8", "mig-enabled", "rtx-4090-workstation", "h20-8x"}
 

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.accounting import load_rules
 from agent.backends.mock import MockBackend
-from agent.catalogue import load_catalogue
-from agent.errors import ConfigError
 from agent.host import NodeInfo
 from agent.snapshot import build_predicate
 from collector.ingest.recompute import recompute
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
+from common.errors import ConfigError
 
 CATALOGUE, RULES = load_catalogue(), load_rules()
 FACTS = ("name", "pci_device_id", "pci_subsystem_id", "architecture", "cuda_compute_capability", "sm_count",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.devices import PciFunction
-from agent.pci import parse_function, same_bus_id, scan_sysfs
+from agent.pci import parse_function, scan_sysfs
+from common.devices import PciFunction
+from common.inventory import same_bus_id
 from tests.sysfs_tree import add_function
 
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from agent.accounting import load_rules
-from agent.catalogue import load_catalogue
 from collector.policy import evaluate, load_pack, parse_scenario
 from collector.policy.pack import Pack, pack_text, parse_pack
 from collector.policy.result import Evaluation
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 
 IFR, CARNEGIE, BASELINE = "ai-diffusion-2025", "carnegie-2025", "baseline-2023"
 H100 = 15_832

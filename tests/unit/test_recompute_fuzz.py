@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.accounting import load_rules
-from agent.catalogue import load_catalogue
 from collector.ingest import crossnode
 from collector.ingest.errors import MalformedError, MalformedFactError
 from collector.ingest.recompute import recompute
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 from tests.ingest_nodes import mock_predicate
 
 CATALOGUE, RULES = load_catalogue(), load_rules()

@@ -8,10 +8,10 @@ import sqlite3
 
 import pytest
 
-from agent.errors import ConfigError, DriverError
 from agent.runner import Runner
 from agent.spool import DELIVERED, Spool, SpoolEntry
 from agent.uplink import Backoff, DrainResult, RetryableError
+from common.errors import ConfigError, DriverError
 
 KEY = "cd" * 32
 

@@ -1,4 +1,4 @@
-"""agent.safe_text: the one helper every CLI's terminal output goes through."""
+"""common.safe_text: the one helper every CLI's terminal output goes through."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.safe_text import EscapingStream, csv_cell, escaped_stdio, printable, terminal_text
+from common.safe_text import EscapingStream, csv_cell, escaped_stdio, printable, terminal_text
 
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\r\x00\x7f\x9b\u202e\u2066"
 

@@ -6,13 +6,14 @@ from fractions import Fraction
 
 import pytest
 
-from agent.accounting import load_rules
 from agent.backends.mock import MockBackend
-from agent.catalogue import load_catalogue
-from agent.devices import Discovery, DriverInfo, GpuDevice, PciFunction
-from agent.errors import ConfigError
 from agent.host import NodeInfo, node_info, validate_node_id
-from agent.snapshot import build_predicate, decimal_text
+from agent.snapshot import build_predicate
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
+from common.devices import Discovery, DriverInfo, GpuDevice, PciFunction
+from common.errors import ConfigError
+from common.inventory import decimal_text
 
 NODE = NodeInfo(id="node-a", hostname="gpu01", site="fra-1", boot_id="boot")
 

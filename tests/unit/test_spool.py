@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.errors import StateError
 from agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
+from common.errors import StateError
 
 KEY = "ab" * 32
 

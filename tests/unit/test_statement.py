@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent import jcs
-from agent.statement import (
+from common import jcs
+from common.statement import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,

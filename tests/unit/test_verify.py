@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import rfc8785
 
-from agent import dsse, jcs
 from agent.attest import sign_payload, sign_predicate
-from agent.dsse import envelope_digest
 from agent.keys import key_id
-from collector.canonical import parse_canonical
-from collector.verify import (
+from common import dsse, jcs
+from common.canonical import parse_canonical
+from common.dsse import envelope_digest
+from common.verify import (
     check_chain,
     check_chains,
     public_key_from_pem,
@@ -281,9 +281,9 @@ def test_public_key_from_pem() -> None:
 
 def test_verify_does_not_import_the_agents_file_io_modules() -> None:
     code = (
-        "import sys, collector.verify; "
+        "import sys, common.verify; "
         "bad = sorted(m for m in sys.modules if m.startswith('agent.') "
-        "and m not in ('agent.dsse', 'agent.jcs', 'agent.statement')); "
+        "and m not in ('common.dsse', 'common.jcs', 'common.statement')); "
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,6 +1,6 @@
 """Accounting: TPP, performance density, ECCN 3A090 class and H100-equivalents. Pure, standard library only.
 
-Thresholds come from `agent/data/eccn_3a090.toml`, derivation figures from `agent/data/architectures.toml`; this
+Thresholds come from `common/data/eccn_3a090.toml`, derivation figures from `common/data/architectures.toml`; this
 module holds no regulatory number. Comparisons are exact (integers and `Fraction`s), so the boundaries of the rule
 (TPP 4800, PD 5.92 ...) fall exactly where the regulation puts them.
 """
@@ -13,8 +13,8 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any
 
-from agent.catalogue import Catalogue, parse_decimal
-from agent.devices import STATUS_LOST, GpuDevice
+from common.catalogue import Catalogue, parse_decimal
+from common.devices import STATUS_LOST, GpuDevice
 
 ECCN_A = "3A090.a"
 ECCN_B = "3A090.b"
@@ -71,7 +71,7 @@ class Accounting:
 
 
 def _data(name: str) -> dict[str, Any]:
-    with resources.files("agent.data").joinpath(name).open("rb") as handle:
+    with resources.files("common.data").joinpath(name).open("rb") as handle:
         return tomllib.load(handle)
 
 

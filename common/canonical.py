@@ -1,6 +1,6 @@
 """Is this JSON its own RFC 8785 (JCS) form? One strict parse and a C-speed re-encoding, for the verifier.
 
-`agent.jcs` canonicalizes with the pure-Python `rfc8785` package: right, but about 0.5 ms for one statement,
+`common.jcs` canonicalizes with the pure-Python `rfc8785` package: right, but about 0.5 ms for one statement,
 four times an Ed25519 verification. Checking a document that should already be canonical needs less: for
 gpucensus documents (integers and strings only) the JCS form is `json.dumps` without whitespace or ASCII
 escaping, once every object's keys are in UTF-16 order and every integer is within +-(2**53 - 1).
@@ -14,7 +14,7 @@ import json
 from itertools import pairwise
 from typing import Any
 
-from agent import jcs
+from common import jcs
 
 _JCS_INT_LIMIT = 2**53 - 1  # RFC 8785 serializes numbers as IEEE doubles: larger integers have no exact form
 
@@ -34,7 +34,7 @@ def _short_int(digits: str) -> int:
 
 
 def parse_canonical(data: bytes) -> tuple[Any, bool]:
-    """Parse JSON bytes strictly (as `agent.jcs.loads_strict`: UTF-8, no duplicate keys, no floats, no NaN) and
+    """Parse JSON bytes strictly (as `common.jcs.loads_strict`: UTF-8, no duplicate keys, no floats, no NaN) and
     tell whether they are exactly their RFC 8785 (JCS) form; raises `jcs.CanonicalJsonError` if not strict JSON.
 
     One C-speed parse and re-encoding instead of the pure-Python `rfc8785` serializer. For documents of integers

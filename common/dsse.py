@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent import jcs
+from common import jcs
 
 ENVELOPE_FIELDS = frozenset({"payload", "payloadType", "signatures"})
 SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
@@ -153,7 +153,7 @@ def envelope_from_object(obj: Any) -> Envelope:
 def parse_envelope(data: bytes) -> Envelope:
     """Decode an envelope's JSON without trusting anything in it; raises EnvelopeError (see
     `envelope_from_object`). Checking that the bytes are their JCS form is the verifier's job
-    (`collector.verify.parse_envelope` does both in one parse)."""
+    (`common.verify.parse_envelope` does both in one parse)."""
     try:
         obj = jcs.loads_strict(data)
     except jcs.CanonicalJsonError as err:

@@ -1,4 +1,4 @@
-"""The accelerator catalogue: data packaged with the agent (`agent/data/catalogue.json`), standard library only.
+"""The accelerator catalogue: data packaged with the agent (`common/data/catalogue.json`), standard library only.
 
 Lookup is by PCI device id first and NVML name second (docs/compliance.md, "Accounting"). Figures are kept
 exact: TPP is an integer, the die area a `Fraction` parsed from its decimal string.
@@ -13,8 +13,8 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any
 
-from agent.devices import PCI_DEVICE_ID
-from agent.errors import ConfigError
+from common.devices import PCI_DEVICE_ID
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -121,5 +121,5 @@ def parse_catalogue(document: dict[str, Any], source: str = "catalogue") -> Cata
 
 def load_catalogue() -> Catalogue:
     """The catalogue shipped with the package."""
-    text = resources.files("agent.data").joinpath("catalogue.json").read_text(encoding="utf-8")
-    return parse_catalogue(json.loads(text), "agent/data/catalogue.json")
+    text = resources.files("common.data").joinpath("catalogue.json").read_text(encoding="utf-8")
+    return parse_catalogue(json.loads(text), "common/data/catalogue.json")

@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import tempfile
 from pathlib import Path
+
+from common.errors import KeyError_
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -99,3 +102,12 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool 
             os.unlink(temp)
         raise
     fsync_dir(path.parent)
+
+
+def refuse_shared_private_key(path: str | Path, info: os.stat_result, what: str) -> None:
+    """KeyError_ (exit 4) naming the file and the fix if group or others have any permission on a private key."""
+    if info.st_mode & 0o077:
+        raise KeyError_(
+            f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o})",
+            hint=f"chmod 600 {path}",
+        )

@@ -13,10 +13,10 @@ envelopes     different payloads, each validly signed by the key), out-of-order 
               preceding envelope)
 
 An envelope's identity is what was signed. Only the canonical form is accepted (JCS bytes, one signature naming
-the key, canonical base64: `agent.dsse.envelope_from_object`), so nobody without the key can make a second
+the key, canonical base64: `common.dsse.envelope_from_object`), so nobody without the key can make a second
 envelope of the same payload; and duplicate / fork compare the signed payloads, not the envelope bytes.
 
-Imports only the standard library, `cryptography`, `collector.canonical` and the agent's pure modules (dsse, jcs,
+Imports only the standard library, `cryptography`, `common.canonical` and the agent's pure modules (dsse, jcs,
 statement).
 """
 
@@ -35,9 +35,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent import dsse, jcs
-from agent.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
-from collector.canonical import parse_canonical
+from common import dsse, jcs
+from common.canonical import parse_canonical
+from common.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
 
 # Chain reasons an ingest treats specially: a duplicate is an idempotent resend, not an error.
 DUPLICATE, FORK, OUT_OF_ORDER, GAP, PREVIOUS_MISMATCH = (

@@ -1,0 +1,3 @@
+"""gpucensus common: what the agent and the collector both speak. The signed format (JCS, DSSE, the in-toto
+statement and its checks, envelope verification), the accounting (catalogue, ECCN classes, TPP, the inventory
+predicate), the errors both sides raise, and the helpers both CLIs share. Imports neither `agent` nor `collector`."""
