@@ -135,11 +135,7 @@ class Spool:
             if version < SCHEMA_VERSION or not self._has_id(db):
                 self._initialize(db, version)
         except (sqlite3.DatabaseError, OSError, StateError) as err:
-            if db is not None:
-                db.close()
-            if isinstance(err, StateError):
-                raise
-            raise StateError(f"cannot open spool {self.path}: {err}", hint=_open_hint(err)) from err
+            raise self._open_failed(db, err)  # noqa: B904 (the cause is kept as __context__; a StateError is re-raised)
         if mode.lower() != "wal":
             log.warning("spool %s: journal_mode is %s, not WAL (filesystem without WAL support?)", self.path, mode)
         return db
@@ -151,12 +147,16 @@ class Spool:
             db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
             self._check_file(db)
         except (sqlite3.DatabaseError, OSError, StateError) as err:
-            if db is not None:
-                db.close()
-            if isinstance(err, StateError):
-                raise
-            raise StateError(f"cannot open spool {self.path}: {err}", hint=_open_hint(err)) from err
+            raise self._open_failed(db, err)  # noqa: B904 (the cause is kept as __context__; a StateError is re-raised)
         return db
+
+    def _open_failed(self, db: sqlite3.Connection | None, err: Exception) -> StateError:
+        """Close what was opened; the StateError to raise for `err` (a StateError stays as it is)."""
+        if db is not None:
+            db.close()
+        if isinstance(err, StateError):
+            return err
+        return StateError(f"cannot open spool {self.path}: {err}", hint=_open_hint(err))
 
     def _check_file(self, db: sqlite3.Connection) -> int:
         """Refuse a damaged file, another database, or a newer schema; return the schema version."""

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
+
+from tests.scripts_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _examples_module():
-    spec = importlib.util.spec_from_file_location("doc_examples", ROOT / "scripts" / "doc_examples.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("doc_examples")
 
 
 def test_the_generated_examples_are_where_the_docs_promise_them() -> None:
