@@ -7,7 +7,6 @@ device did not report are `None` ("not reported"), never a made-up value.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,9 @@ MAX_TEXT = 256  # a name, UUID, serial, bus id, version ...
 MAX_ERROR_TEXT = 1024  # why a device is lost or incomplete
 COUNT_FACTS = ("memory_total_bytes", "sm_count", "cuda_core_count", "max_sm_clock_mhz")
 HEX_FACTS = {"pci_device_id": PCI_DEVICE_ID, "pci_subsystem_id": PCI_SUBSYSTEM_ID}
+
+
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode categories Cc and Cs
 
 
 def _shown(value: Any) -> str:
@@ -47,7 +49,7 @@ def text_problem(value: Any, limit: int = MAX_TEXT) -> str:
         return f"must be a string, got {_shown(value)}"
     if len(value) > limit:
         return f"longer than {limit} characters"
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+    if _CONTROL_OR_SURROGATE.search(value):
         return f"contains control characters: {_shown(value)}"
     return ""
 

@@ -24,11 +24,11 @@ if str(ROOT) not in sys.path:  # run as a script by `make bench`
 import grpc  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from agent import dsse  # noqa: E402
 from collector.config import CollectorConfig, ServerConfig  # noqa: E402
 from collector.ingest.pipeline import STEPS, Pipeline, StepTimings  # noqa: E402
 from collector.server import run_server  # noqa: E402
 from collector.store import open_store  # noqa: E402
+from common import dsse  # noqa: E402
 from protos import census_pb2 as pb  # noqa: E402
 from protos import census_pb2_grpc  # noqa: E402
 from tests.ingest_nodes import NOW, TestNode, enroll  # noqa: E402
