@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install the system tools the tests and the demo use (the C compiler for the fake libnvidia-ml, jq and OpenSSL
-# for the regulator's verification recipe) when they are missing, from Debian's packages.
+# for the regulator's verification recipe, systemd-analyze/-sysusers/-tmpfiles for the deploy/systemd checks) when
+# they are missing, from Debian's packages.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v jq >/dev/null || missing+=(jq)
 command -v openssl >/dev/null || missing+=(openssl)
+for tool in systemd-analyze systemd-sysusers systemd-tmpfiles; do
+  command -v "$tool" >/dev/null || { missing+=(systemd); break; }
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing tools: ${missing[*]} (install them, e.g. sudo apt-get install ${missing[*]})" >&2
