@@ -214,3 +214,23 @@ def test_empty_fallback_credential_means_no_token(tmp_path: Path) -> None:
     value = codecs.decode(fallback.partition(":")[2], "unicode_escape")
     (credentials / credential_id).write_text(value, encoding="utf-8")
     assert agent_config.load(None, env=_agent_env(credentials)).read_token() == ""
+
+
+def test_operators_guide_installs_the_files_as_they_ship() -> None:
+    """docs/operators.md "Install with systemd" names every shipped file, the paths the units expect and the
+    credential file the agent unit loads."""
+    guide = (SYSTEMD_DIR.parents[1] / "docs" / "operators.md").read_text(encoding="utf-8")
+    section = guide.split("### Install with systemd", 1)[1].split("\n## ", 1)[0]
+    for shipped in sorted(p for p in SYSTEMD_DIR.rglob("*") if p.is_file()):
+        assert f"deploy/systemd/{shipped.relative_to(SYSTEMD_DIR)}" in section, shipped
+    for name in UNITS:
+        settings = unit_settings(SYSTEMD_DIR / name)
+        executable = _exec_paths(SYSTEMD_DIR / name)[0]
+        assert f"python3.11 -m venv {executable.rsplit('/bin/', 1)[0]}\n" in section, executable
+        assert f"systemctl enable --now {name.removesuffix('.service')}" in section
+        config = settings["Service.ExecStart"][0].split("--config ")[1].split()[0]
+        assert config in section, config
+    (credential,) = unit_settings(SYSTEMD_DIR / "gpucensus-agent.service")["Service.LoadCredential"]
+    assert f"/etc/credstore/{credential}" in section  # LoadCredential=ID searches /etc/credstore/ID
+    for conf in ("sysusers.d", "tmpfiles.d"):
+        assert f"/etc/{conf}/gpucensus.conf" in section
