@@ -1,7 +1,8 @@
 """Registry validation (pure): identifiers, ISO 3166-1 alpha-2 countries, entity authorizations, enrollment tokens.
 
-Tokens are random (`secrets.token_urlsafe`), shown once, and stored only as their SHA-256 hash; a token is single
-use and expires (the store enforces both atomically). A token binds only a new node id, unless it was created for
+Tokens are random (`secrets.token_urlsafe`), shown once, and stored only as their SHA-256 hash; a token enrolls a
+fixed number of new node ids (one by default; a site token for a fleet more) and expires (the store counts the
+uses down atomically). A token binds only a new node id, unless it was created for
 one node id: then only that node id may use it, and it re-keys that node if it is enrolled.
 """
 
@@ -19,6 +20,7 @@ from collector.store.base import EnrollmentToken, Entity, Site
 AUTHORIZATIONS = ("none", "uveu", "nveu")  # none | Universal VEU | National VEU
 TOKEN_BYTES = 32
 MAX_TTL = timedelta(days=30)
+MAX_USES = 100_000  # one site token for a fleet's nodes
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TTL = re.compile(r"^(\d+)([smhd])$")
 _TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -79,9 +81,28 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def new_token(site: str, now: datetime, ttl: timedelta, node_id: str = "") -> tuple[str, EnrollmentToken]:
-    """A fresh random token (to show once) and the record to store (its hash, site, expiry and, for a token
-    that only one node id may use, that node id)."""
+def validate_uses(uses: int, node_id: str = "") -> int:
+    """How many new node ids a token may enroll: 1..MAX_USES; a token for one node id is single use."""
+    if not 1 <= uses <= MAX_USES:
+        raise ConfigError(
+            f"invalid number of token uses {uses}", hint=f"use 1 to {MAX_USES}: each use enrolls one new node"
+        )
+    if node_id and uses != 1:
+        raise ConfigError(
+            f"a token for one node id ({node_id}) is single use, not {uses} uses",
+            hint="leave out --uses, or leave out --node-id for a site token that enrolls several new nodes",
+        )
+    return uses
+
+
+def new_token(
+    site: str, now: datetime, ttl: timedelta, node_id: str = "", uses: int = 1
+) -> tuple[str, EnrollmentToken]:
+    """A fresh random token (to show once) and the record to store (its hash, site, expiry, how many new node
+    ids it may enroll and, for a token that only one node id may use, that node id)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     node = validate_id("node", node_id) if node_id else ""
-    return token, EnrollmentToken(hash_token(token), validate_id("site", site), now, now + ttl, node_id=node)
+    record = EnrollmentToken(
+        hash_token(token), validate_id("site", site), now, now + ttl, node_id=node, uses=validate_uses(uses, node)
+    )
+    return token, record

@@ -1,6 +1,6 @@
-"""`gpucensus-collector node list|revoke|rekey|move|events`: enrolled nodes, their last attestation, staleness;
-key revocation; the explicit, recorded re-keying and moving of a node (a token never does either), and the
-record of every such change."""
+"""`gpucensus-collector node list|enroll|revoke|rekey|move|events`: enrolled nodes, their last attestation,
+staleness; pre-registration of a new node without a token; key revocation; the explicit, recorded re-keying and
+moving of a node (a token never does either), and the record of every such change."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store_action(group, "list", help, run_list, formatted=True).add_argument("--site", help="only this site")
     revoke = store_action(group, "revoke", "revoke a node key: its attestations are refused from now on", run_revoke)
     revoke.add_argument("key", metavar="KEYID|NODE", help="a key id, or a node id (revokes all its active keys)")
+    help = "pre-register a new node: bind its public key at a site without a token (recorded)"
+    enroll = store_action(group, "enroll", help, run_enroll)
+    enroll.add_argument("--node-id", required=True, metavar="NODE", help="the new node's id (not enrolled yet)")
+    enroll.add_argument("--site", required=True, help="the site the node is at")
+    enroll.add_argument("--public-key", required=True, metavar="FILE", help="the node's public key (node.key.pub)")
     help = "bind a new public key to an enrolled node; its old key is revoked (recorded)"
     rekey = store_action(group, "rekey", help, run_rekey)
     rekey.add_argument("node", help="the node id")
@@ -96,6 +101,15 @@ def read_public_key(path: str) -> tuple[str, str]:
         ) from err
     pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
     return verify.public_key_id(public_key), pem
+
+
+def run_enroll(args: argparse.Namespace) -> int:
+    node_id, site = validate_id("node", args.node_id), validate_id("site", args.site)
+    keyid, pem = read_public_key(args.public_key)
+    with store_from_args(args) as store:
+        store.preregister_node(keyid, pem, node_id, site, now(), operator_actor())
+    print(f"node {node_id} enrolled at site {site} with key {keyid}")
+    return 0
 
 
 def run_rekey(args: argparse.Namespace) -> int:

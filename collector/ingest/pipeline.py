@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from collector.ingest import chain, crossnode, recompute, signature
+from collector.ingest import chain, crossnode, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.metrics import CollectorMetrics
@@ -158,7 +158,8 @@ class Pipeline:
                 pci_functions=recomputed.pci_functions,
                 context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
             )
-        findings = (*verdict.findings, *recomputed.findings, *cross)
+            claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
+        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site)
         with spent.step("store"):
             record = store.store_attestation(
                 AttestationRecord(

@@ -42,7 +42,7 @@ class RecordNotFoundError(GpucensusError):
 
 
 class TokenRejectedError(GpucensusError):
-    """An enrollment token is unknown, already used or expired (the three are not told apart)."""
+    """An enrollment token is unknown, used up, revoked or expired (these are not told apart)."""
 
     exit_code = 2
 
@@ -71,14 +71,39 @@ class Site:
     entity: str  # Entity.id
 
 
+TOKEN_ID_LENGTH = 12
+
+
 @dataclass(frozen=True)
 class EnrollmentToken:
     token_hash: str  # hex SHA-256 of the token; the token itself is never stored
     site: str
     created_at: datetime
     expires_at: datetime
-    used_at: datetime | None = None
+    used_at: datetime | None = None  # the time of its last use
     node_id: str = ""  # "" = any NEW node id; else only this node id, and it re-keys that node if enrolled
+    uses: int = 1  # how many NEW node ids it may enroll (a site token for a fleet: more than 1)
+    uses_left: int | None = None  # None: all of them (a new token)
+    revoked_at: datetime | None = None
+
+    @property
+    def public_id(self) -> str:
+        """How a token is named in lists, records and `token revoke`: the first 12 hex digits of its hash."""
+        return self.token_hash[:TOKEN_ID_LENGTH]
+
+    @property
+    def remaining(self) -> int:
+        return self.uses if self.uses_left is None else self.uses_left
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """One use of an enrollment token: the node id and key it enrolled, and when."""
+
+    token_hash: str
+    node_id: str
+    keyid: str
+    used_at: datetime
 
 
 @dataclass(frozen=True)
@@ -267,7 +292,32 @@ class Store(Protocol):
     def list_sites(self) -> list[Site]: ...
     def add_token(self, token: EnrollmentToken) -> None: ...
     def consume_token(self, token_hash: str, now: datetime) -> str | None:
-        """Atomically mark the token used; its site, or None if unknown, used or expired."""
+        """Atomically count one use of the token down; its site, or None if unknown, used up, revoked or expired."""
+        ...
+
+    def list_tokens(self) -> list[EnrollmentToken]:
+        """Every token, newest first (hashes only; the tokens themselves are never stored)."""
+        ...
+
+    def token_uses(self, token_hash: str | None = None) -> list[TokenUse]:
+        """The record of the token's uses (all tokens' if None), oldest first."""
+        ...
+
+    def find_token(self, public_id: str) -> EnrollmentToken:
+        """The one token whose hash starts with `public_id` (12 to 64 hex digits). ConfigError if it is not such
+        an id; RecordNotFoundError if no token (or more than one) matches."""
+        ...
+
+    def revoke_token(self, public_id: str, now: datetime) -> EnrollmentToken:
+        """Revoke the token `find_token(public_id)` names; its record as it was before (revoked_at set if it was
+        revoked already)."""
+        ...
+
+    def preregister_node(
+        self, keyid: str, public_key_pem: str, node_id: str, site: str, now: datetime, actor: str
+    ) -> NodeKey:
+        """Bind a key to a NEW node id at a site without a token (an operator action, recorded as an event).
+        NodeBoundError if the node id is bound; RecordExistsError if the key is; RecordNotFoundError (site)."""
         ...
 
     def enroll(

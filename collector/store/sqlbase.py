@@ -25,6 +25,7 @@ from collector.store.base import (
 )
 
 KEY_COLUMNS = "keyid, public_key_pem, node_id, site, enrolled_at, revoked_at"
+USABLE_TOKEN = "uses_left > 0 AND revoked_at IS NULL AND expires_at > ?"  # the parameter: now
 
 
 def where_equal(sql: str, column: str, value: Any) -> tuple[str, tuple[Any, ...]]:
@@ -147,9 +148,11 @@ class SqlBase:
                         hint=f"create the token for site {row[0]}, or move the node first: "
                         f"gpucensus-collector node move {token.node_id} --site {token.site}",
                     )
+            if token.uses < 1 or (token.node_id and token.uses != 1):
+                raise ValueError(f"a token enrolls at least one node, a token for one node id exactly one: {token}")
             cur.execute(
-                "INSERT INTO enrollment_tokens (token_hash, site, created_at, expires_at, used_at, node_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO enrollment_tokens (token_hash, site, created_at, expires_at, used_at, node_id, "
+                "uses_total, uses_left, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     token.token_hash,
                     token.site,
@@ -157,6 +160,9 @@ class SqlBase:
                     self._t(token.expires_at),
                     self._t(token.used_at),
                     token.node_id,
+                    token.uses,
+                    token.remaining,
+                    self._t(token.revoked_at),
                 ),
             )
 
@@ -164,13 +170,21 @@ class SqlBase:
         with self._tx(True) as cur:
             return self._consume(cur, token_hash, now)
 
-    def _consume(self, cur: Any, token_hash: str, now: datetime) -> str | None:
+    def _consume(self, cur: Any, token_hash: str, now: datetime, node_id: str = "", keyid: str = "") -> str | None:
+        """Count one use down (one UPDATE: the row lock makes concurrent uses of the last one exclusive) and
+        record it; the token's site, or None if it is unknown, used up, revoked or expired."""
         row = cur.execute(
-            "UPDATE enrollment_tokens SET used_at = ? "
-            "WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING site",
+            "UPDATE enrollment_tokens SET uses_left = uses_left - 1, used_at = ? WHERE token_hash = ? AND "
+            f"{USABLE_TOKEN} RETURNING site",
             (self._t(now), token_hash, self._t(now)),
         ).fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        cur.execute(
+            "INSERT INTO token_uses (token_hash, node_id, keyid, used_at) VALUES (?, ?, ?, ?)",
+            (token_hash, node_id, keyid, self._t(now)),
+        )
+        return row[0]
 
     def get_key(self, keyid: str) -> NodeKey | None:
         with self._tx(False) as cur:

@@ -22,8 +22,8 @@ from collector.store.base import (
     RecordNotFoundError,
     TokenRejectedError,
 )
-from collector.store.sqlbase import KEY_COLUMNS, where_equal
-from collector.store.sqlfindings import SqlFindings
+from collector.store.sqlbase import KEY_COLUMNS, USABLE_TOKEN, where_equal
+from collector.store.sqltokens import SqlTokens
 
 TAKEOVER_RULE = "enroll.node-already-bound"
 _EVENT_COLUMNS = "id, node_id, event, keyid, site, actor, created_at, old_keyid, old_site, reason"
@@ -38,15 +38,14 @@ def token_actor(token_hash: str) -> str:
     return f"token:{token_hash[:12]}"
 
 
-class SqlNodes(SqlFindings):
+class SqlNodes(SqlTokens):
     def enroll(
         self, keyid: str, public_key_pem: str, node_id: str, site: str, token_hash: str, now: datetime
     ) -> NodeKey:
         refused: NodeBoundError | None = None
         with self._tx(True) as cur:
             token = cur.execute(
-                "SELECT site, node_id FROM enrollment_tokens WHERE token_hash = ? AND used_at IS NULL "
-                "AND expires_at > ?",
+                f"SELECT site, node_id FROM enrollment_tokens WHERE token_hash = ? AND {USABLE_TOKEN}",
                 (token_hash, self._t(now)),
             ).fetchone()
             row = cur.execute(f"SELECT {KEY_COLUMNS}, token_hash FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
@@ -54,8 +53,8 @@ class SqlNodes(SqlFindings):
                 return _enrolled_again(self._key(row), row[6], node_id, token_hash, token is not None)
             if token is None:
                 raise TokenRejectedError(
-                    "enrollment token is unknown, already used or expired",
-                    hint="create a new one: gpucensus-collector token create --site SITE",
+                    "enrollment token is unknown, used up, revoked or expired",
+                    hint="create a new one: gpucensus-collector token create --site SITE [--uses N]",
                 )
             token_site, token_node = token
             if site and site != token_site:
@@ -83,11 +82,36 @@ class SqlNodes(SqlFindings):
                     hint=_REKEY_HINT,
                 )
                 self._insert_findings(cur, [_takeover(node_id, node, keyid, token_site, token_hash, now)], None, now)
-            if refused is None and self._consume(cur, token_hash, now) is None:
-                raise TokenRejectedError("enrollment token is unknown, already used or expired")  # used just now
+            if refused is None and self._consume(cur, token_hash, now, node_id, keyid) is None:
+                raise TokenRejectedError("enrollment token is unknown, used up, revoked or expired")  # just now
         if refused is not None:  # raised after the commit: the finding stays, the token stays unused
             raise refused
         return NodeKey(keyid, public_key_pem, node_id, token_site, now)
+
+    def preregister_node(
+        self, keyid: str, public_key_pem: str, node_id: str, site: str, now: datetime, actor: str
+    ) -> NodeKey:
+        with self._tx(True) as cur:
+            if not cur.execute("SELECT 1 FROM sites WHERE id = ?", (site,)).fetchone():
+                raise RecordNotFoundError(
+                    f"site {site!r} does not exist", hint="add it first: gpucensus-collector site add"
+                )
+            owner = cur.execute("SELECT node_id FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
+            if owner is not None:
+                raise RecordExistsError(
+                    f"key {keyid} is already enrolled (node {owner[0]!r})",
+                    hint="a key is enrolled once: generate a new one with gpucensus-agent keygen",
+                )
+            bound = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            if bound is not None:
+                raise NodeBoundError(
+                    f"node {node_id!r} is already enrolled (site {bound[0]!r}); enroll binds only a new node id",
+                    hint=_REKEY_HINT,
+                )
+            self._claim_node(cur, node_id, site, keyid, now)
+            self._insert_key(cur, keyid, public_key_pem, node_id, site, "", now)
+            self._event(cur, NodeEvent(node_id, "enrolled", keyid, site, actor, now))
+        return NodeKey(keyid, public_key_pem, node_id, site, now)
 
     def rekey_node(
         self, node_id: str, keyid: str, public_key_pem: str, now: datetime, actor: str, reason: str = ""
@@ -212,7 +236,7 @@ def _enrolled_again(key: NodeKey, key_token: str, node_id: str, token_hash: str,
     if key_token and key_token == token_hash:
         return key  # the agent's retry after a lost answer: the same binding, nothing written
     if not token_usable:
-        raise TokenRejectedError("enrollment token is unknown, already used or expired")
+        raise TokenRejectedError("enrollment token is unknown, used up, revoked or expired")
     raise RecordExistsError(f"key {key.keyid} is already enrolled for node {node_id!r}")  # the token stays unused
 
 

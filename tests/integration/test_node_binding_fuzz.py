@@ -40,6 +40,7 @@ OPS = st.one_of(
     st.tuples(st.just("rekey"), NODES, KEYS),
     st.tuples(st.just("move"), NODES, st.sampled_from(SITES)),
     st.tuples(st.just("revoke"), KEYS),
+    st.tuples(st.just("preregister"), NODES, KEYS, st.sampled_from(SITES)),
 )
 
 
@@ -112,6 +113,15 @@ def _apply(store: Store, model: Model, op: tuple, ns: str, step: int) -> None:
             for k, (n, s, revoked) in model.keys.items():
                 model.keys[k] = (n, site if n == node and not revoked else s, revoked)
             model.events += 1
+    elif kind == "preregister":  # `node enroll`: a NEW node id, no token
+        _, node, key, site = op
+        expected = RecordExistsError if key in model.keys else NodeBoundError if node in model.nodes else None
+        if expected is None:
+            store.preregister_node(ns + key, "PEM", ns + node, site, now, "operator:fuzz")
+            model.bind(node, key, site)
+        else:
+            with pytest.raises(expected):
+                store.preregister_node(ns + key, "PEM", ns + node, site, now, "operator:fuzz")
     else:
         _, key = op
         active = key in model.keys and not model.keys[key][2]
@@ -161,5 +171,5 @@ def test_any_sequence_of_binding_actions_keeps_the_rule(store: Store, ops: list[
             _check(store, model, ns)
     finally:  # each example starts from an empty registry of nodes (and the checks stay O(example))
         with store._tx(True) as cur:  # type: ignore[attr-defined]
-            for table in ("node_events", "findings", "node_keys", "nodes", "enrollment_tokens"):
+            for table in ("node_events", "findings", "node_keys", "nodes", "token_uses", "enrollment_tokens"):
                 cur.execute(f"DELETE FROM {table}")
