@@ -1,3 +1,5 @@
 """gpucensus agent: GPU discovery, accounting, signed attestations, uplink."""
 
-__version__ = "0.1.0"
+from common import __version__
+
+__all__ = ["__version__"]

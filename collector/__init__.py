@@ -1,3 +1,5 @@
 """gpucensus collector: verification, ingest, stores, policy evaluation, reports."""
 
-__version__ = "0.1.0"
+from common import __version__
+
+__all__ = ["__version__"]

@@ -6,8 +6,10 @@ import sys
 from collections.abc import Sequence
 
 from collector import __version__
-from collector.commands import COMMANDS
 from common.cli_support import build_parser, run_command
+
+# What only `pip install 'gpucensus[collector]'` brings (pyproject.toml): without it the collector cannot start.
+COLLECTOR_EXTRA_MODULES = frozenset({"psycopg", "grpc_reflection"})
 
 DESCRIPTION = (
     "Receive and verify gpucensus attestations, keep the registry and inventory, "
@@ -16,6 +18,14 @@ DESCRIPTION = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        from collector.commands import COMMANDS
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in COLLECTOR_EXTRA_MODULES:
+            raise
+        print(f"gpucensus-collector: error: the Python module {err.name!r} is not installed", file=sys.stderr)
+        print("hint: install the collector with its extra: pip install 'gpucensus[collector]'", file=sys.stderr)
+        return 2
     return run_command(build_parser("gpucensus-collector", DESCRIPTION, __version__, COMMANDS), argv)
 
 

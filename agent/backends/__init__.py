@@ -32,5 +32,14 @@ def create_backend(name: str, **options: Any) -> Backend:
     if target is None:
         raise ConfigError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     module_name, _, class_name = target.partition(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in {"agent", "common"}:
+            raise
+        raise ConfigError(
+            f"the {name} backend needs the Python module {err.name!r}, which is not installed",
+            hint="install the agent with its extra: pip install 'gpucensus[agent]'",
+        ) from err
+    backend_class = getattr(module, class_name)
     return backend_class(**options)

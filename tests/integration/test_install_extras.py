@@ -1,0 +1,69 @@
+"""An installation without the role's extra fails with one line and the install hint, never a traceback: the agent
+without `gpucensus[agent]` has no NVML binding (`pynvml`), which the default backend needs; the collector without
+`gpucensus[collector]` has no PostgreSQL driver (`psycopg`) and no gRPC reflection."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+WITHOUT_PYNVML = """
+import importlib.abc, sys
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pynvml":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+from agent.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_agent_without_its_extra_says_which_extra_to_install() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYNVML, "snapshot", "--backend", "nvml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pynvml" in result.stderr
+    assert "pip install 'gpucensus[agent]'" in result.stderr
+
+
+WITHOUT = """
+import importlib.abc, sys
+missing = sys.argv[1]
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == missing:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+from collector.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("missing", ["psycopg", "grpc_reflection"])
+def test_the_collector_without_its_extra_says_which_extra_to_install(missing: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT, missing, "serve", "--config", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert missing in result.stderr
+    assert "pip install 'gpucensus[collector]'" in result.stderr
