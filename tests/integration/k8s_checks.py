@@ -5,6 +5,7 @@ the check notices. Used by tests/integration/test_deploy_kubernetes.py."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -177,6 +178,11 @@ def agent_config_problems(objects: list[Obj], root: Path) -> list[str]:
         value = getattr(raw, dotted.replace(".", "_"))
         if value and mount_of(container, value) is None:
             problems.append(f"agent: {dotted} = {value} is not on any volume")
+    if not raw.node_id and not any("GPUCENSUS_AGENT_NODE_ID" == e["name"] for e in container.get("env", [])):
+        volumes = {v["name"]: v for v in pod_spec(daemonset).get("volumes", [])}
+        mount = next((m for m in container["volumeMounts"] if m["mountPath"] == "/etc/machine-id"), None)
+        if mount is None or volumes[mount["name"]].get("hostPath", {}).get("path") != "/etc/machine-id":
+            problems.append("agent: node id from the machine id, but the host's /etc/machine-id is not mounted")
     state = mount_of(container, raw.node_state_dir)
     if state is None or state.get("readOnly") or state["name"] != "state":
         problems.append(f"agent: state_dir {raw.node_state_dir} is not the writable state volume")
@@ -266,3 +272,7 @@ def pod_spec_labels(obj: Obj) -> dict[str, str]:
 
 def _selects(selector: Obj, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def toml_value(text: str, section: str, key: str) -> Any:
+    return tomllib.loads(text)[section][key]

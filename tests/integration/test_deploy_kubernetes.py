@@ -196,6 +196,11 @@ def _policy_blocks_agents(objects: list[dict[str, Any]]) -> None:
                 port["port"] = 443
 
 
+def _no_machine_id(objects: list[dict[str, Any]]) -> None:
+    agent = _agent_spec(objects)["containers"][0]
+    agent["volumeMounts"] = [m for m in agent["volumeMounts"] if m["name"] != "machine-id"]
+
+
 def _agent_as_root(objects: list[dict[str, Any]]) -> None:
     _agent_spec(objects)["containers"][0]["securityContext"]["runAsUser"] = 0
 
@@ -212,6 +217,7 @@ def _agent_as_root(objects: list[dict[str, Any]]) -> None:
         (_sqlite_on_emptydir, "SQLite store is not on a PersistentVolumeClaim"),
         (_policy_blocks_agents, "no NetworkPolicy lets the agents reach"),
         (_agent_as_root, "agent runs as uid 0"),
+        (_no_machine_id, "the host's /etc/machine-id is not mounted"),
     ],
 )
 def test_the_checks_catch_a_broken_manifest(mutate: Any, expected: str, tmp_path: Path) -> None:
