@@ -15,7 +15,9 @@ from common.errors import ConfigError
 
 Obj = dict[str, Any]
 WORKLOADS = ("DaemonSet", "StatefulSet", "Deployment")
-PROVIDED_SECRETS = {"gpucensus-enroll", "gpucensus-collector-db"}  # created by the operator (docs/operators.md)
+# Created by the operator (docs/operators.md), not rendered.
+PROVIDED_SECRETS = {"gpucensus-enroll", "gpucensus-collector-db", "gpucensus-collector-tls"}
+PROVIDED_CONFIGMAPS = {"gpucensus-ca"}
 
 
 def by_kind(objects: list[Obj], kind: str) -> list[Obj]:
@@ -56,7 +58,7 @@ def volume_problems(objects: list[Obj]) -> list[str]:
                 if mount["name"] not in volumes and mount["name"] not in claims:
                     problems.append(f"{name}/{container['name']}: volumeMount {mount['name']} has no volume")
         for volume in volumes.values():
-            if "configMap" in volume and volume["configMap"]["name"] not in configmaps:
+            if "configMap" in volume and volume["configMap"]["name"] not in configmaps | PROVIDED_CONFIGMAPS:
                 problems.append(f"{name}: volume {volume['name']} names a ConfigMap that is not rendered")
             if "secret" in volume and volume["secret"]["secretName"] not in PROVIDED_SECRETS:
                 problems.append(f"{name}: volume {volume['name']} names an undocumented Secret")
@@ -116,20 +118,23 @@ def materialize(obj: Obj, container: Obj, objects: list[Obj], root: Path, secret
     volumes as empty directories (a hostPath of type File as an empty file)."""
     volumes = {v["name"]: v for v in pod_spec(obj).get("volumes", [])}
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in by_kind(objects, "ConfigMap")}
+    configmaps.update({name: files for name, files in secrets.items() if name in PROVIDED_CONFIGMAPS})
     for mount in container.get("volumeMounts", []):
         target = root / mount["mountPath"].lstrip("/")
         volume = volumes.get(mount["name"], {})
-        files = None
+        files, mode = None, 0o644  # the kubelet's default mode for ConfigMap and Secret files
         if "configMap" in volume:
-            files = configmaps[volume["configMap"]["name"]]
+            files = configmaps.get(volume["configMap"]["name"], {})
         elif "secret" in volume:
             files = secrets.get(volume["secret"]["secretName"], {})
+            mode = volume["secret"].get("defaultMode", mode)
             if "items" in volume["secret"]:  # only the listed keys, under the listed names
                 files = {item["path"]: files[item["key"]] for item in volume["secret"]["items"] if item["key"] in files}
         if files is not None:
             target.mkdir(parents=True, exist_ok=True)
             for name, content in files.items():
                 (target / name).write_text(content, encoding="utf-8")
+                (target / name).chmod(mode)
         elif volume.get("hostPath", {}).get("type") == "File":
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("0123456789abcdef0123456789abcdef\n", encoding="utf-8")
@@ -214,9 +219,14 @@ def collector_config_problems(objects: list[Obj], root: Path) -> list[str]:
         problems.append("collector: [server] listen is not the grpc containerPort")
     if config.metrics.listen and int(config.metrics.listen.rpartition(":")[2]) != ports.get("metrics"):
         problems.append("collector: [metrics] listen is not the metrics containerPort")
+    # Kubernetes' grpc: probes speak plaintext only: with TLS they would fail and restart a healthy collector.
+    handler = "tcpSocket" if config.server.tls_cert else "grpc"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        if (container.get(probe) or {}).get("grpc", {}).get("port") != ports.get("grpc"):
-            problems.append(f"collector: {probe} is not a gRPC health probe on the grpc port")
+        if (container.get(probe) or {}).get(handler, {}).get("port") != ports.get("grpc"):
+            problems.append(f"collector: {probe} is not a {handler} probe on the grpc port")
+    for setting in (config.server.tls_cert, config.server.tls_key):
+        if setting and mount_of(container, setting) is None:
+            problems.append(f"collector: {setting} is not on any volume")
     if config.store.kind == "sqlite":
         claims = {c["metadata"]["name"] for c in collector_obj["spec"].get("volumeClaimTemplates", [])}
         mount = mount_of(container, config.store.path or config.store.data_dir)
@@ -276,3 +286,20 @@ def _selects(selector: Obj, labels: dict[str, str]) -> bool:
 
 def toml_value(text: str, section: str, key: str) -> Any:
     return tomllib.loads(text)[section][key]
+
+
+def tls_problems(objects: list[Obj], root: Path) -> list[str]:
+    """The agents use TLS exactly when the collector serves it (else: UNAVAILABLE forever)."""
+    agent_obj, collector_obj = workload(objects, "gpucensus-agent"), workload(objects, "gpucensus-collector")
+    agent_container = next(c for c in pod_spec(agent_obj)["containers"] if c["name"] == "agent")
+    collector_container = pod_spec(collector_obj)["containers"][0]
+    agent_cfg = agent.config.load(
+        root / "agent" / agent_container["args"][-1].lstrip("/"), env=literal_env(agent_container, {})
+    )
+    collector_cfg = collector.config.load_config(
+        root / "collector" / collector_container["args"][-1].lstrip("/"),
+        env=literal_env(collector_container, {"gpucensus-collector-db": "host=db"}),
+    )
+    if agent_cfg.tls_enabled != bool(collector_cfg.server.tls_cert):
+        return [f"agent TLS {agent_cfg.tls_enabled} but collector TLS {bool(collector_cfg.server.tls_cert)}"]
+    return []

@@ -93,6 +93,7 @@ def all_problems(objects: list[dict[str, Any]], root: Path) -> list[str]:
         *checks.service_monitor_problems(objects),
         *checks.agent_config_problems(objects, root / "agent"),
         *checks.collector_config_problems(objects, root / "collector"),
+        *checks.tls_problems(objects, root),
     ]
 
 
@@ -213,7 +214,7 @@ def _agent_as_root(objects: list[dict[str, Any]]) -> None:
         (_drop_token_mount, "enrolment token cannot be read"),
         (_token_key_renamed, "enrolment token cannot be read"),
         (_request_a_gpu, "taking a GPU from workloads"),
-        (_probe_wrong_port, "readinessProbe is not a gRPC health probe"),
+        (_probe_wrong_port, "readinessProbe is not a grpc probe"),
         (_sqlite_on_emptydir, "SQLite store is not on a PersistentVolumeClaim"),
         (_policy_blocks_agents, "no NetworkPolicy lets the agents reach"),
         (_agent_as_root, "agent runs as uid 0"),
@@ -223,3 +224,11 @@ def _agent_as_root(objects: list[dict[str, Any]]) -> None:
 def test_the_checks_catch_a_broken_manifest(mutate: Any, expected: str, tmp_path: Path) -> None:
     problems = all_problems(_broken(mutate), tmp_path)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_tls_check_catches_an_agent_without_the_ca(tmp_path: Path) -> None:
+    objects = copy.deepcopy(list(rendered("overlays/gpu-operator")))
+    assert all_problems(objects, tmp_path / "ok") == []
+    agent = _agent_spec(objects)["containers"][0]
+    agent["env"] = [e for e in agent["env"] if e["name"] != "GPUCENSUS_AGENT_COLLECTOR_TLS_CA_FILE"]
+    assert "agent TLS False but collector TLS True" in all_problems(objects, tmp_path / "broken")
