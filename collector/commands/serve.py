@@ -44,6 +44,9 @@ def serve(args: argparse.Namespace) -> int:
         args.config, overrides={"server": {"listen": args.listen}, "metrics": {"listen": args.metrics_listen}}
     )
     store = open_store(config.store.kind, **config.store.open_options())
+    # handlers first: a SIGTERM right after the "serving" lines (a supervisor, a test) must stop it gracefully
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server, port = run_server(config, store)
         host = config.server.listen.rpartition(":")[0]
@@ -55,16 +58,12 @@ def serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            stop.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        stop.wait()
         log.info("stopping: finishing in-flight envelopes (up to %d s)", config.server.shutdown_grace_seconds)
         server.stop(config.server.shutdown_grace_seconds).wait()
         log.info("stopped; %d envelope(s) judged", server.timings.envelopes)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         store.close()
     return 0
