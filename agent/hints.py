@@ -86,7 +86,10 @@ def rejection_hint(reason: str) -> str:
     if "future-timestamp" in text:
         return "this node's clock is ahead of the collector's: fix time synchronisation (chrony, systemd-timesyncd)"
     if "before the key's enrolment" in text:
-        return "this node's clock is behind the collector's: fix time synchronisation (chrony, systemd-timesyncd)"
+        return (
+            "this node's clock is behind the collector's (fix time synchronisation: chrony, systemd-timesyncd), "
+            "or the envelope was signed long before the key was enrolled"
+        )
     if "revoked" in text:
         return "this node's key was revoked at the collector: enrol a new key"
     return ""

@@ -215,6 +215,12 @@ def test_client_certificate_the_collector_does_not_trust(tmp_path: Path, certs: 
         assert_only_failure(config, "collector", "refused this node's client certificate", "client_ca")
 
 
+def test_no_client_certificate_for_a_mutual_tls_collector(tmp_path: Path, certs: Certificates) -> None:
+    with collector(tmp_path, certs, tls="mtls") as (address, token):
+        config = agent_config(tmp_path, address, certs, token=token, ca=certs.server_ca)
+        assert_only_failure(config, "collector", "requires a client certificate", "tls_cert_file")
+
+
 def test_not_enrolled_fails_check_and_run_rounds_exits_1(tmp_path: Path, certs: Certificates) -> None:
     with collector(tmp_path, certs) as (address, _token):
         config = agent_config(tmp_path, address, certs)  # no token, never enrolled
