@@ -282,3 +282,9 @@ def test_run_logs_the_same_hint_while_it_retries(tmp_path: Path, certs: Certific
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=TIMEOUT)
     assert "collector unavailable" in log and "it probably requires TLS" in log, log
+
+
+def test_a_config_that_cannot_be_read_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "agent.toml").write_text("[collector]\naddress = 'no-port'\n")
+    done = cli("check", "--config", str(tmp_path / "agent.toml"))
+    assert done.returncode == 2 and "must be host:port" in done.stderr and "Traceback" not in done.stderr, done
