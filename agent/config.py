@@ -122,21 +122,30 @@ def load(
     `overrides` maps "section.key" to a value (None means "flag not given"); `env` defaults to os.environ.
     """
     values: dict[str, Any] = {f"{s}.{k}": v for s, keys in SCHEMA.items() for k, v in keys.items()}
+    origins: dict[str, str] = {}  # "section.key" -> where its value came from, for errors about one setting
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        values.update(_read_file(Path(path)))
+        from_file = _read_file(Path(path))
+        values.update(from_file)
+        origins |= dict.fromkeys(from_file, source)
     for dotted, value in _from_env(os.environ if env is None else env).items():
         values[dotted] = value
+        origins[dotted] = f"environment {_env_name(dotted)}"
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
         if dotted not in values:
             raise ConfigError(f"unknown setting {dotted!r}")
         values[dotted] = _coerce(dotted, value, "command line")
+        origins[dotted] = "command line"
     config = AgentConfig(**{d.replace(".", "_"): v for d, v in values.items()}, source=source)
-    _validate(config)
+    _validate(config, origins)
     return config
+
+
+def _env_name(dotted: str) -> str:
+    return f"{ENV_PREFIX}{dotted.replace('.', '_')}".upper()
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -174,7 +183,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for section, keys in SCHEMA.items():
         for key in keys:
-            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            name = _env_name(f"{section}.{key}")
             if name in env:
                 out[f"{section}.{key}"] = _coerce(f"{section}.{key}", env[name], f"environment {name}")
     return out
@@ -201,8 +210,14 @@ def _type_name(kind: type) -> str:
     return {str: "a string", int: "an integer", float: "a number"}.get(kind, kind.__name__)
 
 
-def _validate(config: AgentConfig) -> None:
+def _validate(config: AgentConfig, origins: Mapping[str, str]) -> None:
     where = config.source
+    if ":" not in config.collector_address:
+        address_from = origins.get("collector.address", "<defaults>")
+        raise ConfigError(
+            f"{address_from}: collector.address {config.collector_address!r} must be host:port",
+            hint="add the collector's port, e.g. collector.example:7443",
+        )
     checks = [
         (config.schedule_interval_seconds > 0, "schedule.interval_seconds must be > 0"),
         (0 <= config.schedule_jitter_fraction < 1, "schedule.jitter_fraction must be in [0, 1)"),
@@ -214,7 +229,6 @@ def _validate(config: AgentConfig) -> None:
             config.collector_retry_max_seconds >= config.collector_retry_initial_seconds,
             "collector.retry_max_seconds must be >= collector.retry_initial_seconds",
         ),
-        (":" in config.collector_address, "collector.address must be host:port"),
         (
             bool(config.collector_tls_cert_file) == bool(config.collector_tls_key_file),
             "collector.tls_cert_file and collector.tls_key_file must be set together",

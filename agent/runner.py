@@ -49,6 +49,8 @@ class Runner:
         self.created = 0  # envelopes signed and spooled
         self.unsigned_rounds = 0  # rounds that spooled nothing new (spool full, attestation failed, write failed)
         self.last_failure: BaseException | None = None  # why the last such round spooled nothing
+        self.rejected = 0  # envelopes the collector refused while this runner delivered
+        self.last_rejection = ""  # the collector's reason for the last of them
 
     def stop(self) -> None:
         """Ask the loop to finish: it flushes (one last drain) and returns. Safe from a signal handler."""
@@ -146,12 +148,16 @@ class Runner:
             raise
         except RetryableError as err:
             delay = self.backoff.next_delay()
-            log.warning("collector unavailable (%s); %d pending, retrying in %.2fs", err, self._pending(), delay)
+            hint = f" (hint: {err.hint})" if err.hint else ""
+            log.warning(
+                "collector unavailable (%s); %d pending, retrying in %.2fs%s", err, self._pending(), delay, hint
+            )
             return delay
         except Exception as err:
             delay = self.backoff.next_delay()
             log.error("delivery failed: %s; retrying in %.2fs", err, delay, exc_info=not _is_user_error(err))
             return delay
+        self._count_rejections(result)
         if result.error:
             return self.backoff.next_delay()
         self.backoff.reset()
@@ -167,9 +173,14 @@ class Runner:
         self._spool_held_before_exit()
         try:
             if self._pending():
-                self.deliver()
+                self._count_rejections(self.deliver())
         except Exception as err:
             log.warning("final delivery attempt failed (%s); undelivered envelopes stay spooled", err)
+
+    def _count_rejections(self, result: DrainResult) -> None:
+        self.rejected += result.rejected
+        if result.rejected:
+            self.last_rejection = result.last_rejection
 
     def _spool_held_before_exit(self) -> None:
         if self._held is not None and not self._spool(self._held):

@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from agent.config import AgentConfig
+from agent.hints import rejection_hint
 from agent.spool import Spool, SpoolEntry
 from agent.tls import read_tls_files
 from common.durable import atomic_write
@@ -61,7 +62,13 @@ log = logging.getLogger("gpucensus.agent.uplink")
 
 
 class RetryableError(Exception):
-    """The collector could not be reached or answered UNAVAILABLE / DEADLINE_EXCEEDED: back off, retry."""
+    """The collector could not be reached or answered UNAVAILABLE / DEADLINE_EXCEEDED: back off, retry.
+
+    `code` and `details` are grpc's (None / "" when no call failed); `hint` says what to do (`agent.hints`)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None, details: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.code, self.details, self.hint = code, details, hint
 
 
 @dataclass
@@ -71,6 +78,7 @@ class DrainResult:
     rejected: int = 0
     duplicates: int = 0  # delivered envelopes the collector already had (an ack lost earlier)
     error: str = ""  # set when the stream ended early; retry decides whether to back off
+    last_rejection: str = ""  # the collector's reason for the last envelope it refused
 
 
 class Backoff:
@@ -147,7 +155,7 @@ class Uplink:
             if not waiting:  # every envelope was answered before the stream failed
                 return result
             if code in RETRYABLE or retry_later(err):
-                raise RetryableError(f"{code.name}: {details}") from None
+                raise RetryableError(f"{code.name}: {details}", code, details) from None
             reason = f"{code.name}: {details}"
             if code not in VERDICTS:  # the stream failed, not the envelope: keep everything pending
                 log.error("Report stream ended with %s; %d envelope(s) stay pending",
@@ -156,11 +164,12 @@ class Uplink:
                 return result
             first = min(waiting.values(), key=lambda e: e.sequence)
             log.error(
-                "collector refused envelope key %s sequence %d: %s; kept in the spool as rejected",
-                first.keyid[:16], first.sequence, reason,
+                "collector refused envelope key %s sequence %d: %s; kept in the spool as rejected%s",
+                first.keyid[:16], first.sequence, reason, _hint_suffix(reason),
             )  # fmt: skip
             spool.mark_rejected(first.keyid, first.sequence, reason)
             result.rejected += 1
+            result.last_rejection = reason
             result.error = reason
             return result
         if waiting:
@@ -196,15 +205,24 @@ def _apply_ack(spool: Spool, entry: SpoolEntry, ack: census_pb2.Ack, result: Dra
         result.duplicates += ack.duplicate
     elif ack.status == census_pb2.ACK_STATUS_REJECTED:
         reasons = "; ".join(f"{f.rule_id}: {f.message}" for f in ack.findings) or "no reason given"
-        log.error("collector rejected sequence %d: %s; kept in the spool as rejected", entry.sequence, reasons)
+        log.error(
+            "collector rejected sequence %d: %s; kept in the spool as rejected%s",
+            entry.sequence, reasons, _hint_suffix(reasons),
+        )  # fmt: skip
         spool.mark_rejected(entry.keyid, entry.sequence, f"REJECTED: {reasons}")
         result.rejected += 1
+        result.last_rejection = f"REJECTED: {reasons}"
     else:  # not a delivery: keep it pending and let the caller back off before resending
         result.error = (
             f"ack for sequence {entry.sequence} has status {census_pb2.AckStatus.Name(ack.status)} and "
             f"{'a' if ack.HasField('log_index') else 'no'} log index"
         )
         log.error("%s; kept pending", result.error)
+
+
+def _hint_suffix(reason: str) -> str:
+    hint = rejection_hint(reason)
+    return f" (hint: {hint})" if hint else ""
 
 
 def parse_checkpoint(note: bytes) -> dict[str, Any]:
@@ -256,7 +274,8 @@ def ensure_enrolled(
         record = {"keyid": response.keyid, "node_id": response.node_id, "site": response.site}
     except grpc.RpcError as err:
         if err.code() in RETRYABLE:
-            raise RetryableError(f"enroll: {err.code().name}: {err.details()}") from None
+            details = err.details() or ""
+            raise RetryableError(f"enroll: {err.code().name}: {details}", err.code(), details) from None
         if err.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise ConfigError(
                 f"the collector refused enrollment: {err.code().name}: {err.details()}",

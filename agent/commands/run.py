@@ -23,11 +23,20 @@ from agent import config as agent_config
 from agent.attest import attest
 from agent.chain import ChainStore
 from agent.commands.snapshot import predicate_from_args
+from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
-from agent.uplink import Backoff, DrainResult, Uplink, ensure_enrolled, open_channel, parse_checkpoint
+from agent.uplink import (
+    Backoff,
+    DrainResult,
+    RetryableError,
+    Uplink,
+    ensure_enrolled,
+    open_channel,
+    parse_checkpoint,
+)
 from common.errors import ConfigError, GpucensusError, StateError
 
 log = logging.getLogger("gpucensus.agent")
@@ -84,7 +93,7 @@ def handle(args: argparse.Namespace) -> int:
     predicate_from_args(snapshot_args)  # start-up check: driver, profile, catalogue
     chain = ChainStore(Path(config.node_state_dir), key.keyid)
     registry = CollectorRegistry()
-    spool = _open_spool_of_chain(chain, config, registry)
+    spool = open_spool_of_chain(chain, config, registry)
     if config.metrics_listen:
         _serve_metrics(config.metrics_listen, registry)
     channel = open_channel(config)
@@ -100,6 +109,13 @@ def handle(args: argparse.Namespace) -> int:
         return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:
+        try:
+            return deliver_once()
+        except RetryableError as err:
+            err.hint = err.hint or connection_hint(err.code, err.details, config)
+            raise
+
+    def deliver_once() -> DrainResult:
         nonlocal enrolled
         if not enrolled:
             record = ensure_enrolled(config, uplink, node_id, public_pem, key.keyid)
@@ -135,7 +151,19 @@ def handle(args: argparse.Namespace) -> int:
     log.info("agent stopped: %d rounds, %d envelopes created, spool %s", runner.rounds, runner.created, counts)
     if args.rounds is not None and runner.unsigned_rounds:
         raise _rounds_failed(runner)
+    if args.rounds is not None and runner.rejected:
+        raise _envelopes_rejected(runner)
     return 0
+
+
+def _envelopes_rejected(runner: Runner) -> GpucensusError:
+    """`--rounds N`: envelopes the collector refused during the run are a failure (exit 1), not a success."""
+    reason = runner.last_rejection
+    return GpucensusError(
+        f"the collector rejected {runner.rejected} envelope(s) during this run (kept in the spool as rejected); "
+        f"the last because: {reason}",
+        hint=rejection_hint(reason) or "`gpucensus-agent spool list --state rejected` shows every reason",
+    )
 
 
 def _rounds_failed(runner: Runner) -> GpucensusError:
@@ -148,25 +176,19 @@ def _rounds_failed(runner: Runner) -> GpucensusError:
     return GpucensusError(message + str(cause), hint="see the log above")
 
 
-def _open_spool_of_chain(chain: ChainStore, config: agent_config.AgentConfig, registry: CollectorRegistry) -> Spool:
+def open_spool_of_chain(
+    chain: ChainStore, config: agent_config.AgentConfig, registry: CollectorRegistry, *, read_only: bool = False
+) -> Spool:
     """Open the spool, refusing (StateError, exit 5, nothing written) one that cannot be the chain's own once the
-    chain has signed something: missing or emptied, replaced by another, or behind the chain state."""
-    state, path = chain.load(), config.spool_file
-    signed = state.next_sequence > 1
-    size = path.stat().st_size if path.is_file() else None
-    if signed and ((size is None and state.spool) or size == 0):
-        found = "missing" if size is None else "empty (0 bytes)"
-        raise StateError(
-            f"spool {path} is {found}, but the chain state {chain.path} shows that envelopes up to sequence "
-            f"{state.next_sequence - 1} were signed: envelopes not yet delivered may be lost",
-            hint="restore the spool from a backup (or point spool.path at it); the agent does not start on an "
-            "empty spool, so that the loss is noticed",
-        )
-    spool = Spool(path, config.spool_max_bytes, registry, config.spool_keep_delivered)
+    chain has signed something: missing or emptied, replaced by another, or behind the chain state.
+    `read_only` (for `check`) opens an existing spool without writing to it."""
+    refuse_lost_spool(chain, config.spool_file)
+    spool = Spool(config.spool_file, config.spool_max_bytes, registry, config.spool_keep_delivered, read_only=read_only)
+    state = chain.load()
     try:
-        if signed and state.spool and spool.spool_id != state.spool:
+        if state.next_sequence > 1 and state.spool and spool.spool_id != state.spool:
             raise StateError(
-                f"spool {path} (id {spool.spool_id}) is not the spool {state.spool} that the chain state "
+                f"spool {spool.path} (id {spool.spool_id}) is not the spool {state.spool} that the chain state "
                 f"{chain.path} was used with: it was replaced, so envelopes not yet delivered may be lost",
                 hint="restore this node's own spool (or point spool.path at it)",
             )
@@ -175,6 +197,20 @@ def _open_spool_of_chain(chain: ChainStore, config: agent_config.AgentConfig, re
         spool.close()
         raise
     return spool
+
+
+def refuse_lost_spool(chain: ChainStore, path: Path) -> None:
+    """StateError if the chain has signed envelopes but the spool at `path` is missing or empty (0 bytes)."""
+    state = chain.load()
+    size = path.stat().st_size if path.is_file() else None
+    if state.next_sequence > 1 and ((size is None and state.spool) or size == 0):
+        found = "missing" if size is None else "empty (0 bytes)"
+        raise StateError(
+            f"spool {path} is {found}, but the chain state {chain.path} shows that envelopes up to sequence "
+            f"{state.next_sequence - 1} were signed: envelopes not yet delivered may be lost",
+            hint="restore the spool from a backup (or point spool.path at it); the agent does not start on an "
+            "empty spool, so that the loss is noticed",
+        )
 
 
 def _adopt_spool(chain: ChainStore, spool: Spool) -> None:

@@ -244,7 +244,8 @@ def test_certificate_of_another_node_is_refused_and_nothing_is_stored(installati
         request = pb.EnrollRequest(token=token, node_id="node-b", public_key_pem=agent.public_key_pem)
         assert census_pb2_grpc.CensusStub(channel).Enroll(request, timeout=10).keyid == agent.keyid
     agent.configure(impostor_cert)  # no token: the key is enrolled
-    assert agent.run(rounds=2) == 0, agent.proc.log()
+    assert agent.run(rounds=2) == 1, agent.proc.log()  # every envelope it made was rejected: not a success
+    assert "error: the collector rejected" in agent.proc.log(), agent.proc.log()
 
     spooled = agent.spool()
     assert len(spooled) == agent.reserved() >= 3

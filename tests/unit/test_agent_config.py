@@ -137,3 +137,24 @@ def test_example_config_loads_and_documents_every_key():
         for key in keys:
             documented = key in document.get(section, {}) or f"# {key} =" in text
             assert documented, f"{section}.{key} is not in {EXAMPLE.name}"
+
+
+@pytest.mark.parametrize(
+    ("file_address", "env_address", "flag_address", "blamed"),
+    [
+        ("collector.example", None, None, "agent.toml"),
+        ("collector.example:7443", "collector.example", None, "environment GPUCENSUS_AGENT_COLLECTOR_ADDRESS"),
+        ("collector.example:7443", None, "collector.example", "command line"),
+    ],
+)
+def test_an_address_without_a_port_is_blamed_on_where_it_came_from(
+    tmp_path, file_address, env_address, flag_address, blamed
+):
+    path = tmp_path / "agent.toml"
+    path.write_text(f"[collector]\naddress = '{file_address}'\n")
+    env = {} if env_address is None else {"GPUCENSUS_AGENT_COLLECTOR_ADDRESS": env_address}
+    with pytest.raises(ConfigError) as caught:
+        agent_config.load(path, env=env, overrides={"collector.address": flag_address})
+    assert caught.value.message.startswith(str(path) if blamed == "agent.toml" else blamed), caught.value.message
+    assert "'collector.example' must be host:port" in caught.value.message
+    assert "7443" in caught.value.hint
