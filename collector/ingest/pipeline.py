@@ -8,6 +8,7 @@ the other writer stored (duplicate or equivocation). Everything acknowledged was
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from collector.ingest import chain, crossnode, recompute, signature, sitebinding
+from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.metrics import CollectorMetrics
 from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
-from common import verify
+from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
 
@@ -159,7 +160,8 @@ class Pipeline:
                 context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
             )
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
-        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site)
+            host = crossnode.check_host(key.node_id, facts.host(predicate), _previous_host(before or head, seq))
+        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host)
         with spent.step("store"):
             record = store.store_attestation(
                 AttestationRecord(
@@ -218,6 +220,19 @@ class Pipeline:
             lock = self._locks.setdefault(keyid, threading.Lock())
         with lock:
             yield
+
+
+def _previous_host(record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
+    """The host facts of the key's attestation before `sequence`, read from its stored envelope (already loaded
+    for the chain step: no extra query). None when there is none or it cannot be read (stored before host
+    facts existed, or by a lenient older version): then nothing is compared."""
+    if record is None or record.sequence >= sequence:
+        return None
+    try:
+        payload = json.loads(dsse.b64decode(json.loads(record.envelope)["payload"]))
+        return facts.host(payload["predicate"])
+    except (ValueError, KeyError, TypeError, RecursionError, facts.MalformedFactError):
+        return None
 
 
 def _link(record: AttestationRecord | None) -> chain.Link | None:
