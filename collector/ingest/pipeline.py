@@ -82,6 +82,9 @@ class Pipeline:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._public_keys: dict[tuple[str, str], verify.Ed25519PublicKey] = {}
+        # keyid -> (sequence, host facts) of the last attestation this collector accepted: spares reading the
+        # previous envelope again (one entry per enrolled key; a restart or another collector falls back to it)
+        self._last_host: dict[str, tuple[int, facts.HostFacts]] = {}
 
     def ingest(self, envelope_bytes: bytes, client_identity: str | None = None) -> IngestResult:
         """Judge one envelope and store it if accepted. Raises `IngestError`s (malformed, bad signature,
@@ -160,7 +163,8 @@ class Pipeline:
                 context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
             )
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
-            host = crossnode.check_host(key.node_id, facts.host(predicate), _previous_host(before or head, seq))
+            host_facts = facts.host(predicate)
+            host = crossnode.check_host(key.node_id, host_facts, self._previous_host(keyid, before or head, seq))
         findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host)
         with spent.step("store"):
             record = store.store_attestation(
@@ -179,7 +183,17 @@ class Pipeline:
                     status=ACCEPTED,
                 )
             )
+        self._last_host[keyid] = (seq, host_facts)
         return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings)
+
+    def _previous_host(self, keyid: str, record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
+        """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
+        if record is None or record.sequence >= sequence:
+            return None
+        remembered = self._last_host.get(keyid)
+        if remembered is not None and remembered[0] == record.sequence:
+            return remembered[1]
+        return _stored_host(record)
 
     def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
         store = self._store
@@ -222,12 +236,9 @@ class Pipeline:
             yield
 
 
-def _previous_host(record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
-    """The host facts of the key's attestation before `sequence`, read from its stored envelope (already loaded
-    for the chain step: no extra query). None when there is none or it cannot be read (stored before host
-    facts existed, or by a lenient older version): then nothing is compared."""
-    if record is None or record.sequence >= sequence:
-        return None
+def _stored_host(record: AttestationRecord) -> facts.HostFacts | None:
+    """The host facts of a stored attestation, read from its envelope (already loaded for the chain step: no
+    extra query). None when they cannot be read (stored by a lenient older version): then nothing is compared."""
     try:
         payload = json.loads(dsse.b64decode(json.loads(record.envelope)["payload"]))
         return facts.host(payload["predicate"])

@@ -9,8 +9,9 @@ from typing import Any
 import grpc
 import pytest
 
+from collector.ingest.pipeline import Pipeline
 from protos import census_pb2 as pb
-from tests.ingest_nodes import TestNode
+from tests.ingest_nodes import NOW, TestNode
 from tests.integration.server_fixtures import Collector, collector_fixture, make_store, store_kind  # noqa: F401
 
 HOST = {"cpu_logical": 224, "cpu_physical": 112, "memory_total_bytes": 2_061_584_302_080, "boot_time": 1_763_000_000}
@@ -63,3 +64,16 @@ def test_a_malformed_host_fact_is_refused_and_nothing_is_stored(collector: Colle
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "node." in refused.value.details(), refused.value.details()
     assert collector.store.last_attestation(node.keyid) is None
+
+
+def test_a_restarted_collector_reads_the_previous_host_facts_from_the_stored_envelope(collector: Collector) -> None:
+    node = TestNode("n1")
+    collector.enroll(node)
+    [first] = collector.report([_reporting(node)])
+    restarted = Pipeline(collector.store, clock=lambda: NOW)  # remembers nothing: reads the stored envelope
+    result = restarted.ingest(_reporting(node, boot_time=1_763_500_000, cpu_physical=56))
+    assert first.status == pb.ACK_STATUS_ACCEPTED and result.status == "accepted"
+    assert [(f.rule_id, f.severity) for f in result.findings if f.rule_id.startswith("host.")] == [
+        ("host.rebooted", "info"),
+        ("host.changed", "warning"),
+    ]
