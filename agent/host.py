@@ -1,12 +1,16 @@
-"""Facts about the host the agent runs on: a stable node id, hostname, boot id. Paths are passed in for tests."""
+"""Facts about the host the agent runs on: a stable node id, hostname, boot id, and the host facts psutil reads
+(CPU counts, memory total, boot time). Paths and the psutil module are passed in for tests."""
 
 from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from agent import __version__
 from common.errors import ConfigError
@@ -23,6 +27,53 @@ class NodeInfo:
     site: str
     boot_id: str
     agent_version: str = __version__
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the node section says about the machine: integers only; None when the fact could not be read."""
+
+    cpu_logical: int | None = None
+    cpu_physical: int | None = None
+    memory_total_bytes: int | None = None
+    boot_time: int | None = None  # seconds since the epoch (UTC), as the kernel records it
+
+    def node_fields(self) -> dict[str, Any]:
+        """The facts for the node section: those read, and `not_reported` naming the others (sorted)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        reported: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
+        reported["not_reported"] = sorted(name for name, value in values.items() if value is None)
+        return reported
+
+
+def _integer(read: Callable[[], Any]) -> int | None:
+    """An integer fact from psutil, or None when it cannot be read (psutil returns None or raises)."""
+    try:
+        value = read()
+    except (OSError, RuntimeError, ValueError, AttributeError, NotImplementedError, psutil.Error):
+        return None
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)  # boot_time is a float of whole seconds; memory and counts are ints
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number >= 0 else None
+
+
+def read_host_facts(psutil_module: Any = None, procfs_path: str | None = None) -> HostFacts:
+    """The host facts through psutil (`psutil_module` for tests). `procfs_path`: the host's /proc when it is
+    mounted elsewhere (psutil reads it on Linux). A fact psutil cannot read is None, never an error."""
+    if psutil_module is None:
+        psutil_module = psutil
+    if procfs_path is not None and hasattr(psutil_module, "PROCFS_PATH"):
+        psutil_module.PROCFS_PATH = procfs_path
+    return HostFacts(
+        cpu_logical=_integer(lambda: psutil_module.cpu_count(logical=True)),
+        cpu_physical=_integer(lambda: psutil_module.cpu_count(logical=False)),
+        memory_total_bytes=_integer(lambda: psutil_module.virtual_memory().total),
+        boot_time=_integer(lambda: psutil_module.boot_time()),
+    )
 
 
 def machine_id(paths: Sequence[str] = MACHINE_ID_PATHS) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from agent.host import NodeInfo
+from agent.host import HostFacts, NodeInfo
 from common.accounting import Rules
 from common.catalogue import Catalogue
 from common.devices import Discovery, PciFunction
@@ -19,15 +19,17 @@ def build_predicate(
     pci_functions: list[PciFunction],
     catalogue: Catalogue,
     rules: Rules,
+    host: HostFacts | None = None,
 ) -> dict[str, Any]:
-    """The snapshot predicate for this node (the JSON contract of `gpucensus-agent snapshot`)."""
+    """The snapshot predicate for this node (the JSON contract of `gpucensus-agent snapshot`). `host`: the host
+    facts (None: all of them not reported)."""
     devices = sorted(discovery.devices, key=lambda d: d.index)
     device_entries = [device_entry(d, catalogue, rules) for d in devices]
     pci = pci_entries(pci_functions, devices, catalogue, rules)
     driver = {k: v for k, v in asdict(discovery.driver).items() if v is not None}
     driver["backend"] = backend_name
     return {
-        "node": asdict(node),
+        "node": {**asdict(node), **(host or HostFacts()).node_fields()},
         "driver": driver,
         "devices": device_entries,
         "pci_functions": pci,

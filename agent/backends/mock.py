@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent.host import HostFacts
 from common.devices import (
     MAX_ERROR_TEXT,
     STATUS_INCOMPLETE,
@@ -222,6 +223,24 @@ def _mock_serial(node_id: str, name: str, index: int) -> str:
     return f"{1650000000000 + index + 1000 * len(name):013d}"
 
 
+_MOCK_SOCKETS = (1, 2, 2, 2, 4)  # CPU sockets of a simulated host, picked by its seed
+_MOCK_CORES = (16, 24, 32, 48, 56, 64)  # physical cores per socket
+_MOCK_BOOT_EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z: every simulated boot is within a year after it
+
+
+def mock_host_facts(node_id: str, profile_name: str) -> HostFacts:
+    """Simulated host facts, derived from the node id and profile like mock GPU UUIDs: stable across restarts,
+    different between the nodes of a staging fleet. 2 threads per core, 8 GiB of memory per physical core."""
+    seed = uuid.uuid5(uuid.NAMESPACE_URL, f"gpucensus-mock-host/{node_id}/{profile_name}").int
+    physical = _MOCK_SOCKETS[seed % len(_MOCK_SOCKETS)] * _MOCK_CORES[(seed >> 8) % len(_MOCK_CORES)]
+    return HostFacts(
+        cpu_logical=2 * physical,
+        cpu_physical=physical,
+        memory_total_bytes=physical * 8 * 2**30,
+        boot_time=_MOCK_BOOT_EPOCH + (seed >> 16) % (365 * 86_400),
+    )
+
+
 class MockBackend:
     """Reports the GPUs of a named or file profile as if NVML had found them."""
 
@@ -229,6 +248,11 @@ class MockBackend:
 
     def __init__(self, profile: str = "dgx-h100", node_id: str = "") -> None:
         self._profile = load_profile(profile, node_id)
+        self._node_id = node_id
+
+    def host_facts(self) -> HostFacts:
+        """The simulated host this profile's GPUs sit in (`mock_host_facts`)."""
+        return mock_host_facts(self._node_id, self._profile.name)
 
     def discover(self) -> Discovery:
         return Discovery(driver=self._profile.driver, devices=copy.deepcopy(self._profile.devices))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends import BACKENDS, create_backend
-from agent.host import node_info
+from agent.host import node_info, read_host_facts
 from agent.pci import scan_sysfs
 from agent.render import snapshot_table
 from agent.snapshot import build_predicate
@@ -51,7 +51,9 @@ def predicate_from_args(args: argparse.Namespace) -> dict[str, Any]:
         pci = simulated_bus()
     else:
         pci = scan_sysfs(_sysfs_root(args.sysfs_root))
-    return build_predicate(node, backend.name, discovery, pci, load_catalogue(), load_rules())
+    simulated_host = getattr(backend, "host_facts", None)
+    host = simulated_host() if simulated_host is not None else read_host_facts()
+    return build_predicate(node, backend.name, discovery, pci, load_catalogue(), load_rules(), host)
 
 
 def _sysfs_root(given: str | None) -> str:

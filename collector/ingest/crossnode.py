@@ -5,6 +5,9 @@ store lookups are passed in as a `CrossnodeContext`.
 - a GPU last seen in another country (it moved across a border: the caps of both countries change);
 - a GPU that was on this node last time, is gone now and was not decommissioned
   (`gpucensus-collector gpu decommission`);
+- a reboot (`host.rebooted`: boot time or boot id changed since the node's previous attestation) and a changed
+  host fingerprint (`host.changed`: CPU counts or memory total changed): GPUs leave a host only across a reboot
+  or a hot-unplug, so both explain (or question) a change in its GPUs;
 - an NVIDIA function on the node's PCI bus that NVML did not report (a hidden GPU); the PCI entries passed in
   are the collector's own re-match of the node's PCI functions against its NVML devices (`recompute`).
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from collector.ingest.model import VIOLATION, WARNING, Finding
+from collector.ingest.facts import HostFacts
+from collector.ingest.model import INFO, VIOLATION, WARNING, Finding
 
 NOT_IN_NVML = "not-in-nvml"
+BOOT_TIME_TOLERANCE_SECONDS = 60  # the kernel's boot time moves with clock corrections (NTP), not by minutes
 
 
 @dataclass(frozen=True)
@@ -94,4 +99,35 @@ def check_crossnode(
                     f"on node {node_id} is an NVIDIA GPU that NVML did not report",
                 )
             )
+    return tuple(findings)
+
+
+def check_host(node_id: str, host: HostFacts, previous: HostFacts | None) -> tuple[Finding, ...]:
+    """Findings on this node's host facts against those of its previous accepted attestation (None: no
+    previous one, or it carried no host facts). A fact either side did not report is not compared."""
+    if previous is None:
+        return ()
+    findings: list[Finding] = []
+    subject = f"node:{node_id}"
+    boot_moved = (
+        host.boot_time is not None
+        and previous.boot_time is not None
+        and abs(host.boot_time - previous.boot_time) > BOOT_TIME_TOLERANCE_SECONDS
+    )
+    boot_id_changed = bool(host.boot_id and previous.boot_id and host.boot_id != previous.boot_id)
+    if boot_moved or boot_id_changed:
+        when = f" (boot time {previous.boot_time} -> {host.boot_time})" if boot_moved else " (new boot id)"
+        findings.append(Finding("host.rebooted", INFO, subject, f"node {node_id} rebooted{when}"))
+    before, now = previous.fingerprint, host.fingerprint
+    compared = sorted(name for name in before if name in now and before[name] != now[name])
+    changed = [f"{name} {before[name]} -> {now[name]}" for name in compared]
+    if changed:
+        findings.append(
+            Finding(
+                "host.changed",
+                WARNING,
+                subject,
+                f"the host of node {node_id} changed since its previous attestation: " + ", ".join(changed),
+            )
+        )
     return tuple(findings)

@@ -11,6 +11,7 @@ Facts the agent did not report are absent, never an error; keys recompute does n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from collector.ingest.errors import MalformedFactError
@@ -29,6 +30,10 @@ from common.devices import (
     text_problem,
 )
 
+MAX_CPUS = 1 << 20  # logical CPUs of one host: far beyond any machine
+MAX_MEMORY_BYTES = 1 << 60  # an exbibyte
+MAX_BOOT_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z in seconds since the epoch
+MAX_BOOT_ID = 64  # a kernel boot id is a 36-character UUID
 MAX_ITEMS = 65_536  # devices or PCI functions in one predicate: far beyond any node, far below a memory problem
 _TEXT_FACTS = ("uuid", "serial", "name", "architecture", "cuda_compute_capability", "mig_mode")
 
@@ -105,3 +110,33 @@ def devices(predicate: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list
 def pci_functions(predicate: Mapping[str, Any]) -> list[PciFunction]:
     raw = _objects(predicate.get("pci_functions", []), "pci_functions")
     return [pci_function(r, f"pci_functions[{i}]") for i, r in enumerate(raw)]
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """The host facts of a predicate's node section; None when the agent did not report one."""
+
+    cpu_logical: int | None = None
+    cpu_physical: int | None = None
+    memory_total_bytes: int | None = None
+    boot_time: int | None = None  # seconds since the epoch
+    boot_id: str = ""
+
+    @property
+    def fingerprint(self) -> dict[str, int]:
+        """The facts that change only when the machine's hardware does (the ones reported)."""
+        values = {"cpu_logical": self.cpu_logical, "cpu_physical": self.cpu_physical}
+        values["memory_total_bytes"] = self.memory_total_bytes
+        return {name: value for name, value in values.items() if value is not None}
+
+
+def host(predicate: Mapping[str, Any]) -> HostFacts:
+    """The node section's host facts (integers 0..bound, not bools; a bounded boot id string)."""
+    node = _object(predicate, "node", "predicate")
+    return HostFacts(
+        cpu_logical=_checked(node, "cpu_logical", "node", integer_problem, MAX_CPUS),
+        cpu_physical=_checked(node, "cpu_physical", "node", integer_problem, MAX_CPUS),
+        memory_total_bytes=_checked(node, "memory_total_bytes", "node", integer_problem, MAX_MEMORY_BYTES),
+        boot_time=_checked(node, "boot_time", "node", integer_problem, MAX_BOOT_TIME),
+        boot_id=_checked(node, "boot_id", "node", text_problem, MAX_BOOT_ID) or "",
+    )

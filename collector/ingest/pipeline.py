@@ -8,6 +8,7 @@ the other writer stored (duplicate or equivocation). Everything acknowledged was
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from collector.ingest import chain, crossnode, recompute, signature, sitebinding
+from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.metrics import CollectorMetrics
 from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
-from common import verify
+from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
 
@@ -81,6 +82,9 @@ class Pipeline:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._public_keys: dict[tuple[str, str], verify.Ed25519PublicKey] = {}
+        # keyid -> (sequence, host facts) of the last attestation this collector accepted: spares reading the
+        # previous envelope again (one entry per enrolled key; a restart or another collector falls back to it)
+        self._last_host: dict[str, tuple[int, facts.HostFacts]] = {}
 
     def ingest(self, envelope_bytes: bytes, client_identity: str | None = None) -> IngestResult:
         """Judge one envelope and store it if accepted. Raises `IngestError`s (malformed, bad signature,
@@ -159,7 +163,9 @@ class Pipeline:
                 context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
             )
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
-        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site)
+            host_facts = facts.host(predicate)
+            host = crossnode.check_host(key.node_id, host_facts, self._previous_host(keyid, before or head, seq))
+        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host)
         with spent.step("store"):
             record = store.store_attestation(
                 AttestationRecord(
@@ -177,7 +183,17 @@ class Pipeline:
                     status=ACCEPTED,
                 )
             )
+        self._last_host[keyid] = (seq, host_facts)
         return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings)
+
+    def _previous_host(self, keyid: str, record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
+        """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
+        if record is None or record.sequence >= sequence:
+            return None
+        remembered = self._last_host.get(keyid)
+        if remembered is not None and remembered[0] == record.sequence:
+            return remembered[1]
+        return _stored_host(record)
 
     def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
         store = self._store
@@ -218,6 +234,16 @@ class Pipeline:
             lock = self._locks.setdefault(keyid, threading.Lock())
         with lock:
             yield
+
+
+def _stored_host(record: AttestationRecord) -> facts.HostFacts | None:
+    """The host facts of a stored attestation, read from its envelope (already loaded for the chain step: no
+    extra query). None when they cannot be read (stored by a lenient older version): then nothing is compared."""
+    try:
+        payload = json.loads(dsse.b64decode(json.loads(record.envelope)["payload"]))
+        return facts.host(payload["predicate"])
+    except (ValueError, KeyError, TypeError, RecursionError, facts.MalformedFactError):
+        return None
 
 
 def _link(record: AttestationRecord | None) -> chain.Link | None:
