@@ -96,12 +96,7 @@ class SqlNodes(SqlTokens):
                 raise RecordNotFoundError(
                     f"site {site!r} does not exist", hint="add it first: gpucensus-collector site add"
                 )
-            owner = cur.execute("SELECT node_id FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
-            if owner is not None:
-                raise RecordExistsError(
-                    f"key {keyid} is already enrolled (node {owner[0]!r})",
-                    hint="a key is enrolled once: generate a new one with gpucensus-agent keygen",
-                )
+            _refuse_enrolled_key(cur, keyid)
             bound = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
             if bound is not None:
                 raise NodeBoundError(
@@ -122,12 +117,7 @@ class SqlNodes(SqlTokens):
                 raise RecordNotFoundError(
                     f"no node {node_id!r}", hint="enroll a new node with a token: gpucensus-collector token create"
                 )
-            owner = cur.execute("SELECT node_id FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
-            if owner is not None:
-                raise RecordExistsError(
-                    f"key {keyid} is already enrolled (node {owner[0]!r})",
-                    hint="a key is enrolled once: generate a new one with gpucensus-agent keygen",
-                )
+            _refuse_enrolled_key(cur, keyid)
             self._rebind(cur, node_id, node[0], node[1], keyid, public_key_pem, "", now, actor, reason)
         return NodeKey(keyid, public_key_pem, node_id, node[0], now)
 
@@ -254,3 +244,13 @@ def _takeover(node_id: str, node: Any, keyid: str, token_site: str, token_hash: 
         created_at=now,
         digest=token_hash,
     )
+
+
+def _refuse_enrolled_key(cur: Any, keyid: str) -> None:
+    """RecordExistsError if `keyid` is already enrolled (for any node): a key is bound once."""
+    owner = cur.execute("SELECT node_id FROM node_keys WHERE keyid = ?", (keyid,)).fetchone()
+    if owner is not None:
+        raise RecordExistsError(
+            f"key {keyid} is already enrolled (node {owner[0]!r})",
+            hint="a key is enrolled once: generate a new one with gpucensus-agent keygen",
+        )

@@ -25,15 +25,14 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _python(*argv: str) -> subprocess.CompletedProcess[str]:
+    """This interpreter with the checkout first on the import path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+
 def test_the_agent_without_its_extra_says_which_extra_to_install() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PYNVML, "snapshot", "--backend", "nvml"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = _python("-c", WITHOUT_PYNVML, "snapshot", "--backend", "nvml")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "pynvml" in result.stderr
@@ -55,14 +54,7 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.mark.parametrize("missing", ["psycopg", "grpc_reflection"])
 def test_the_collector_without_its_extra_says_which_extra_to_install(missing: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT, missing, "serve", "--config", str(tmp_path / "none.toml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = _python("-c", WITHOUT, missing, "serve", "--config", str(tmp_path / "none.toml"))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert missing in result.stderr
