@@ -19,6 +19,9 @@ file's directory. Example:
     interval_seconds = 60
     [metrics]
     listen = "127.0.0.1:9465"  # Prometheus endpoint; empty = none
+    [log]
+    origin = "census.example.org/log"   # the checkpoints' origin line; default: the log key's name
+    checkpoint_interval = 1            # seconds between signed checkpoints, at most
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
 MAX_SECONDS = MAX_C_INT // 1000  # grpc takes times in milliseconds: about 24 days
 _PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
-              ("server", "client_ca")}  # fmt: skip
+              ("server", "client_ca"), ("log", "key_file"), ("log", "checkpoint_file")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,37 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    # the checkpoints' origin line, and the log key's name when the key is generated; "" = the key's name (a new
+    # key is named "<this host's name>/gpucensus-log"). Collectors sharing a database share one log: one key file.
+    origin: str = ""
+    key_file: str = ""  # the log's Ed25519 signing key (signed-note key string); default <data_dir>/log.key
+    checkpoint_file: str = ""  # the last checkpoint this collector signed; default <data_dir>/checkpoint
+    checkpoint_interval: float = 1.0  # seconds: a new checkpoint is signed at most this often
+    integrate: bool = True  # integrate and sign in the background (false: sequence only, e.g. to measure)
+    witness_keys: tuple[str, ...] = ()  # verifier keys (vkey strings) whose cosignatures `log cosign` accepts
+
+    def key_path(self, data_dir: str) -> Path:
+        return Path(self.key_file or Path(data_dir) / "log.key")
+
+    def checkpoint_path(self, data_dir: str) -> Path:
+        return Path(self.checkpoint_file or Path(data_dir) / "checkpoint")
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
-    "metrics": MetricsConfig,
+    "metrics": MetricsConfig, "log": LogConfig,
 }  # fmt: skip
 
 
@@ -152,6 +174,8 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _type_ok(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is tuple:
@@ -160,7 +184,8 @@ def _type_ok(value: Any, expected: type) -> bool:
 
 
 def _type_name(expected: type) -> str:
-    return {bool: "true or false", int: "an integer", str: "a string", tuple: "an array of strings"}[expected]
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "an array of strings"}
+    return names[expected]
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -183,6 +208,11 @@ def _parse_env(name: str, raw: str, expected: type) -> Any:
     elif expected is int:
         try:
             return int(text)
+        except ValueError:
+            pass
+    elif expected is float:
+        try:
+            return float(text)
         except ValueError:
             pass
     elif expected is tuple:  # comma-separated: GPUCENSUS_SERVER_QUERY_CLIENTS=dashboard,compliance-cli
@@ -271,6 +301,17 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+    interval = config.log.checkpoint_interval
+    if not 0 < interval <= MAX_SECONDS:  # also refuses NaN
+        raise ConfigError(f"{where}[log] checkpoint_interval must be greater than 0 and at most {MAX_SECONDS}")
+    if config.log.origin and not _printable_line(config.log.origin):
+        raise ConfigError(f"{where}[log] origin must be one line of printable text without '+' or spaces",
+                          hint='e.g. origin = "census.example.org/log"')  # fmt: skip
+
+
+def _printable_line(text: str) -> bool:
+    """A C2SP signed-note key name: printable, no spaces and no '+'."""
+    return all(33 <= ord(c) < 127 and c != "+" for c in text)
 
 
 def _check_listen(where: str, section: str, listen: str, example: str) -> None:

@@ -57,6 +57,21 @@ class CensusStub(object):
                 request_serializer=protos_dot_census__pb2.GetCountryTotalsRequest.SerializeToString,
                 response_deserializer=protos_dot_census__pb2.GetCountryTotalsResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/gpucensus.v1.Census/GetCheckpoint',
+                request_serializer=protos_dot_census__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.GetCheckpointResponse.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/gpucensus.v1.Census/GetInclusionProof',
+                request_serializer=protos_dot_census__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.GetInclusionProofResponse.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/gpucensus.v1.Census/GetConsistencyProof',
+                request_serializer=protos_dot_census__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.GetConsistencyProofResponse.FromString,
+                _registered_method=True)
 
 
 class CensusServicer(object):
@@ -93,6 +108,30 @@ class CensusServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The latest C2SP tlog-checkpoint this collector signed, with the witness cosignatures it holds for it
+        (UNAVAILABLE: no checkpoint signed yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """RFC 9162 inclusion proof of leaf log_index in the tree of tree_size leaves (0: the latest checkpoint's size).
+        OUT_OF_RANGE: log_index >= tree_size, or tree_size beyond the integrated tree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """RFC 9162 consistency proof between tree sizes old_size and new_size (0: the latest checkpoint's size).
+        OUT_OF_RANGE: old_size > new_size, or new_size beyond the integrated tree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CensusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +154,21 @@ def add_CensusServicer_to_server(servicer, server):
                     servicer.GetCountryTotals,
                     request_deserializer=protos_dot_census__pb2.GetCountryTotalsRequest.FromString,
                     response_serializer=protos_dot_census__pb2.GetCountryTotalsResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=protos_dot_census__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.GetCheckpointResponse.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=protos_dot_census__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.GetInclusionProofResponse.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=protos_dot_census__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.GetConsistencyProofResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +282,87 @@ class Census(object):
             '/gpucensus.v1.Census/GetCountryTotals',
             protos_dot_census__pb2.GetCountryTotalsRequest.SerializeToString,
             protos_dot_census__pb2.GetCountryTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/GetCheckpoint',
+            protos_dot_census__pb2.GetCheckpointRequest.SerializeToString,
+            protos_dot_census__pb2.GetCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/GetInclusionProof',
+            protos_dot_census__pb2.GetInclusionProofRequest.SerializeToString,
+            protos_dot_census__pb2.GetInclusionProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/GetConsistencyProof',
+            protos_dot_census__pb2.GetConsistencyProofRequest.SerializeToString,
+            protos_dot_census__pb2.GetConsistencyProofResponse.FromString,
             options,
             channel_credentials,
             insecure,

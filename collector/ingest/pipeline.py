@@ -70,8 +70,10 @@ class Pipeline:
         rules: Rules | None = None,
         timings: StepTimings | None = None,
         metrics: CollectorMetrics | None = None,
+        checkpoint: Callable[[], bytes] = bytes,
     ) -> None:
         self._store = store
+        self._checkpoint = checkpoint  # the latest signed checkpoint note, for the acks (b"": none yet)
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
@@ -141,7 +143,7 @@ class Pipeline:
                 not_before=_not_before(key.enrolled_at, self._backdate),
             )
         if verdict.duplicate and stored is not None:
-            return _replay(stored)
+            return replace(_replay(stored), checkpoint=self._checkpoint())
         if verdict.rejected:
             evidence = None
             if stored is not None and verdict.equivocation:  # two different signed payloads: keep the proof
@@ -184,7 +186,9 @@ class Pipeline:
                 )
             )
         self._last_host[keyid] = (seq, host_facts)
-        return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings)
+        return IngestResult(
+            keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, checkpoint=self._checkpoint()
+        )
 
     def _previous_host(self, keyid: str, record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
         """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
@@ -270,9 +274,8 @@ def _not_before(enrolled_at: datetime, backdate: timedelta) -> datetime:
 
 
 def _log_index(record: AttestationRecord) -> int:
-    index = record.log_index if record.log_index is not None else record.id
-    assert index is not None, "the store returned an attestation without an id"
-    return index
+    assert record.log_index is not None, "the store returned an accepted attestation without a log index"
+    return record.log_index
 
 
 def _replay(stored: AttestationRecord) -> IngestResult:
@@ -284,7 +287,6 @@ def _replay(stored: AttestationRecord) -> IngestResult:
         log_index=_log_index(stored) if stored.status == ACCEPTED else None,
         duplicate=True,
         findings=findings,
-        checkpoint=stored.checkpoint,
     )
 
 

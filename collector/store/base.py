@@ -202,7 +202,7 @@ class AttestationRecord:
     findings: Sequence[Finding] = ()  # stored with this attestation; returned again for a duplicate ack
     interval_seconds: int | None = None  # the node's expected reporting interval (staleness)
     status: str = "accepted"  # the ack status given the first time
-    log_index: int | None = None  # transparency-log index, when a log exists
+    log_index: int | None = None  # transparency-log leaf index, assigned by store_attestation
     checkpoint: bytes = b""  # the checkpoint note sent in the first ack, if any
     id: int | None = None
 
@@ -362,7 +362,29 @@ class Store(Protocol):
         ...
 
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
-        """Store in one transaction; the stored record (with `id`). ConflictError if (keyid, sequence) exists."""
+        """Store in one transaction that also sequences it in the transparency log; the stored record (with `id`
+        and `log_index`). ConflictError if (keyid, sequence) exists."""
+        ...
+
+    # transparency log (collector.store.sqllog)
+    def log_sequenced(self) -> int:
+        """How many leaves were sequenced (the next leaf index)."""
+        ...
+
+    def log_size(self) -> int:
+        """The size of the integrated tree."""
+        ...
+
+    def log_hashes(self, coordinates: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Stored complete-subtree hashes by (level, n): a `common.merkle.HashReader`."""
+        ...
+
+    def log_entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(leaf index, envelope bytes) of the sequenced leaves in [start, end), in order."""
+        ...
+
+    def integrate_log(self, max_leaves: int) -> tuple[int, int]:
+        """Integrate up to `max_leaves` sequenced leaves into the stored tree; (old size, new size)."""
         ...
 
     # per-GPU state and nodes

@@ -2,7 +2,8 @@
 
 Concurrency: `store_attestation` is one transaction that first claims `(keyid, sequence)` with
 `INSERT … ON CONFLICT DO NOTHING RETURNING id` (the loser gets ConflictError and writes nothing), then takes row
-locks in one fixed order (the node row, then GPU rows sorted by UUID) so concurrent writers never deadlock.
+locks in one fixed order (the node row, then GPU rows sorted by UUID, then the log's counter row, taken last to
+keep the section shared by every collector short) so concurrent writers never deadlock.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collector.store.base import (
 from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
 from collector.store.sqlbase import where_equal
 from collector.store.sqlfindings import FINDING_COLUMNS
-from collector.store.sqlnodes import SqlNodes
+from collector.store.sqllog import SqlLog
 
 _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
@@ -39,7 +40,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlNodes):
+class SqlStore(SqlLog):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -92,7 +93,8 @@ class SqlStore(SqlNodes):
             self._update_node(cur, record, attestation_id)
             self._update_gpus(cur, record)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
-        return replace(record, id=attestation_id)
+            log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
+        return replace(record, id=attestation_id, log_index=log_index)
 
     def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int) -> None:
         # Lock order (nodes row, then gpus rows by uuid) is the same in every writer: no deadlock.
