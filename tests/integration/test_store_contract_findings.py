@@ -99,6 +99,7 @@ def test_a_version_1_database_upgrades_to_version_2_keeping_everything(make_stor
     old = make_store()  # a collector of schema version 1
     assert old.schema_version() == 1
     registry_as_written_by_version_1(old)
+    monkeypatch.setattr(old, "_sequence", lambda cur, attestation_id: None)  # version 1 had no log
     old.store_attestation(attestation("k-fra1", 1, [gpu("GPU-a", index=3)]))
     with old._tx(True) as cur:  # written by the version-1 code, which knew no digest / once_key
         for _ in range(2):
