@@ -33,6 +33,7 @@ from collector import limits
 from collector.config import CollectorConfig, ServerConfig, validate
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from collector.log.service import TransparencyLog, open_log
 from collector.metrics import CollectorMetrics
 from collector.servicer import CensusServicer, add_to_server
 from collector.store.base import Store
@@ -103,6 +104,7 @@ class CollectorServer:
     timings: StepTimings
     metrics: CollectorMetrics
     metrics_http: WSGIServer | None = None  # the Prometheus endpoint, when [metrics] listen is set
+    log: TransparencyLog | None = None  # its integrator thread stops with the server
     loop: EventLoopThread = field(default_factory=EventLoopThread)
     pools: tuple[futures.ThreadPoolExecutor, ...] = ()
     terminated: threading.Event = field(default_factory=threading.Event)
@@ -135,6 +137,8 @@ class CollectorServer:
         return self.terminated
 
     def _release(self) -> None:
+        if self.log is not None:
+            self.log.stop()
         for pool in self.pools:  # work already handed to a pool finishes (its envelope is committed or not)
             pool.shutdown(wait=True, cancel_futures=True)
         self.loop.close()
@@ -227,10 +231,17 @@ def run_server(
         default_interval_seconds=config.nodes.interval_seconds,
         store_refresh_seconds=config.metrics.refresh_seconds,
     )
+    transparency_log = open_log(config.log, config.store.data_dir, store, metrics.registry)
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
     pipeline = Pipeline(
-        store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics
+        store,
+        clock=clock,
+        max_future_skew=skew,
+        max_backdate=backdate,
+        timings=timings,
+        metrics=metrics,
+        checkpoint=transparency_log.checkpoint,
     )
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
@@ -251,6 +262,7 @@ def run_server(
         ingest_executor=ingest_pool,
         unary_executor=unary_pool,
         metrics=metrics,
+        log=transparency_log,
     )
     loop = EventLoopThread()
     try:
@@ -261,8 +273,11 @@ def run_server(
         unary_pool.shutdown(wait=False)
         raise
     collector = CollectorServer(
-        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool)
-    )
+        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool),
+        log=transparency_log,
+    )  # fmt: skip
+    if config.log.integrate:
+        transparency_log.start()
     try:
         if config.metrics.listen:
             collector.metrics_http = serve_metrics(config.metrics.listen, metrics.registry)

@@ -27,6 +27,7 @@ from collector import codec, limits
 from collector.ingest.errors import BindingError, MalformedError
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
+from collector.log.service import NoCheckpointError, TransparencyLog
 from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
 from collector.statuses import status_for
@@ -68,8 +69,10 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         ingest_executor: Executor | None = None,
         unary_executor: Executor | None = None,
         metrics: CollectorMetrics | None = None,
+        log: TransparencyLog | None = None,
     ) -> None:
         self._store = store
+        self._log = log
         self._pipeline = pipeline
         self._clock = clock
         self._bind_tls_identity = bind_tls_identity
@@ -222,6 +225,45 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         )
 
 
+    # --- the transparency log: open to every client (agents monitor their own entries with them) -----------
+    async def GetCheckpoint(
+        self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCheckpointResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, self._checkpoint)
+
+    def _checkpoint(self) -> pb.GetCheckpointResponse:
+        checkpoint = self._transparency_log().checkpoint()
+        if not checkpoint:
+            raise NoCheckpointError("the log has no checkpoint yet; ask again in a moment")
+        return pb.GetCheckpointResponse(checkpoint=checkpoint)
+
+    async def GetInclusionProof(
+        self, request: pb.GetInclusionProofRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetInclusionProofResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: self._inclusion(request))
+
+    def _inclusion(self, request: pb.GetInclusionProofRequest) -> pb.GetInclusionProofResponse:
+        size, hashes = self._transparency_log().inclusion_proof(request.log_index, request.tree_size)
+        return pb.GetInclusionProofResponse(log_index=request.log_index, tree_size=size, hashes=hashes)
+
+    async def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetConsistencyProofResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: self._consistency(request))
+
+    def _consistency(self, request: pb.GetConsistencyProofRequest) -> pb.GetConsistencyProofResponse:
+        _, hashes = self._transparency_log().consistency_proof(request.old_size, request.new_size)
+        return pb.GetConsistencyProofResponse(hashes=hashes)
+
+    def _transparency_log(self) -> TransparencyLog:
+        if self._log is None:
+            raise NoCheckpointError("this collector serves no transparency log")
+        return self._log
+
+
 def _counted(count: Callable[[str], None], call: Callable[[], T]) -> T:
     """Run `call`; an error is counted under its status's name (`permission_denied`) before it goes on."""
     try:
@@ -274,6 +316,19 @@ def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
             servicer.GetCountryTotals,
             lenient(pb.GetCountryTotalsRequest),
             pb.GetCountryTotalsResponse.SerializeToString,
+        ),
+        "GetCheckpoint": unary(
+            servicer.GetCheckpoint, lenient(pb.GetCheckpointRequest), pb.GetCheckpointResponse.SerializeToString
+        ),
+        "GetInclusionProof": unary(
+            servicer.GetInclusionProof,
+            lenient(pb.GetInclusionProofRequest),
+            pb.GetInclusionProofResponse.SerializeToString,
+        ),
+        "GetConsistencyProof": unary(
+            servicer.GetConsistencyProof,
+            lenient(pb.GetConsistencyProofRequest),
+            pb.GetConsistencyProofResponse.SerializeToString,
         ),
     }
     name = pb.DESCRIPTOR.services_by_name["Census"].full_name
