@@ -231,7 +231,7 @@ def run_server(
         default_interval_seconds=config.nodes.interval_seconds,
         store_refresh_seconds=config.metrics.refresh_seconds,
     )
-    transparency_log = open_log(config.log, config.store.data_dir, store, metrics.registry)
+    transparency_log = open_log(config, store, metrics.registry)
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
     pipeline = Pipeline(

@@ -224,7 +224,6 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
             countries=[codec.country_totals_to_pb(t, sites.get(t.country, 0)) for t in chosen]
         )
 
-
     # --- the transparency log: open to every client (agents monitor their own entries with them) -----------
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext

@@ -11,7 +11,7 @@ from pathlib import Path
 from collector.commands.common import command_group, config_from_args, store_action, store_from_args
 from collector.config import CollectorConfig
 from collector.log import cosign, state
-from collector.log.service import LogRangeError, b64
+from collector.log.service import LogRangeError, b64, data_dir
 from common import merkle, note
 from common.errors import ConfigError, StateError
 
@@ -25,7 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prove.add_argument("--size", type=_count, default=0, metavar="M", help="tree size; default the checkpoint's")
     consistency = store_action(group, "consistency", "print a consistency proof between two sizes (JSON)", run_cons)
     consistency.add_argument("--old", type=_count, required=True, metavar="N", help="the older tree size")
-    consistency.add_argument("--new", type=_count, default=0, metavar="M", help="the newer size; default the checkpoint's")
+    consistency.add_argument(
+        "--new",
+        type=_count,
+        default=0,
+        metavar="M",
+        help="the newer size; default the checkpoint's",
+    )
     help = "attach a witness's cosignature (a cosigned checkpoint or its cosignature lines) to the served checkpoint"
     cosigning = store_action(group, "cosign", help, run_cosign)
     cosigning.add_argument("file", metavar="FILE", help="the witness's output")
@@ -44,11 +50,11 @@ def _count(text: str) -> int:
 
 
 def _key(config: CollectorConfig) -> note.SignerKey:
-    return state.load_or_create_key(config.log.key_path(config.store.data_dir), config.log.origin)
+    return state.load_or_create_key(config.log.key_path(data_dir(config)), config.log.origin)
 
 
 def _signed(config: CollectorConfig) -> tuple[Path, state.Signed]:
-    path = config.log.checkpoint_path(config.store.data_dir)
+    path = config.log.checkpoint_path(data_dir(config))
     signed = state.load_checkpoint(path, _key(config))
     if signed is None:
         raise StateError(f"no checkpoint signed yet ({path} does not exist)", hint="start the collector: it signs one")

@@ -42,7 +42,7 @@ def add_cosignatures(
         try:  # the cosignature lines alone
             given = note.parse_note(ours.text.encode("utf-8") + b"\n" + data)
         except note.NoteError as err:
-            raise ConfigError(f"the cosignature file is neither a signed note nor signature lines: {err.message}") from err
+            raise ConfigError(f"the file is neither a cosigned note nor cosignature lines: {err.message}") from err
     if given.text != ours.text:
         raise ConfigError(
             "the cosigned checkpoint is not the current one",

@@ -23,11 +23,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from collector.config import LogConfig
+from collector.config import CollectorConfig
 from collector.log import state
 from collector.store.base import Store
 from common import merkle, note
 from common.errors import GpucensusError
+from common.note import Checkpoint
 
 log = logging.getLogger("gpucensus.collector.log")
 
@@ -55,7 +56,7 @@ class LogMetrics:
         )
         self.tree_size = Gauge("gpucensus_log_tree_size", "Leaves integrated into the stored tree", registry=registry)
         self.checkpoint_size = Gauge(
-            "gpucensus_log_checkpoint_size", "Tree size of the latest checkpoint this collector signed", registry=registry
+            "gpucensus_log_checkpoint_size", "Tree size of the last checkpoint this collector signed", registry=registry
         )
 
 
@@ -116,16 +117,16 @@ class TransparencyLog:
     def _sign(self, size: int) -> None:
         root = merkle.tree_root(size, self._store.log_hashes)
         last = self._signed
-        if last is not None and (size, root) == (last.checkpoint.size, last.checkpoint.root):
+        if last is not None and (size, root) == (last.checkpoint.size, last.checkpoint.root_hash):
             return
-        problem = "" if last is None else self._inconsistency(last.checkpoint.size, last.checkpoint.root, size, root)
+        problem = "" if last is None else self._inconsistency(last.checkpoint, size, root)
         if problem:
             if self._refused != (size, root):
                 log.error(
                     "refusing to sign a checkpoint: the database's tree (size %d, root %s) %s the last checkpoint "
                     "this collector signed (size %d, root %s) in %s; was the database restored from an old backup? "
                     "Envelopes are still stored and acknowledged with the last good checkpoint",
-                    size, b64(root), problem, last.checkpoint.size, b64(last.checkpoint.root), self._path,
+                    size, b64(root), problem, last.checkpoint.size, b64(last.checkpoint.root_hash), self._path,
                 )  # fmt: skip
                 self._refused = (size, root)
             self._metrics.refused.set(1)
@@ -137,8 +138,9 @@ class TransparencyLog:
         self._metrics.checkpoint_size.set(size)
         log.debug("signed checkpoint %d %s", size, b64(root))
 
-    def _inconsistency(self, old_size: int, old_root: bytes, size: int, root: bytes) -> str:
-        """Why the tree (size, root) does not extend (old_size, old_root); "" if it does."""
+    def _inconsistency(self, last: Checkpoint, size: int, root: bytes) -> str:
+        """Why the tree (size, root) does not extend the checkpoint `last`; "" if it does."""
+        old_size, old_root = last.size, last.root_hash
         if size < old_size:
             return "is smaller than"
         if old_size == 0:
@@ -197,11 +199,19 @@ class TransparencyLog:
         return new, merkle.consistency_proof(old, new, self._store.log_hashes)
 
 
-def open_log(config: LogConfig, data_dir: str, store: Store, registry: CollectorRegistry | None = None) -> TransparencyLog:
+def data_dir(config: CollectorConfig, store: Store | None = None) -> str:
+    """The directory the log key and checkpoint files default to: the SQLite database's own directory (the data
+    directory the store really uses), else `[store] data_dir` (PostgreSQL)."""
+    path = getattr(store, "path", None) or (config.store.kind == "sqlite" and config.store.path)
+    return str(Path(path).parent) if path else config.store.data_dir
+
+
+def open_log(config: CollectorConfig, store: Store, registry: CollectorRegistry | None = None) -> TransparencyLog:
     """The log `[log]` describes over `store`: its key (generated on first use) and last checkpoint loaded.
     KeyError_ / StateError / ConfigError (one line, an exit code) when either file cannot be used."""
-    key = state.load_or_create_key(config.key_path(data_dir), config.origin)
+    where = data_dir(config, store)
+    key = state.load_or_create_key(config.log.key_path(where), config.log.origin)
     metrics = LogMetrics(registry) if registry is not None else None
     return TransparencyLog(
-        store, key, config.checkpoint_path(data_dir), interval=config.checkpoint_interval, metrics=metrics
+        store, key, config.log.checkpoint_path(where), interval=config.log.checkpoint_interval, metrics=metrics
     )

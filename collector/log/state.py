@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import note
-from common.checkpoint import Checkpoint
 from common.durable import atomic_write, make_private_dirs, refuse_shared_private_key
 from common.errors import ConfigError, KeyError_, StateError
+from common.note import Checkpoint
 
 log = logging.getLogger("gpucensus.collector.log")
 
@@ -94,14 +94,13 @@ class Signed:
 
 def sign(key: note.SignerKey, size: int, root: bytes) -> Signed:
     checkpoint = Checkpoint(key.name, size, root)
-    return Signed(note.sign_note(checkpoint.text(), [key]), checkpoint)
+    return Signed(checkpoint.sign([key]), checkpoint)
 
 
 def open_signed(data: bytes, key: note.SignerKey, what: str) -> Signed:
     """The checkpoint in `data`, which must be signed by `key`; StateError naming `what` otherwise."""
     try:
-        parsed, _ = note.open_note(data, [key.verifier()])
-        checkpoint = Checkpoint.parse(parsed.text)
+        checkpoint, _ = note.open_checkpoint(data, key.verifier())
     except note.NoteError as err:
         raise StateError(f"{what} is not a checkpoint signed by this log's key: {err.message}") from err
     if checkpoint.origin != key.name:
