@@ -33,6 +33,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "timeout_seconds": 10.0,
         "retry_initial_seconds": 1.0,
         "retry_max_seconds": 60.0,
+        "log_vkey": "",
     },
     "node": {"id": "", "site": "", "key_path": "", "state_dir": "/var/lib/gpucensus"},
     "enrollment": {"token": "", "token_file": ""},
@@ -63,6 +64,7 @@ class AgentConfig:
     collector_timeout_seconds: float
     collector_retry_initial_seconds: float
     collector_retry_max_seconds: float
+    collector_log_vkey: str
     node_id: str
     node_site: str
     node_key_path: str

@@ -13,8 +13,6 @@ attempt comes after the backoff. Every call has a deadline; messages are capped 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import random
@@ -223,24 +221,6 @@ def _apply_ack(spool: Spool, entry: SpoolEntry, ack: census_pb2.Ack, result: Dra
 def _hint_suffix(reason: str) -> str:
     hint = rejection_hint(reason)
     return f" (hint: {hint})" if hint else ""
-
-
-def parse_checkpoint(note: bytes) -> dict[str, Any]:
-    """{size, root} of a C2SP tlog-checkpoint note (origin, size, base64 root, ...); {} if empty or malformed.
-
-    The agent only echoes it in its next statement (`last_checkpoint`); auditors verify the signature.
-    """
-    if not note:
-        return {}
-    try:
-        lines = note.decode("utf-8").split("\n\n", 1)[0].split("\n")
-        size, root = int(lines[1]), lines[2]
-        if size < 0 or len(base64.b64decode(root, validate=True)) != 32:
-            raise ValueError("bad size or root")
-    except (UnicodeDecodeError, IndexError, ValueError, binascii.Error) as err:
-        log.warning("ignoring a malformed checkpoint in an ack: %s", err)
-        return {}
-    return {"size": size, "root": root}
 
 
 def ensure_enrolled(

@@ -235,7 +235,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         checkpoint = self._transparency_log().checkpoint()
         if not checkpoint:
             raise NoCheckpointError("the log has no checkpoint yet; ask again in a moment")
-        return pb.GetCheckpointResponse(checkpoint=checkpoint)
+        return pb.GetCheckpointResponse(checkpoint=checkpoint, log_vkey=str(self._transparency_log().verifier))
 
     async def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: grpc.aio.ServicerContext

@@ -183,10 +183,12 @@ class GetCheckpointRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetCheckpointResponse(_message.Message):
-    __slots__ = ("checkpoint",)
+    __slots__ = ("checkpoint", "log_vkey")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    LOG_VKEY_FIELD_NUMBER: _ClassVar[int]
     checkpoint: bytes
-    def __init__(self, checkpoint: _Optional[bytes] = ...) -> None: ...
+    log_vkey: str
+    def __init__(self, checkpoint: _Optional[bytes] = ..., log_vkey: _Optional[str] = ...) -> None: ...
 
 class GetInclusionProofRequest(_message.Message):
     __slots__ = ("log_index", "tree_size")

@@ -14,7 +14,6 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry, start_http_server
@@ -26,6 +25,7 @@ from agent.commands.snapshot import predicate_from_args
 from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
+from agent.monitor import LogMonitor
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import (
@@ -35,7 +35,6 @@ from agent.uplink import (
     Uplink,
     ensure_enrolled,
     open_channel,
-    parse_checkpoint,
 )
 from common.errors import ConfigError, GpucensusError, StateError
 
@@ -99,6 +98,10 @@ def handle(args: argparse.Namespace) -> int:
     channel = open_channel(config)
     _adopt_spool(chain, spool)
     uplink = Uplink(channel, config.collector_timeout_seconds)
+    monitor = LogMonitor(
+        Path(config.node_state_dir), channel, config.collector_timeout_seconds, spool,
+        configured_vkey=config.collector_log_vkey, registry=registry,
+    )  # fmt: skip
     public_pem = key.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
@@ -122,10 +125,11 @@ def handle(args: argparse.Namespace) -> int:
             if record is None:
                 log.warning("no enrollment token configured: assuming key %s is enrolled", key.keyid[:16])
             enrolled = True
-        latest: dict[str, Any] = {}
-        result = uplink.drain(spool, on_ack=lambda ack: latest.update(parse_checkpoint(ack.checkpoint)))
-        if latest and latest.get("size", -1) > chain.load().last_checkpoint.get("size", -1):
-            chain.record_checkpoint(latest)
+        carried: list[bytes] = []  # the checkpoints acks carried: the newest is checked before it is trusted
+        result = uplink.drain(spool, on_ack=lambda ack: carried.append(ack.checkpoint) if ack.checkpoint else None)
+        verified = monitor.check(carried[-1] if carried else b"")
+        if verified and verified != chain.load().last_checkpoint:
+            chain.record_checkpoint(verified)
         return result
 
     runner = Runner(

@@ -22,7 +22,7 @@ from collector.ingest import chain, crossnode, facts, recompute, signature, site
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.metrics import CollectorMetrics
-from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
+from collector.store.base import AttestationRecord, ChainHead, ConflictError, Evidence, NodeKey, Store
 from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
@@ -190,14 +190,18 @@ class Pipeline:
             keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, checkpoint=self._checkpoint()
         )
 
-    def _previous_host(self, keyid: str, record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
+    def _previous_host(
+        self, keyid: str, record: AttestationRecord | ChainHead | None, sequence: int
+    ) -> facts.HostFacts | None:
         """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
         if record is None or record.sequence >= sequence:
             return None
         remembered = self._last_host.get(keyid)
         if remembered is not None and remembered[0] == record.sequence:
             return remembered[1]
-        return _stored_host(record)
+        if isinstance(record, ChainHead):  # after a gap, the chain head: its envelope is read only now
+            record = self._store.get_attestation(keyid, record.sequence)
+        return _stored_host(record) if record is not None else None
 
     def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
         store = self._store

@@ -10,9 +10,10 @@ from datetime import timedelta
 import grpc
 
 from agent.attest import sign_predicate
+from collector.ingest.pipeline import Pipeline
 from common.dsse import envelope_digest
 from protos import census_pb2 as pb
-from tests.ingest_nodes import TestNode
+from tests.ingest_nodes import NOW, TestNode, enroll
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
     DEADLINE,
     Collector,
@@ -110,6 +111,18 @@ def test_a_gap_is_accepted_with_a_missing_attestations_finding(collector: Collec
     assert ack.status == pb.ACK_STATUS_ACCEPTED and ack.sequence == 3
     assert rule_ids(ack) == ["chain.missing-attestations"]
     assert "1..2" in ack.findings[0].message
+
+
+def test_a_gap_after_a_stored_attestation_the_collector_no_longer_remembers_is_accepted(make_store) -> None:  # noqa: F811
+    """After a restart (or another collector's write) the host facts before a gap come from the stored chain head's
+    envelope: a regression test for an AttributeError (INTERNAL) on that path."""
+    store = make_store()
+    node = TestNode("node-1")
+    enroll(store, node)
+    Pipeline(store, clock=lambda: NOW).ingest(node.next())  # sequence 1, by a collector that is gone now
+    node.next()  # sequence 2 never sent
+    result = Pipeline(store, clock=lambda: NOW).ingest(node.next())
+    assert result.status == "accepted" and "chain.missing-attestations" in [f.rule_id for f in result.findings]
 
 
 def test_a_timestamp_more_than_five_minutes_ahead_is_rejected(collector: Collector) -> None:
