@@ -173,6 +173,7 @@ def cmd_witness(args: argparse.Namespace) -> int:
         offered, signed = note.open_checkpoint(offered_bytes, log_key)
     except note.NoteError as err:
         print(f"REJECT {printable(args.checkpoint)} is not a checkpoint signed by {log_key}: {err.message}")
+        print(f"state unchanged: {printable(state.path)}", file=sys.stderr)
         return 1
     verdict = judge(held, offered, proof)
     for line in verdict.lines:
