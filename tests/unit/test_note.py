@@ -236,6 +236,17 @@ def test_cosignature_round_trip_and_tampering(log_key: SignerKey) -> None:
         note.cosign(signed, witness, -1)
     with pytest.raises(NoteError, match="no signature by a known key"):
         note.verify_cosignature(signed, witness.verifier())
+    # what a collector does with the line a witness sends back
+    attached = signed.with_signatures([note.parse_signature_line(line.line())])
+    assert note.verify_cosignature(attached, witness.verifier()) == 1_700_000_000
+
+
+@pytest.mark.parametrize(
+    "line", ["", "\u2014 w AAAAAAA=\n\u2014 w AAAAAAA=\n", "\u2014 w AAAA\n", "- w AAAAAAA=", "\u2014 w\tx AAAAAAA="]
+)
+def test_malformed_signature_lines_are_refused(line: str) -> None:
+    with pytest.raises(NoteError):
+        note.parse_signature_line(line)
 
 
 def test_the_checkpoint_example_in_formats_md_verifies() -> None:
