@@ -17,6 +17,9 @@ from common.devices import STATUS_INCOMPLETE, STATUS_OK, GpuDevice, PciFunction
 
 PCI_MATCHED = "matched"
 PCI_NOT_IN_NVML = "not-in-nvml"
+# The figures a verifier recomputes and compares with the agent's claims (the collector's ingest, the auditor).
+ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
+TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
 _FACTS = (
     "uuid",
     "serial",

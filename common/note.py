@@ -272,15 +272,23 @@ def parse_note(data: bytes) -> Note:
     for number, line in enumerate(lines[:-1].split("\n"), start=1):
         if number > MAX_SIGNATURES:
             raise NoteError(f"note has more than {MAX_SIGNATURES} signatures")
-        if not line.startswith(SIGNATURE_PREFIX):
-            raise NoteError(f"signature line {number} does not start with an em dash and a space")
-        name, _, b64 = line[len(SIGNATURE_PREFIX) :].partition(" ")
-        check_name(name)
-        raw = _b64decode(b64, f"signature line {number}")
-        if len(raw) < 5:
-            raise NoteError(f"signature line {number} is too short for a key id and a signature")
-        signatures.append(Signature(name, raw[:4], raw[4:]))
+        signatures.append(parse_signature_line(line, f"signature line {number}"))
     return Note(body, tuple(signatures))
+
+
+def parse_signature_line(line: str, what: str = "signature line") -> Signature:
+    """One `— <name> <base64>` line (a trailing newline allowed), e.g. a cosignature a witness sent back."""
+    line = line.removesuffix("\n")
+    if "\n" in line or any(ord(c) < 0x20 for c in line):
+        raise NoteError(f"{what} is not one line of text")
+    if not line.startswith(SIGNATURE_PREFIX):
+        raise NoteError(f"{what} does not start with an em dash and a space")
+    name, _, b64 = line[len(SIGNATURE_PREFIX) :].partition(" ")
+    check_name(name)
+    raw = _b64decode(b64, what)
+    if len(raw) < 5:
+        raise NoteError(f"{what} is too short for a key id and a signature")
+    return Signature(name, raw[:4], raw[4:])
 
 
 def sign_note(text: str, signers: Sequence[SignerKey], timestamp: int | None = None) -> bytes:

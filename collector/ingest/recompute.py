@@ -21,9 +21,8 @@ from common import inventory
 from common.accounting import ECCN_A, ECCN_B, Rules
 from common.catalogue import Catalogue
 from common.devices import STATUS_INCOMPLETE, STATUS_OK
+from common.inventory import ACCOUNTING_FIELDS, TOTALS_FIELDS
 
-ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
-TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
 HIDDEN_ERROR = "on the PCI bus but not reported by NVML"
 FIGURES = ("tpp", "pd_milli", "h100e_milli")
 INT64_MAX = 2**63 - 1  # the stores' integer columns: a figure beyond it is absurd facts, never a crash

@@ -236,3 +236,30 @@ def test_cosignature_round_trip_and_tampering(log_key: SignerKey) -> None:
         note.cosign(signed, witness, -1)
     with pytest.raises(NoteError, match="no signature by a known key"):
         note.verify_cosignature(signed, witness.verifier())
+    # what a collector does with the line a witness sends back
+    attached = signed.with_signatures([note.parse_signature_line(line.line())])
+    assert note.verify_cosignature(attached, witness.verifier()) == 1_700_000_000
+
+
+@pytest.mark.parametrize(
+    "line", ["", "\u2014 w AAAAAAA=\n\u2014 w AAAAAAA=\n", "\u2014 w AAAA\n", "- w AAAAAAA=", "\u2014 w\tx AAAAAAA="]
+)
+def test_malformed_signature_lines_are_refused(line: str) -> None:
+    with pytest.raises(NoteError):
+        note.parse_signature_line(line)
+
+
+def test_the_checkpoint_example_in_formats_md_verifies() -> None:
+    import re
+
+    from common.merkle import MemoryTree
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text(encoding="utf-8")
+    section = text[text.index("## Checkpoints") :]
+    example = re.search(r"^```text\n(.*?)^```", section, re.S | re.M).group(1)
+    vkey = re.search(r"verifier key `([^`]+)`", section).group(1)
+    checkpoint, _ = note.open_checkpoint(example.encode(), VerifierKey.parse(vkey))
+    tree = MemoryTree()
+    for i in range(15):
+        tree.append(f"leaf {i}".encode())
+    assert (checkpoint.origin, checkpoint.size, checkpoint.root_hash) == ("log.example/gpucensus", 15, tree.root())
