@@ -383,6 +383,12 @@ class Store(Protocol):
         """(leaf index, envelope bytes) of the sequenced leaves in [start, end), in order."""
         ...
 
+    def log_attestations(
+        self, below: int, sites: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(leaf index, keyid, envelope) with index < below, of `sites` (None: all), stated since `since`."""
+        ...
+
     def integrate_log(self, max_leaves: int) -> tuple[int, int]:
         """Integrate up to `max_leaves` sequenced leaves into the stored tree; (old size, new size)."""
         ...

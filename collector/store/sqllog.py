@@ -15,6 +15,7 @@ each batch and compute inner levels from the tile on every read). Cost: about 2 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from collector.errors import StoreError
@@ -70,6 +71,24 @@ class SqlLog(SqlNodes):
                 (start, end),
             ).fetchall()
         return [(int(index), bytes(envelope)) for index, envelope in rows]
+
+    def log_attestations(
+        self, below: int, sites: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(leaf index, keyid, envelope) of the stored attestations with index below `below`, of `sites` (all if
+        None), stated at or after `since`, in index order: an audit bundle's envelopes."""
+        sql, params = "SELECT log_index, keyid, envelope FROM attestations WHERE log_index < ?", [below]
+        if sites is not None:
+            if not sites:
+                return []
+            sql += f" AND site IN ({', '.join('?' * len(sites))})"
+            params += list(sites)
+        if since is not None:
+            sql += " AND stated_at >= ?"
+            params.append(self._t(since))
+        with self._tx(False) as cur:
+            rows = cur.execute(sql + " ORDER BY log_index", tuple(params)).fetchall()
+        return [(int(index), keyid, bytes(envelope)) for index, keyid, envelope in rows]
 
     def integrate_log(self, max_leaves: int) -> tuple[int, int]:
         """Integrate up to `max_leaves` sequenced leaves into the stored tree, in one transaction holding the
