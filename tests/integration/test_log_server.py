@@ -6,13 +6,17 @@ the fork."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
 
+from collector.log import cosign
 from collector.log.service import b64 as merkle_b64
 from collector.store import open_store
 from common import merkle, note
@@ -23,6 +27,7 @@ from tests.integration.log_fixtures import DEADLINE, assert_included, checkpoint
 from tests.integration.server_fixtures import status_of
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def report(stub: census_pb2_grpc.CensusStub, envelopes: list[bytes]) -> list[pb.Ack]:
@@ -65,6 +70,28 @@ def test_acks_carry_leaf_indices_and_proofs_verify_against_the_signed_checkpoint
     merkle.verify_consistency(3, newest.size, list(old.hashes), tree.root(3), newest.root_hash)
     default = stub.GetInclusionProof(pb.GetInclusionProofRequest(log_index=2), timeout=DEADLINE)  # size 0: latest
     assert default.tree_size == newest.size
+
+
+def test_a_cosignature_given_with_log_cosign_is_served_with_the_checkpoint(running, tmp_path: Path) -> None:
+    store, stub, key, server = running
+    node = TestNode("node-1")
+    enroll(store, node)
+    report(stub, [node.next() for _ in range(2)])
+    wait_for_size(stub, key, 2)
+    signed = server.log.signed()
+    witness = note.SignerKey.generate("witness.example/w", note.COSIGNATURE_V1)
+    parsed = note.parse_note(signed.note)
+    answer = note.cosign(parsed, witness, 1_700_000_000).line().encode()  # the witness's line alone
+    cosign.add_cosignatures(tmp_path / "log" / "checkpoint", signed, answer, [witness.verifier()])
+    deadline = time.monotonic() + DEADLINE
+    while (
+        len(note.parse_note(stub.GetCheckpoint(pb.GetCheckpointRequest(), timeout=DEADLINE).checkpoint).signatures) < 2
+    ):
+        assert time.monotonic() < deadline, "the cosignature was not served"
+        time.sleep(0.02)
+    served = stub.GetCheckpoint(pb.GetCheckpointRequest(), timeout=DEADLINE)
+    assert note.verify_cosignature(note.parse_note(served.checkpoint), witness.verifier()) == 1_700_000_000
+    assert note.open_checkpoint(served.checkpoint, key)[0].size == 2 and served.log_vkey == str(key)
 
 
 def test_a_duplicate_gets_its_original_index(running) -> None:
@@ -116,6 +143,26 @@ def test_bytes_that_are_no_request_are_invalid_argument(running) -> None:
         channel.close()
 
 
+def _subprocess(module: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)  # fmt: skip
+
+
+def audit(*argv: str) -> subprocess.CompletedProcess[str]:
+    return _subprocess("collector.audit_cli", *argv)
+
+
+def collector_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return _subprocess("collector.cli", *argv)
+
+
+def config_for(tmp_path: Path, data: Path, log_dir: Path) -> Path:
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[store]\ndata_dir = "{data}"\n[log]\nkey_file = "{log_dir / "log.key"}"\n'
+                      f'checkpoint_file = "{log_dir / "checkpoint"}"\n')  # fmt: skip
+    return config
+
+
 def _copy_db(source: Path, target: Path) -> None:
     target.mkdir(exist_ok=True)
     for name in ("collector.db", "collector.db-wal", "collector.db-shm"):
@@ -159,6 +206,7 @@ def test_a_database_restored_from_an_old_copy_is_never_signed_and_the_fork_shows
     _, signed, _, *handles = run(late, 10)
     close(*handles)
     assert signed.size == 10
+    signed_note = (log_dir / "checkpoint").read_bytes()
     _copy_db(backup, data)  # restored: the log forgets leaves 5..9
 
     caplog.set_level(logging.ERROR, logger="gpucensus.collector.log")
@@ -187,11 +235,22 @@ def test_a_database_restored_from_an_old_copy_is_never_signed_and_the_fork_shows
         close(server, channel, store)
 
     # the operator forces it (removes the checkpoint file): the new checkpoint is a fork a witness rejects
+    witness = tmp_path / "witness"
+    (tmp_path / "held").write_bytes(signed_note)
+    key = str(vkey(log_dir))
+    held = audit("witness", "--state", str(witness), "--vkey", key, str(tmp_path / "held"))
+    assert held.returncode == 0, held.stdout + held.stderr  # the witness holds the checkpoint of size 10
     (log_dir / "checkpoint").unlink()
     _, forked, stub, *handles = run([], 12)
-    try:
-        consistency = stub.GetConsistencyProof(pb.GetConsistencyProofRequest(old_size=10), timeout=DEADLINE)
-        with pytest.raises(merkle.ProofError):
-            merkle.verify_consistency(10, forked.size, list(consistency.hashes), signed.root_hash, forked.root_hash)
-    finally:
-        close(*handles)
+    close(*handles)
+    assert forked.size == 12
+    (tmp_path / "offered").write_bytes((log_dir / "checkpoint").read_bytes())
+    proof = collector_cli("log", "consistency", "--old", "10", "--data-dir", str(data),
+                          "--config", str(config_for(tmp_path, data, log_dir)))  # fmt: skip
+    assert proof.returncode == 0, proof.stderr
+    (tmp_path / "proof.json").write_text(proof.stdout)
+    report_ = audit("witness", "--state", str(witness), "--vkey", key, "--consistency", str(tmp_path / "proof.json"),
+                    str(tmp_path / "offered"))  # fmt: skip
+    assert report_.returncode == 1, report_.stdout + report_.stderr
+    assert "10" in report_.stdout + report_.stderr and "12" in report_.stdout + report_.stderr
+    assert (witness / "checkpoint").read_bytes() == signed_note  # the witness keeps the later, good checkpoint
