@@ -130,6 +130,10 @@ class LogMonitor:
             self._check(latest)
         except grpc.RpcError as err:
             log.warning("log check postponed: the collector answered %s: %s", err.code().name, err.details())
+        except ConfigError as err:  # the collector named no usable log key: nothing to trust yet
+            log.error("log check postponed: %s", err.message)
+        except OSError as err:  # the state could not be saved (disk full): the old one stays trusted
+            log.error("log check not recorded: cannot write %s: %s", self._path, err)
         except LogInconsistency as err:
             self.inconsistent.inc()
             log.error("%s; keeping the trusted checkpoint (%s)", err, _describe(self._trusted_checkpoint()))

@@ -162,7 +162,9 @@ class TransparencyLog:
             started = self._clock()
             try:
                 self.step()
-            except Exception:  # a store outage must not end the thread: the next round tries again
+            except GpucensusError as err:  # the store is down, the checkpoint file cannot be written: next round
+                log.error("transparency log integration failed (%s); retrying in %g s", err.message, self._interval)
+            except Exception:  # a bug: logged with its traceback, and the thread keeps running
                 log.exception("transparency log integration failed; retrying in %g s", self._interval)
             if self._stop.wait(max(0.0, self._interval - (self._clock() - started))):
                 return

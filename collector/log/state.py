@@ -125,8 +125,12 @@ def load_checkpoint(path: Path, key: note.SignerKey) -> Signed | None:
 
 
 def save_checkpoint(path: Path, signed: Signed) -> None:
-    make_private_dirs(path.parent)
-    atomic_write(path, signed.note, mode=0o644)
+    """Record `signed` durably before it is served. StateError if it cannot be written (then it is not served)."""
+    try:
+        make_private_dirs(path.parent)
+        atomic_write(path, signed.note, mode=0o644)
+    except OSError as err:
+        raise StateError(f"cannot write the checkpoint file {path}: {err.strerror}") from err
 
 
 def cosigned_path(checkpoint_path: Path) -> Path:
