@@ -31,7 +31,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     StoreError: grpc.StatusCode.UNAVAILABLE,
     LimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,  # retry later: nothing was stored
     LogRangeError: grpc.StatusCode.OUT_OF_RANGE,  # a proof for an index or size the log does not have
-    NoCheckpointError: grpc.StatusCode.UNAVAILABLE,  # a new log signs its first checkpoint within a second
+    NoCheckpointError: grpc.StatusCode.FAILED_PRECONDITION,  # a new log signs its first one within a second
 }
 
 

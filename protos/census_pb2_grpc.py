@@ -110,7 +110,7 @@ class CensusServicer(object):
 
     def GetCheckpoint(self, request, context):
         """The latest C2SP tlog-checkpoint this collector signed, with the witness cosignatures it holds for it
-        (UNAVAILABLE: no checkpoint signed yet).
+        (FAILED_PRECONDITION: no checkpoint signed yet).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

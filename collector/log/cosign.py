@@ -63,5 +63,5 @@ def add_cosignatures(
         names = ", ".join(str(k) for k in keys)
         raise ConfigError(f"the file carries no cosignature by a known witness key ({names})")
     current = note.parse_note(state.load_cosigned(checkpoint_path, signed))
-    atomic_write(state.cosigned_path(checkpoint_path), current.with_signatures(kept).format(), mode=0o644)
+    atomic_write(state.cosigned_path(checkpoint_path), current.with_signatures(kept).format(), mode=0o600)
     return [s.name for s in kept]

@@ -128,7 +128,7 @@ def save_checkpoint(path: Path, signed: Signed) -> None:
     """Record `signed` durably before it is served. StateError if it cannot be written (then it is not served)."""
     try:
         make_private_dirs(path.parent)
-        atomic_write(path, signed.note, mode=0o644)
+        atomic_write(path, signed.note, mode=0o600)  # public data, but the data directory stays private
     except OSError as err:
         raise StateError(f"cannot write the checkpoint file {path}: {err.strerror}") from err
 

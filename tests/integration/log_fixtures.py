@@ -51,7 +51,7 @@ def wait_for_size(stub: census_pb2_grpc.CensusStub, key: note.VerifierKey, size:
             latest = checkpoint(stub, key)
             if latest.size >= size:
                 return latest
-        except grpc.RpcError:  # UNAVAILABLE before the first checkpoint
+        except grpc.RpcError:  # FAILED_PRECONDITION before the first checkpoint
             latest = None
         assert time.monotonic() < deadline, f"no checkpoint of size {size} within {DEADLINE} s (last: {latest})"
         time.sleep(INTERVAL / 2)

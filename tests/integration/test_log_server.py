@@ -254,3 +254,27 @@ def test_a_database_restored_from_an_old_copy_is_never_signed_and_the_fork_shows
     assert report_.returncode == 1, report_.stdout + report_.stderr
     assert "10" in report_.stdout + report_.stderr and "12" in report_.stdout + report_.stderr
     assert (witness / "checkpoint").read_bytes() == signed_note  # the witness keeps the later, good checkpoint
+
+
+def test_a_collector_that_signed_nothing_yet_says_so(make_store, tmp_path: Path) -> None:
+    """`[log] integrate = false` (another collector integrates and signs) and no checkpoint file of its own."""
+    store = make_store()
+    server, port = serve(store, tmp_path / "log", integrate=False)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = census_pb2_grpc.CensusStub(channel)
+        node = TestNode("node-1")
+        enroll(store, node)
+        (ack,) = report(stub, [node.next()])
+        assert ack.log_index == 0 and ack.checkpoint == b""  # sequenced, nothing signed to send along
+        assert status_of(lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(), timeout=DEADLINE)) is (
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
+        request = pb.GetInclusionProofRequest(log_index=0)
+        assert status_of(lambda: stub.GetInclusionProof(request, timeout=DEADLINE)) is (
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
+        assert store.log_size() == 0  # this collector never integrated
+    finally:
+        channel.close()
+        server.stop(None).wait()
