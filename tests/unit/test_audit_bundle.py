@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector import audit_cli
-from collector.audit.bundle import MANIFEST, sha256_hex
+from collector.audit.bundle import MANIFEST, parse_proof, proof_document, sha256_hex
 from common import note
 from tests.audit_bundles import BuiltLog, build_log, export
 
@@ -214,3 +216,25 @@ def test_files_still_need_a_key(bundle: Path, capsys) -> None:
     assert code == 2 and "--key" in err
     code, _, err = run(capsys, str(bundle), "--vkey", "not-a-key")
     assert code == 2 and "--vkey not-a-key" in err
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["log_index", "tree_size", "hashes", "x"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.binary(max_size=200) | _JSON.map(lambda v: json.dumps(v).encode()))
+def test_hostile_proof_files_are_refused_with_a_reason(data: bytes) -> None:
+    try:
+        proof = parse_proof(data)
+    except ValueError as err:
+        assert str(err)
+        return
+    # whatever parses is well-typed: it writes back as a proof file that parses to the same proof
+    again = proof_document(proof.log_index, proof.tree_size, list(proof.hashes))
+    assert parse_proof(json.dumps(again).encode()) == proof
