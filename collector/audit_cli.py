@@ -185,7 +185,11 @@ def cmd_witness(args: argparse.Namespace) -> int:
     if cosigner is not None:
         line = note.cosign(signed, cosigner, int(time.time())).line()
         if args.out:
-            atomic_write(args.out, line.encode("utf-8"), mode=0o644)
+            try:
+                atomic_write(args.out, line.encode("utf-8"), mode=0o644)
+            except OSError as err:
+                raise ConfigError(f"checkpoint accepted, but cannot write {args.out}: {err.strerror}",
+                                  hint="run the same command again to cosign it") from err  # fmt: skip
             print(f"cosignature by {cosigner.verifier()} written to {printable(args.out)}", file=sys.stderr)
         else:
             sys.stdout.write(line)
