@@ -129,7 +129,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if len(args.paths) == 1 and args.paths[0].is_dir():
         bundle = read_bundle(args.paths[0])
         pinned = load_vkey(args.vkey) if args.vkey else None
-        report = verify_bundle(bundle, pinned, keys, load_catalogue(), load_rules())
+        witnesses = [load_vkey(text) for text in args.witness or []]
+        for witness in witnesses:
+            if witness.sig_type != note.COSIGNATURE_V1:
+                raise ConfigError(f"--witness {witness} is not a cosignature/v1 key (type 0x04)",
+                                  hint="use the key gpucensus-audit witness-key printed")  # fmt: skip
+        report = verify_bundle(bundle, pinned, keys, load_catalogue(), load_rules(), witnesses)
         _report_bundle(args.paths[0], report, len(bundle.envelopes), args.format)
         return 1 if report.failures else 0
     if not keys:
@@ -232,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     verify.add_argument("--vkey", metavar="KEY", help="the log's verifier key (string or file) obtained out of band: "
                         "a bundle's own log.vkey proves nothing unless pinned")  # fmt: skip
+    verify.add_argument("--witness", action="append", metavar="KEY", help="a witness's cosigner key (string or "
+                        "file) whose cosignature the bundle's checkpoint must carry; repeat for several")  # fmt: skip
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(func=cmd_verify)
     witness = sub.add_parser(

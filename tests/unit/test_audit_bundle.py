@@ -152,6 +152,27 @@ def test_a_checkpoint_signed_by_another_key(bundle: Path, log: BuiltLog, capsys)
     assert code == 1 and reasons(out) == {"checkpoint-signature", "vkey-mismatch"}
 
 
+def test_required_witness_cosignatures(bundle: Path, log: BuiltLog, capsys) -> None:
+    witness, other = (note.SignerKey.generate(f"w{i}.example/w", note.COSIGNATURE_V1) for i in (1, 2))
+    signed = note.parse_note((bundle / "checkpoint").read_bytes())
+    cosigned = signed.with_signatures([note.cosign(signed, witness, 1_764_460_800)])
+    (bundle / "checkpoint").write_bytes(cosigned.format())
+    rewrite_manifest(bundle)
+    code, out, _ = run(capsys, str(bundle), "--witness", str(witness.verifier()))
+    assert code == 0, out
+    assert f"NOTE checkpoint cosigned by witness {witness.verifier()} at 2025-11-30T00:00:00Z" in out
+    code, out, _ = run(capsys, str(bundle), "--witness", str(witness.verifier()), "--witness", str(other.verifier()))
+    assert code == 1 and reasons(out) == {"cosignature"} and str(other.verifier()) in "\n".join(out)
+    line = cosigned.signatures[-1]
+    forged = note.Signature(line.name, line.key_id, line.signature[:8] + bytes(64))
+    (bundle / "checkpoint").write_bytes(signed.with_signatures([forged]).format())
+    rewrite_manifest(bundle)
+    code, out, _ = run(capsys, str(bundle), "--witness", str(witness.verifier()))
+    assert code == 1 and reasons(out) == {"cosignature"}
+    code, _, err = run(capsys, str(bundle), "--witness", str(log.log_key.verifier()))
+    assert code == 2 and "not a cosignature/v1 key" in err
+
+
 def test_a_checkpoint_of_another_size_than_the_proofs(bundle: Path, log: BuiltLog, capsys) -> None:
     (bundle / "checkpoint").write_bytes(log.checkpoint(14))
     code, out, _ = run(capsys, str(bundle))
