@@ -108,6 +108,10 @@ def check_manifest(bundle: Bundle, report: BundleReport) -> None:
                         f"{listed[path]}", path)  # fmt: skip
     for name in bundle.misnamed:
         report.fail("bundle-layout", "not a file the bundle layout allows", name)
+    selection = bundle.manifest.get("selection")
+    chosen = ", ".join(f"{k} {v}" for k, v in selection.items() if v) if isinstance(selection, dict) else ""
+    report.notes.append(f"exported by gpucensus-collector {bundle.manifest.get('collector_version', '?')}"
+                        f" ({chosen or 'whole log'})")  # fmt: skip
     size = bundle.manifest.get("checkpoint_size")
     if report.checkpoint is not None and size != report.checkpoint.size:
         report.fail("manifest-mismatch", f"manifest checkpoint_size {size!r}, checkpoint size "

@@ -68,6 +68,7 @@ def test_a_bundle_as_exported_verifies(bundle: Path, log: BuiltLog, capsys) -> N
     assert out[-1].startswith("OK bundle") and "size 15, 9 envelope(s) from 3 node(s)" in out[-1]
     assert any("bundle's own log.vkey" in line for line in out)  # unpinned: said so
     assert "NOTE site fra1 (DE): 2 node(s), 2 GPU(s), TPP 31664" in "\n".join(out)
+    assert "NOTE exported by gpucensus-collector 0.0.0-test (whole log)" in out
     code, out, _ = run(capsys, str(bundle), "--vkey", str(log.log_key.verifier()))
     assert code == 0 and any("pinned key" in line for line in out)
     code, out, _ = run(capsys, str(bundle), "--format", "json")
