@@ -15,7 +15,6 @@ its reason), 2 on unusable input (a file, key or state that cannot be read).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -25,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector import __version__
 from collector.audit.bundle import read_bundle
-from collector.audit.check_bundle import BundleReport, verify_bundle
+from collector.audit.check_bundle import verify_bundle
 from collector.audit.envelopes import read_file, verify_file, verify_files
+from collector.audit.render import report_bundle, report_files
 from collector.audit.witness import MAX_INPUT_BYTES, WitnessState, judge, parse_consistency
 from collector.errors import ConfigError
 from common import note
@@ -35,7 +35,7 @@ from common.catalogue import load_catalogue
 from common.cli_support import run_command
 from common.durable import atomic_write, refuse_shared_private_key
 from common.safe_text import printable
-from common.verify import Failure, VerifiedStatement, public_key_from_pem, public_key_id
+from common.verify import public_key_from_pem, public_key_id
 
 __all__ = ["main", "verify_file", "verify_files"]
 
@@ -65,63 +65,6 @@ def load_vkey(text_or_path: str) -> note.VerifierKey:
         ) from err
 
 
-def _failure_dicts(failures: list[Failure]) -> list[dict]:
-    return [{"source": f.source, "sequence": f.sequence, "reason": f.reason, "message": f.message} for f in failures]
-
-
-def _report(verified: list[VerifiedStatement], failures: list[Failure], total: int, fmt: str) -> None:
-    if fmt == "json":
-        document = {
-            "ok": not failures,
-            "envelopes": total,
-            "verified": [
-                {"source": v.source, "keyid": v.keyid, "node": v.node_id, "sequence": v.sequence, "digest": v.digest}
-                for v in verified
-            ],
-            "failures": _failure_dicts(failures),
-        }
-        print(json.dumps(document, indent=2))
-        return
-    for failure in failures:
-        print(f"FAIL {printable(failure)}")
-    nodes = sorted({printable(v.node_id) for v in verified})
-    if failures:
-        print(f"{len(failures)} failure(s); {len(verified)} of {total} envelope(s) verified individually")
-    else:
-        sequences = sorted(v.sequence for v in verified)
-        print(
-            f"OK {total} envelope(s) from {len(nodes)} node(s) ({', '.join(nodes)}), sequences "
-            f"{sequences[0]}..{sequences[-1]}: signatures, statements and chains hold"
-        )
-
-
-def _report_bundle(directory: Path, report: BundleReport, total: int, fmt: str) -> None:
-    checkpoint = report.checkpoint
-    if fmt == "json":
-        document = {
-            "ok": not report.failures,
-            "bundle": str(directory),
-            "checkpoint": {"origin": checkpoint.origin, "size": checkpoint.size} if checkpoint else None,
-            "envelopes": total,
-            "verified": len(report.verified),
-            "notes": report.notes,
-            "failures": _failure_dicts(report.failures),
-        }
-        print(json.dumps(document, indent=2))
-        return
-    for failure in report.failures:
-        print(f"FAIL {printable(failure)}")
-    for line in report.notes:
-        print(f"NOTE {printable(line)}")
-    if report.failures:
-        print(f"{len(report.failures)} failure(s) in bundle {printable(directory)}")
-    else:
-        nodes = len({v.node_id for v in report.verified})
-        print(f"OK bundle {printable(directory)}: checkpoint {printable(checkpoint.origin)} size {checkpoint.size}, "
-              f"{total} envelope(s) from {nodes} node(s): checkpoint signature, inclusion proofs, signatures, "
-              "chains and figures hold")  # fmt: skip
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     keys = load_keys(args.key or [])
     for key_path, key in zip(args.key or [], keys, strict=True):
@@ -129,13 +72,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if len(args.paths) == 1 and args.paths[0].is_dir():
         bundle = read_bundle(args.paths[0])
         pinned = load_vkey(args.vkey) if args.vkey else None
-        report = verify_bundle(bundle, pinned, keys, load_catalogue(), load_rules())
-        _report_bundle(args.paths[0], report, len(bundle.envelopes), args.format)
+        witnesses = [load_vkey(text) for text in args.witness or []]
+        for witness in witnesses:
+            if witness.sig_type != note.COSIGNATURE_V1:
+                raise ConfigError(f"--witness {witness} is not a cosignature/v1 key (type 0x04)",
+                                  hint="use the key gpucensus-audit witness-key printed")  # fmt: skip
+        report = verify_bundle(bundle, pinned, keys, load_catalogue(), load_rules(), witnesses)
+        report_bundle(args.paths[0], report, len(bundle.envelopes), args.format)
         return 1 if report.failures else 0
     if not keys:
         raise ConfigError("give the node public key(s) with --key", hint="or a bundle directory as the only path")
     verified, failures = verify_files(args.paths, keys)
-    _report(verified, failures, len(args.paths), args.format)
+    report_files(verified, failures, len(args.paths), args.format)
     return 1 if failures else 0
 
 
@@ -185,7 +133,11 @@ def cmd_witness(args: argparse.Namespace) -> int:
     if cosigner is not None:
         line = note.cosign(signed, cosigner, int(time.time())).line()
         if args.out:
-            atomic_write(args.out, line.encode("utf-8"), mode=0o644)
+            try:
+                atomic_write(args.out, line.encode("utf-8"), mode=0o644)
+            except OSError as err:
+                raise ConfigError(f"checkpoint accepted, but cannot write {args.out}: {err.strerror}",
+                                  hint="run the same command again to cosign it") from err  # fmt: skip
             print(f"cosignature by {cosigner.verifier()} written to {printable(args.out)}", file=sys.stderr)
         else:
             sys.stdout.write(line)
@@ -228,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     verify.add_argument("--vkey", metavar="KEY", help="the log's verifier key (string or file) obtained out of band: "
                         "a bundle's own log.vkey proves nothing unless pinned")  # fmt: skip
+    verify.add_argument("--witness", action="append", metavar="KEY", help="a witness's cosigner key (string or "
+                        "file) whose cosignature the bundle's checkpoint must carry; repeat for several")  # fmt: skip
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(func=cmd_verify)
     witness = sub.add_parser(

@@ -196,20 +196,17 @@ def _consistency_spans(old: int, lo: int, hi: int) -> list[Span]:
     return spans
 
 
-def _check_range(index_name: str, value: int, size: int) -> None:
-    _check_size(index_name, value)
-    _check_size("tree size", size)
-
-
 def inclusion_spans(index: int, size: int) -> list[Span]:
-    _check_range("leaf index", index, size)
+    _check_size("leaf index", index)
+    _check_size("tree size", size)
     if index >= size:
         raise ProofError(f"leaf index {index} is outside a tree of size {size}")
     return _inclusion_spans(index, 0, size)
 
 
 def consistency_spans(old: int, new: int) -> list[Span]:
-    _check_range("old size", old, new)
+    _check_size("old size", old)
+    _check_size("new size", new)
     if not 0 < old <= new:
         raise ProofError(f"no consistency proof from size {old} to size {new} (need 0 < old <= new)")
     if old == new:

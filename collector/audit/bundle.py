@@ -89,6 +89,15 @@ def read_bundle(root: Path) -> Bundle:
     except UnicodeDecodeError as err:
         raise BundleError(f"{root / VKEY} is not an ASCII verifier key") from err
     bundle = Bundle(root, checkpoint, vkey, manifest, files={CHECKPOINT: checkpoint, VKEY: vkey_bytes})
+    try:
+        _read_folders(bundle)
+    except OSError as err:
+        raise BundleError(f"cannot list {err.filename or root}: {err.strerror}") from err
+    return bundle
+
+
+def _read_folders(bundle: Bundle) -> None:
+    root = bundle.root
     folders = {ENVELOPES: bundle.envelopes, PROOFS: bundle.proofs, KEYS: bundle.keys, POLICY: bundle.policies}
     for entry in sorted(root.iterdir()):
         if entry.name in (MANIFEST, CHECKPOINT, VKEY):
@@ -106,7 +115,6 @@ def read_bundle(root: Path) -> Bundle:
             bundle.files[relative] = data
             key = int(match.group(1)) if entry.name in (ENVELOPES, PROOFS) else match.group(1)
             folders[entry.name][key] = data  # type: ignore[index]
-    return bundle
 
 
 def parse_proof(data: bytes) -> Proof:

@@ -1,7 +1,8 @@
 """Every check of an audit bundle, collected (never stopping at the first): what `gpucensus-audit verify DIR` runs.
 
 1. the checkpoint is a signed note verified with the log's key (the pinned `--vkey` if given, else the bundle's
-   own `log.vkey`, which proves nothing about *which* log unless the auditor got the key out of band);
+   own `log.vkey`, which proves nothing about *which* log unless the auditor got the key out of band), and
+   cosigned by every witness the auditor requires (`--witness`);
 2. the manifest lists exactly the files present, with their SHA-256, and the checkpoint's size;
 3. each envelope has a proof for the checkpoint's size whose path leads from SHA-256(0x00 ‖ envelope bytes)
    to the checkpoint's root (RFC 9162);
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -61,7 +63,9 @@ def _log_key(bundle: Bundle, pinned: note.VerifierKey | None, report: BundleRepo
     return pinned
 
 
-def check_checkpoint(bundle: Bundle, pinned: note.VerifierKey | None, report: BundleReport) -> None:
+def check_checkpoint(
+    bundle: Bundle, pinned: note.VerifierKey | None, witnesses: Sequence[note.VerifierKey], report: BundleReport
+) -> None:
     key = _log_key(bundle, pinned, report)
     try:
         signed = note.parse_note(bundle.checkpoint)
@@ -74,6 +78,14 @@ def check_checkpoint(bundle: Bundle, pinned: note.VerifierKey | None, report: Bu
             signed.verify([key])
         except note.NoteError as err:
             report.fail("checkpoint-signature", err.message, CHECKPOINT)
+    for witness in witnesses:
+        try:
+            when = note.verify_cosignature(signed, witness)
+        except note.NoteError as err:
+            report.fail("cosignature", f"witness {witness}: {err.message}", CHECKPOINT)
+            continue
+        stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        report.notes.append(f"checkpoint cosigned by witness {witness} at {stamp}")
 
 
 def check_manifest(bundle: Bundle, report: BundleReport) -> None:
@@ -96,6 +108,10 @@ def check_manifest(bundle: Bundle, report: BundleReport) -> None:
                         f"{listed[path]}", path)  # fmt: skip
     for name in bundle.misnamed:
         report.fail("bundle-layout", "not a file the bundle layout allows", name)
+    selection = bundle.manifest.get("selection")
+    chosen = ", ".join(f"{k} {v}" for k, v in selection.items() if v) if isinstance(selection, dict) else ""
+    report.notes.append(f"exported by gpucensus-collector {bundle.manifest.get('collector_version', '?')}"
+                        f" ({chosen or 'whole log'})")  # fmt: skip
     size = bundle.manifest.get("checkpoint_size")
     if report.checkpoint is not None and size != report.checkpoint.size:
         report.fail("manifest-mismatch", f"manifest checkpoint_size {size!r}, checkpoint size "
@@ -222,9 +238,10 @@ def verify_bundle(
     extra_keys: Sequence[Ed25519PublicKey],
     catalogue: Catalogue,
     rules: Rules,
+    witnesses: Sequence[note.VerifierKey] = (),
 ) -> BundleReport:
     report = BundleReport()
-    check_checkpoint(bundle, pinned, report)
+    check_checkpoint(bundle, pinned, witnesses, report)
     check_manifest(bundle, report)
     check_proofs(bundle, report)
     keys = load_node_keys(bundle, report) + list(extra_keys)

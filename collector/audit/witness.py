@@ -107,5 +107,8 @@ class WitnessState:
         return checkpoint
 
     def store(self, signed_note: bytes) -> None:
-        make_private_dirs(self.directory)
-        atomic_write(self.path, signed_note, mode=0o600)
+        try:
+            make_private_dirs(self.directory)
+            atomic_write(self.path, signed_note, mode=0o600)
+        except OSError as err:
+            raise StateError(f"cannot write witness state {self.path}: {err.strerror}") from err

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,23 @@ def test_the_auditors_guide_shows_exactly_the_recipes_that_are_tested() -> None:
     text = DOC.read_text()
     assert _block(text, "sh") == CHECKPOINT_RECIPE.read_text()
     assert _block(text, "python") == INCLUSION_RECIPE.read_text()
+
+
+def test_the_installed_auditor_agrees_with_the_recipe(bundle: Path, tmp_path: Path) -> None:
+    audit = Path(sys.executable).parent / "gpucensus-audit"  # as installed beside this Python
+    pinned = tmp_path / "pinned.vkey"
+    pinned.write_bytes((bundle / "log.vkey").read_bytes())
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(audit), "verify", str(bundle), "--vkey", str(pinned)], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    clean = verify()
+    assert clean.returncode == 0 and clean.stdout.splitlines()[-1].startswith("OK bundle"), clean.stdout + clean.stderr
+    data = bytearray((bundle / "envelopes" / "2.json").read_bytes())
+    data[-2] ^= 0x01
+    (bundle / "envelopes" / "2.json").write_bytes(bytes(data))
+    damaged = verify()
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert any(line.startswith("FAIL proofs/2.json: inclusion: ") for line in damaged.stdout.splitlines())
+    assert check_inclusion(bundle, 2).returncode == 1  # the recipe agrees

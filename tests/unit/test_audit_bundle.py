@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector import audit_cli
-from collector.audit.bundle import MANIFEST, sha256_hex
+from collector.audit.bundle import MANIFEST, parse_proof, proof_document, sha256_hex
 from common import note
 from tests.audit_bundles import BuiltLog, build_log, export
 
@@ -66,6 +68,7 @@ def test_a_bundle_as_exported_verifies(bundle: Path, log: BuiltLog, capsys) -> N
     assert out[-1].startswith("OK bundle") and "size 15, 9 envelope(s) from 3 node(s)" in out[-1]
     assert any("bundle's own log.vkey" in line for line in out)  # unpinned: said so
     assert "NOTE site fra1 (DE): 2 node(s), 2 GPU(s), TPP 31664" in "\n".join(out)
+    assert "NOTE exported by gpucensus-collector 0.0.0-test (whole log)" in out
     code, out, _ = run(capsys, str(bundle), "--vkey", str(log.log_key.verifier()))
     assert code == 0 and any("pinned key" in line for line in out)
     code, out, _ = run(capsys, str(bundle), "--format", "json")
@@ -150,6 +153,27 @@ def test_a_checkpoint_signed_by_another_key(bundle: Path, log: BuiltLog, capsys)
     assert code == 1 and reasons(out) == {"checkpoint-signature", "vkey-mismatch"}
 
 
+def test_required_witness_cosignatures(bundle: Path, log: BuiltLog, capsys) -> None:
+    witness, other = (note.SignerKey.generate(f"w{i}.example/w", note.COSIGNATURE_V1) for i in (1, 2))
+    signed = note.parse_note((bundle / "checkpoint").read_bytes())
+    cosigned = signed.with_signatures([note.cosign(signed, witness, 1_764_460_800)])
+    (bundle / "checkpoint").write_bytes(cosigned.format())
+    rewrite_manifest(bundle)
+    code, out, _ = run(capsys, str(bundle), "--witness", str(witness.verifier()))
+    assert code == 0, out
+    assert f"NOTE checkpoint cosigned by witness {witness.verifier()} at 2025-11-30T00:00:00Z" in out
+    code, out, _ = run(capsys, str(bundle), "--witness", str(witness.verifier()), "--witness", str(other.verifier()))
+    assert code == 1 and reasons(out) == {"cosignature"} and str(other.verifier()) in "\n".join(out)
+    line = cosigned.signatures[-1]
+    forged = note.Signature(line.name, line.key_id, line.signature[:8] + bytes(64))
+    (bundle / "checkpoint").write_bytes(signed.with_signatures([forged]).format())
+    rewrite_manifest(bundle)
+    code, out, _ = run(capsys, str(bundle), "--witness", str(witness.verifier()))
+    assert code == 1 and reasons(out) == {"cosignature"}
+    code, _, err = run(capsys, str(bundle), "--witness", str(log.log_key.verifier()))
+    assert code == 2 and "not a cosignature/v1 key" in err
+
+
 def test_a_checkpoint_of_another_size_than_the_proofs(bundle: Path, log: BuiltLog, capsys) -> None:
     (bundle / "checkpoint").write_bytes(log.checkpoint(14))
     code, out, _ = run(capsys, str(bundle))
@@ -214,3 +238,25 @@ def test_files_still_need_a_key(bundle: Path, capsys) -> None:
     assert code == 2 and "--key" in err
     code, _, err = run(capsys, str(bundle), "--vkey", "not-a-key")
     assert code == 2 and "--vkey not-a-key" in err
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["log_index", "tree_size", "hashes", "x"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.binary(max_size=200) | _JSON.map(lambda v: json.dumps(v).encode()))
+def test_hostile_proof_files_are_refused_with_a_reason(data: bytes) -> None:
+    try:
+        proof = parse_proof(data)
+    except ValueError as err:
+        assert str(err)
+        return
+    # whatever parses is well-typed: it writes back as a proof file that parses to the same proof
+    again = proof_document(proof.log_index, proof.tree_size, list(proof.hashes))
+    assert parse_proof(json.dumps(again).encode()) == proof

@@ -187,6 +187,21 @@ def test_an_accepted_checkpoint_is_cosigned(log: Log, tmp_path: Path, capsys) ->
     assert code == 0 and out.splitlines()[-1].startswith("\u2014 regulator.example/w1 ")
 
 
+def test_unwritable_state_or_output_is_a_clear_error(log: Log, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = witness(capsys, blocker / "state", log.checkpoint(tmp_path, 5), str(log.key.verifier()))
+    assert code == 2 and "cannot" in err and "Traceback" not in err
+    key_file = tmp_path / "w.key"
+    assert audit_cli.main(["witness-key", "w", "--out", str(key_file)]) == 0
+    code, _, err = witness(capsys, tmp_path / "state", log.checkpoint(tmp_path, 5), str(log.key.verifier()),
+                           "--cosign-key", str(key_file), "--out", str(blocker / "cosig"))  # fmt: skip
+    assert code == 2 and "checkpoint accepted, but cannot write" in err and "run the same command again" in err
+    code, out, _ = witness(capsys, tmp_path / "state", log.checkpoint(tmp_path, 5), str(log.key.verifier()),
+                           "--cosign-key", str(key_file))  # fmt: skip
+    assert code == 0 and out.splitlines()[-1].startswith("\u2014 w ")
+
+
 def test_unsafe_or_wrong_cosigner_keys_are_refused(log: Log, tmp_path: Path, capsys) -> None:
     shared = tmp_path / "shared.key"
     shared.write_text(str(note.SignerKey.generate("w", note.COSIGNATURE_V1)))

@@ -4,12 +4,17 @@ hostile or damaged note, key or checkpoint must be refused."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common import note
+from common.merkle import MemoryTree
 from common.note import Checkpoint, NoteError, SignerKey, VerifierKey
 
 KNOWN = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "note" / "known_answers.json").read_text("utf-8"))
@@ -86,8 +91,6 @@ def test_the_c2sp_cosigned_checkpoint_parses_to_its_fields_and_timestamp() -> No
 
 
 def test_key_id_is_the_spec_hash() -> None:
-    import hashlib
-
     signer = SignerKey.generate("log.example/gpucensus")
     vkey = signer.verifier()
     expected = hashlib.sha256(b"log.example/gpucensus\n\x01" + vkey.public_key).digest()[:4]
@@ -250,10 +253,6 @@ def test_malformed_signature_lines_are_refused(line: str) -> None:
 
 
 def test_the_checkpoint_example_in_formats_md_verifies() -> None:
-    import re
-
-    from common.merkle import MemoryTree
-
     text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text(encoding="utf-8")
     section = text[text.index("## Checkpoints") :]
     example = re.search(r"^```text\n(.*?)^```", section, re.S | re.M).group(1)
@@ -263,3 +262,38 @@ def test_the_checkpoint_example_in_formats_md_verifies() -> None:
     for i in range(15):
         tree.append(f"leaf {i}".encode())
     assert (checkpoint.origin, checkpoint.size, checkpoint.root_hash) == ("log.example/gpucensus", 15, tree.root())
+
+
+# --- hostile input never escapes as anything but NoteError -------------------------------------------------
+
+_SIGNER = SignerKey.generate("fuzz.example/log")
+_NOTE_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), max_size=200)
+
+
+@given(st.binary(max_size=400) | _NOTE_TEXT.map(lambda t: t.encode()))
+def test_arbitrary_bytes_parse_or_raise_note_error(data: bytes) -> None:
+    try:
+        parsed = note.parse_note(data)
+    except NoteError:
+        return
+    assert parsed.format() == data  # whatever parses, formats back to the same bytes
+    with pytest.raises(NoteError):
+        parsed.verify([_SIGNER.verifier()])  # and nobody forged our signature by chance
+
+
+@given(st.lists(st.text(st.characters(min_codepoint=0x20, blacklist_categories=("Cs",)), min_size=1, max_size=30),
+                min_size=1, max_size=6))  # fmt: skip
+def test_any_clean_text_round_trips(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    data = note.sign_note(text, [_SIGNER])
+    parsed, signers = note.open_note(data, [_SIGNER.verifier()])
+    assert parsed.text == text and signers == [(_SIGNER.verifier(), None)]
+
+
+@given(st.text(max_size=120))
+def test_arbitrary_vkey_strings_parse_or_raise_note_error(text: str) -> None:
+    try:
+        key = VerifierKey.parse(text)
+    except NoteError:
+        return
+    assert VerifierKey.parse(str(key)) == key
