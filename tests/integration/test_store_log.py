@@ -15,7 +15,7 @@ from collector.errors import StoreError
 from collector.store import migrate, open_store
 from collector.store.base import ConflictError
 from common import merkle
-from tests.integration.test_store_contract import attestation, gpu, registry
+from tests.integration.test_store_contract import at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 
@@ -124,3 +124,18 @@ def test_an_upgraded_store_sequences_its_envelopes_in_stored_order(make_store, m
         assert merkle.tree_root(4, new.log_hashes) == reference(new).root()
     finally:
         new.close()
+
+
+def test_log_attestations_selects_by_size_site_and_date(make_store) -> None:
+    store = make_store()
+    registry(store)
+    for seq in (1, 2, 3):
+        store.store_attestation(attestation("k-fra1", seq, [gpu("GPU-a")], minutes=seq))
+        store.store_attestation(attestation("k-sin1", seq, [gpu("GPU-b")], minutes=seq))
+    assert [i for i, _, _ in store.log_attestations(6)] == [0, 1, 2, 3, 4, 5]
+    assert [i for i, _, _ in store.log_attestations(4)] == [0, 1, 2, 3]  # what a checkpoint of size 4 covers
+    assert {k for _, k, _ in store.log_attestations(6, ["sin1"])} == {"k-sin1"}
+    assert store.log_attestations(6, []) == []
+    assert [(i, k) for i, k, _ in store.log_attestations(6, ["fra1"], since=at(2))] == [(2, "k-fra1"), (4, "k-fra1")]
+    index, keyid, envelope = store.log_attestations(1)[0]
+    assert envelope == store.get_attestation(keyid, 1).envelope and index == 0
