@@ -8,6 +8,7 @@ import base64
 import logging
 import shutil
 import stat
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -18,7 +19,7 @@ from agent.monitor import STATE_FILE, LogMonitor
 from agent.spool import Spool
 from agent.uplink import Uplink
 from collector.store import open_store
-from common import note
+from common import merkle, note
 from common.errors import StateError
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
@@ -198,3 +199,59 @@ def test_a_damaged_monitor_state_is_a_state_error(setup, content: bytes) -> None
     (agent.state_dir / STATE_FILE).write_bytes(content)
     with pytest.raises(StateError, match="log monitor state"):
         start()
+
+
+class HostileCensus(census_pb2_grpc.CensusServicer):
+    """A collector that answers the log RPCs with whatever the test sets: bad keys, junk notes, junk proofs."""
+
+    def __init__(self) -> None:
+        self.vkey, self.checkpoint = "", b""
+        self.hashes: list[bytes] = []
+
+    def GetCheckpoint(self, request, context):
+        return pb.GetCheckpointResponse(checkpoint=self.checkpoint, log_vkey=self.vkey)
+
+    def GetConsistencyProof(self, request, context):
+        return pb.GetConsistencyProofResponse(hashes=self.hashes)
+
+    def GetInclusionProof(self, request, context):
+        return pb.GetInclusionProofResponse(log_index=request.log_index, tree_size=request.tree_size,
+                                            hashes=self.hashes)  # fmt: skip
+
+
+@pytest.fixture
+def hostile(tmp_path: Path):
+    servicer = HostileCensus()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    census_pb2_grpc.add_CensusServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    agent = Node(tmp_path, TestNode("node-1"))
+    agent.connect(port)
+    yield servicer, agent
+    agent.close()
+    server.stop(grace=None)
+
+
+def test_a_hostile_collector_never_gets_a_checkpoint_trusted_nor_stops_the_agent(hostile, caplog) -> None:
+    census, agent = hostile
+    caplog.set_level(logging.WARNING, logger="gpucensus.agent.monitor")
+    census.vkey = "not a key"
+    assert agent.monitor.check() == {} and agent.alarms == 0  # nothing to trust, nothing claimed
+    assert "is not a verifier key" in caplog.text
+    log_key = note.SignerKey.generate("evil.example/log")
+    census.vkey = str(log_key.verifier())
+    census.checkpoint = b"\xff" * 100_000
+    assert agent.monitor.check() == {} and agent.alarms == 1
+    tree = merkle.MemoryTree()
+    for i in range(9):
+        tree.append(b"leaf %d" % i)
+    census.checkpoint = note.Checkpoint("evil.example/log", 5, tree.root(5)).sign([log_key])
+    assert agent.monitor.check()["size"] == 5  # first use: nothing of this node's to check yet
+    census.checkpoint = note.Checkpoint("evil.example/log", 9, tree.root(9)).sign([log_key])
+    for junk in ([b"x" * 5] * 3, [b"\0" * 32] * 200, []):
+        census.hashes = junk
+        assert agent.monitor.check()["size"] == 5
+    assert agent.alarms == 4 and "FORKED" in caplog.text
+    census.hashes = tree.consistency_proof(5, 9)
+    assert agent.monitor.check()["size"] == 9 and agent.alarms == 4  # a real proof is accepted
