@@ -30,6 +30,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "tls_cert_file": "",
         "tls_key_file": "",
         "tls_server_name": "",
+        "enroll_address": "",
+        "request_certificate": False,
         "timeout_seconds": 10.0,
         "retry_initial_seconds": 1.0,
         "retry_max_seconds": 60.0,
@@ -61,6 +63,8 @@ class AgentConfig:
     collector_tls_cert_file: str
     collector_tls_key_file: str
     collector_tls_server_name: str
+    collector_enroll_address: str
+    collector_request_certificate: bool
     collector_timeout_seconds: float
     collector_retry_initial_seconds: float
     collector_retry_max_seconds: float
@@ -98,6 +102,22 @@ class AgentConfig:
     @property
     def tls_enabled(self) -> bool:
         return bool(self.collector_tls_ca_file or self.collector_tls_cert_file)
+
+    @property
+    def issued_certificate_files(self) -> tuple[Path, Path]:
+        """Where a collector-issued client certificate and its TLS key are kept, next to the node key."""
+        return (
+            self.key_path.with_name(self.key_path.name + ".client.pem"),
+            self.key_path.with_name(self.key_path.name + ".client.key"),
+        )
+
+    @property
+    def client_certificate_files(self) -> tuple[str, str]:
+        """The client certificate and key the channel presents: issued ones, configured ones, or none."""
+        if self.collector_request_certificate:
+            cert, key = self.issued_certificate_files
+            return str(cert), str(key)
+        return self.collector_tls_cert_file, self.collector_tls_key_file
 
     def read_token(self) -> str:
         """The enrollment token, inline or from `token_file` (stripped); empty if neither is set."""
@@ -196,6 +216,11 @@ def _coerce(dotted: str, value: Any, where: str) -> Any:
     kind = type(SCHEMA[section][key])
     if kind is str and isinstance(value, str):
         return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
     if kind in (int, float) and not isinstance(value, bool):
         number: int | float | None = None
         if isinstance(value, int) or (kind is float and isinstance(value, float)):
@@ -209,7 +234,7 @@ def _coerce(dotted: str, value: Any, where: str) -> Any:
 
 
 def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number"}.get(kind, kind.__name__)
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
 
 
 def _validate(config: AgentConfig, origins: Mapping[str, str]) -> None:
@@ -243,6 +268,21 @@ def _validate(config: AgentConfig, origins: Mapping[str, str]) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{where}: {message}")
+    if config.collector_request_certificate and not config.collector_tls_ca_file:
+        raise ConfigError(
+            f"{where}: collector.request_certificate needs collector.tls_ca_file",
+            hint="the CA that signed the collector's server certificate: the certificate is requested over TLS",
+        )
+    if config.collector_request_certificate and config.collector_tls_cert_file:
+        raise ConfigError(
+            f"{where}: set collector.request_certificate or collector.tls_cert_file, not both",
+            hint="an issued certificate is kept next to the node key (<key>.client.pem) and renewed by the agent",
+        )
+    if config.collector_enroll_address and ":" not in config.collector_enroll_address:
+        raise ConfigError(
+            f"{where}: collector.enroll_address {config.collector_enroll_address!r} must be host:port",
+            hint="the collector's [enrollment] listen address, e.g. collector.example:7444",
+        )
     if config.collector_tls_cert_file and not config.collector_tls_ca_file:
         raise ConfigError(
             f"{where}: collector.tls_cert_file is set but collector.tls_ca_file is not",

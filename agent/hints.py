@@ -62,7 +62,7 @@ def connection_hint(code: grpc.StatusCode | None, details: str, config: AgentCon
                 f"the collector at {address} closed the connection: it probably requires TLS; set "
                 "collector.tls_ca_file (and tls_cert_file/tls_key_file for mutual TLS)"
             )
-        if not config.collector_tls_cert_file:
+        if not config.client_certificate_files[0]:
             return "the collector closed the TLS handshake: it requires a client certificate; set tls_cert_file/key"
         return (
             "the collector refused this node's client certificate: it must be signed by the collector's "

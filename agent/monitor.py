@@ -62,7 +62,6 @@ class LogMonitor:
     def __init__(
         self,
         state_dir: Path,
-        channel: grpc.Channel,
         timeout_seconds: float,
         spool: Spool,
         *,
@@ -70,7 +69,7 @@ class LogMonitor:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self._path = state_dir / STATE_FILE
-        self._stub = census_pb2_grpc.CensusStub(channel)
+        self._stub: census_pb2_grpc.CensusStub | None = None  # the round's (the channel may change between rounds)
         self._timeout = timeout_seconds
         self._spool = spool
         self._configured = _parse_vkey(configured_vkey, "[collector] log_vkey") if configured_vkey else None
@@ -123,9 +122,10 @@ class LogMonitor:
         return {"size": parsed.size, "root": base64.b64encode(parsed.root_hash).decode()}
 
     # --- one round ----------------------------------------------------------------------------------------
-    def check(self, latest: bytes = b"") -> dict[str, Any]:
-        """Verify the newest checkpoint (`latest` from an ack, else asked for) and adopt it if it holds; the
-        trusted `{size, root}` afterwards. Raises nothing for the collector's faults: they are logged."""
+    def check(self, stub: census_pb2_grpc.CensusStub, latest: bytes = b"") -> dict[str, Any]:
+        """Verify the newest checkpoint (`latest` from an ack, else asked for over `stub`) and adopt it if it
+        holds; the trusted `{size, root}` afterwards. Raises nothing for the collector's faults: they are logged."""
+        self._stub = stub
         try:
             self._check(latest)
         except grpc.RpcError as err:
@@ -139,6 +139,10 @@ class LogMonitor:
             log.error("%s; keeping the trusted checkpoint (%s)", err, _describe(self._trusted_checkpoint()))
         return self.last_checkpoint()
 
+    def _rpc(self) -> census_pb2_grpc.CensusStub:
+        assert self._stub is not None, "check() sets the stub first"
+        return self._stub
+
     def _trusted_checkpoint(self) -> note.Checkpoint | None:
         if not self.trusted.checkpoint:
             return None
@@ -149,7 +153,7 @@ class LogMonitor:
             return self._configured, str(self._configured)
         if self.trusted.vkey:
             return _parse_vkey(self.trusted.vkey, "the pinned log key"), self.trusted.vkey
-        response = self._stub.GetCheckpoint(census_pb2.GetCheckpointRequest(), timeout=self._timeout)
+        response = self._rpc().GetCheckpoint(census_pb2.GetCheckpointRequest(), timeout=self._timeout)
         key = _parse_vkey(response.log_vkey, "the collector's log key")
         log.warning("trusting the collector's log key on first use and pinning it: %s", key)
         return key, str(key)
@@ -157,7 +161,7 @@ class LogMonitor:
     def _check(self, latest: bytes) -> None:
         key, vkey = self._key()
         if not latest:
-            latest = self._stub.GetCheckpoint(census_pb2.GetCheckpointRequest(), timeout=self._timeout).checkpoint
+            latest = self._rpc().GetCheckpoint(census_pb2.GetCheckpointRequest(), timeout=self._timeout).checkpoint
         try:
             new, _ = note.open_checkpoint(latest, key)
         except note.NoteError as err:
@@ -184,7 +188,7 @@ class LogMonitor:
             return
         request = census_pb2.GetConsistencyProofRequest(old_size=old.size, new_size=new.size)
         try:
-            proof = self._stub.GetConsistencyProof(request, timeout=self._timeout)
+            proof = self._rpc().GetConsistencyProof(request, timeout=self._timeout)
             merkle.verify_consistency(old.size, new.size, list(proof.hashes), old.root_hash, new.root_hash)
         except merkle.ProofError as err:
             raise LogInconsistency(f"{fork} (no valid consistency proof: {err})") from err
@@ -210,7 +214,7 @@ class LogMonitor:
                   f"served {_describe(head)}"  # fmt: skip
         request = census_pb2.GetInclusionProofRequest(log_index=index, tree_size=head.size)
         try:
-            proof = self._stub.GetInclusionProof(request, timeout=self._timeout)
+            proof = self._rpc().GetInclusionProof(request, timeout=self._timeout)
             merkle.verify_inclusion(merkle.leaf_hash(envelope), index, head.size, list(proof.hashes), head.root_hash)
         except merkle.ProofError as err:
             raise LogInconsistency(f"{dropped} ({err})") from err

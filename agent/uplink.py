@@ -96,16 +96,19 @@ class Backoff:
         self.failures = 0
 
 
-def open_channel(config: AgentConfig) -> grpc.Channel:
+def open_channel(config: AgentConfig, *, enrolment: bool = False) -> grpc.Channel:
     """An insecure channel, or TLS (CA only) / mutual TLS (CA + client cert and key) when configured.
+    `enrolment`: to `collector.enroll_address` when set, never presenting a client certificate.
 
     The TLS files are checked here (`agent.tls`): a wrong file is a ConfigError naming it."""
     # gRPC's own reconnect backoff grows to 120 s; cap it at the agent's retry maximum so a collector that is back
     # is reached within one retry period
     options = [*CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", int(config.collector_retry_max_seconds * 1000))]
+    address = (config.collector_enroll_address or config.collector_address) if enrolment else config.collector_address
     if not config.tls_enabled:
-        return grpc.insecure_channel(config.collector_address, options=options)
-    files = read_tls_files(config.collector_tls_ca_file, config.collector_tls_cert_file, config.collector_tls_key_file)
+        return grpc.insecure_channel(address, options=options)
+    cert_file, key_file = ("", "") if enrolment else config.client_certificate_files
+    files = read_tls_files(config.collector_tls_ca_file, cert_file, key_file)
     if config.collector_tls_server_name:
         options.append(("grpc.ssl_target_name_override", config.collector_tls_server_name))
     credentials = grpc.ssl_channel_credentials(
@@ -113,7 +116,7 @@ def open_channel(config: AgentConfig) -> grpc.Channel:
         private_key=files.private_key,
         certificate_chain=files.certificate_chain,
     )
-    return grpc.secure_channel(config.collector_address, credentials, options=options)
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 class Uplink:
@@ -122,6 +125,11 @@ class Uplink:
     def __init__(self, channel: grpc.Channel, timeout_seconds: float) -> None:
         self._stub = census_pb2_grpc.CensusStub(channel)
         self.timeout_seconds = timeout_seconds
+
+    @property
+    def stub(self) -> census_pb2_grpc.CensusStub:
+        """The channel's Census stub (the log monitor asks its proofs over the same connection)."""
+        return self._stub
 
     def enroll(self, token: str, node_id: str, public_key_pem: str) -> census_pb2.EnrollResponse:
         request = census_pb2.EnrollRequest(token=token, node_id=node_id, public_key_pem=public_key_pem)

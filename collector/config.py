@@ -40,7 +40,8 @@ ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
 MAX_SECONDS = MAX_C_INT // 1000  # grpc takes times in milliseconds: about 24 days
 _PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
-              ("server", "client_ca"), ("log", "key_file"), ("log", "checkpoint_file")}  # fmt: skip
+              ("server", "client_ca"), ("enrollment", "ca_cert"), ("enrollment", "ca_key"), ("log", "key_file"),
+              ("log", "checkpoint_file")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,25 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class EnrollmentConfig:
+    # host:port of the enrolment listener: TLS with the server certificate but no client certificate asked, serving
+    # only Enroll and IssueCertificate (and health), for agents that have no client certificate yet; empty = none
+    listen: str = ""
+    # issue short-lived client certificates (CN = node id) to enrolled keys from the collector's enrolment CA;
+    # needs require_client_auth, and the main listener then trusts that CA (besides client_ca, if set)
+    issue_client_certificates: bool = False
+    ca_cert: str = ""  # enrolment CA certificate; default <data_dir>/enrolment-ca.pem (made on first start)
+    ca_key: str = ""  # its private key, mode 0600; default <data_dir>/enrolment-ca.key
+    certificate_minutes: int = 1440  # lifetime of an issued certificate; agents renew after two thirds of it
+    name: str = "gpucensus"  # installation name in the CA's subject
+
+    def ca_paths(self, data_dir: str) -> tuple[Path, Path]:
+        return Path(self.ca_cert or Path(data_dir) / "enrolment-ca.pem"), Path(
+            self.ca_key or Path(data_dir) / "enrolment-ca.key"
+        )
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -130,12 +150,13 @@ class CollectorConfig:
     nodes: NodesConfig = field(default_factory=NodesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
-    "metrics": MetricsConfig, "log": LogConfig,
+    "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "log": LogConfig,
 }  # fmt: skip
 
 
@@ -280,8 +301,13 @@ def validate(config: CollectorConfig) -> None:
             f"{where}[server] query_clients needs require_client_auth = true",
             hint="only a verified client certificate names who is querying; without mutual TLS queries are open",
         )
-    if server.require_client_auth and not (server.tls_cert and server.client_ca):
-        raise ConfigError(f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca")
+    issuing = config.enrollment.issue_client_certificates
+    if server.require_client_auth and not (server.tls_cert and (server.client_ca or issuing)):
+        raise ConfigError(
+            f"{where}[server] require_client_auth needs tls_cert, tls_key and client_ca",
+            hint="or [enrollment] issue_client_certificates = true: the collector's enrolment CA is then trusted",
+        )
+    _validate_enrollment(where, config)
     positive = ("max_message_bytes", "keepalive_time_seconds", "keepalive_timeout_seconds", "max_workers",
                 "stream_idle_timeout_seconds", "first_message_seconds", "max_streams", "max_streams_per_peer",
                 "unary_workers", "max_devices_per_envelope")  # fmt: skip
@@ -312,6 +338,27 @@ def validate(config: CollectorConfig) -> None:
 def _printable_line(text: str) -> bool:
     """A C2SP signed-note key name: printable, no spaces and no '+'."""
     return all(33 <= ord(c) < 127 and c != "+" for c in text)
+
+
+def _validate_enrollment(where: str, config: CollectorConfig) -> None:
+    enrollment, server = config.enrollment, config.server
+    if enrollment.listen:
+        _check_listen(where, "enrollment", enrollment.listen, "0.0.0.0:7444")
+        if not server.tls_cert:
+            raise ConfigError(
+                f"{where}[enrollment] listen needs [server] tls_cert and tls_key",
+                hint="the enrolment listener serves TLS with the server certificate (tokens must not travel in clear)",
+            )
+    if enrollment.issue_client_certificates and not server.require_client_auth:
+        raise ConfigError(
+            f"{where}[enrollment] issue_client_certificates needs [server] require_client_auth = true",
+            hint="client certificates only mean something when the collector requires them",
+        )
+    if not 5 <= enrollment.certificate_minutes <= 43200:
+        raise ConfigError(
+            f"{where}[enrollment] certificate_minutes must be between 5 and 43200 (30 days)",
+            hint="short-lived certificates are the revocation mechanism: the default is 1440 (one day)",
+        )
 
 
 def _check_listen(where: str, section: str, listen: str, example: str) -> None:

@@ -31,11 +31,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from collector import limits
 from collector.config import CollectorConfig, ServerConfig, validate
+from collector.enrolment_ca import EnrolmentCA
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
 from collector.log.service import TransparencyLog, open_log
 from collector.metrics import CollectorMetrics
-from collector.servicer import CensusServicer, add_to_server
+from collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
 from collector.store.base import Store
 from common.durable import refuse_shared_private_key
 from protos import census_pb2
@@ -107,6 +108,8 @@ class CollectorServer:
     log: TransparencyLog | None = None  # its integrator thread stops with the server
     loop: EventLoopThread = field(default_factory=EventLoopThread)
     pools: tuple[futures.ThreadPoolExecutor, ...] = ()
+    enrolment_server: grpc.aio.Server | None = None  # [enrollment] listen: Enroll and IssueCertificate only
+    enrolment_port: int | None = None
     terminated: threading.Event = field(default_factory=threading.Event)
     _stopping: bool = False
 
@@ -129,6 +132,8 @@ class CollectorServer:
         async def shutdown() -> None:
             try:
                 await self.health.enter_graceful_shutdown()
+                if self.enrolment_server is not None:
+                    await self.enrolment_server.stop(grace)
                 await self.grpc_server.stop(grace)
             finally:
                 threading.Thread(target=self._release, name="census-stop", daemon=True).start()
@@ -179,8 +184,12 @@ def _private_key(path: str) -> tuple[bytes, bytes]:
     return data, key.public_key().public_bytes(serialization.Encoding.DER, SPKI)
 
 
-def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
+def server_credentials(
+    settings: ServerConfig, extra_client_ca: bytes = b"", *, client_auth: bool = True
+) -> grpc.ServerCredentials | None:
     """TLS credentials from a validated `[server]` (`collector.config.validate`); None for plaintext.
+    `extra_client_ca` (the enrolment CA) is trusted for client certificates besides `client_ca`; with
+    client_auth=False no client certificate is asked for (the enrolment listener).
 
     The files are checked here, so a wrong file is a ConfigError naming it (grpc would only say it cannot bind)."""
     if not settings.tls_cert:
@@ -192,9 +201,14 @@ def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
             f"the TLS key {settings.tls_key} does not belong to the certificate {settings.tls_cert}",
             hint="tls_cert must start with the certificate of tls_key",
         )
-    client_ca = _certificates(settings.client_ca, "client CA")[0] if settings.client_ca else None
+    if not client_auth:
+        return grpc.ssl_server_credentials([(key_pem, cert_pem)])
+    client_ca = _certificates(settings.client_ca, "client CA")[0] if settings.client_ca else b""
+    roots = (client_ca.rstrip(b"\n") + b"\n" + extra_client_ca).strip() + b"\n"
     return grpc.ssl_server_credentials(
-        [(key_pem, cert_pem)], root_certificates=client_ca, require_client_auth=settings.require_client_auth
+        [(key_pem, cert_pem)],
+        root_certificates=roots if roots.strip() else None,
+        require_client_auth=settings.require_client_auth,
     )
 
 
@@ -221,7 +235,8 @@ def run_server(
     The metrics go to `registry` (a new one if None), served over HTTP when `[metrics] listen` is set."""
     validate(config)  # the same checks as load_config, for a config built in code
     settings = config.server
-    credentials = server_credentials(settings)
+    authority = enrolment_authority(config, clock())
+    credentials = server_credentials(settings, authority.pem.encode("ascii") if authority else b"")
     timings = timings or StepTimings()
     metrics = CollectorMetrics(
         CollectorRegistry() if registry is None else registry,
@@ -263,10 +278,12 @@ def run_server(
         unary_executor=unary_pool,
         metrics=metrics,
         log=transparency_log,
+        certificate_authority=authority,
+        certificate_minutes=config.enrollment.certificate_minutes,
     )
     loop = EventLoopThread()
     try:
-        server, port, health_servicer = loop.run(_start(settings, credentials, servicer))
+        server, port, health_servicer, enrolment = loop.run(_start_all(config, credentials, servicer))
     except BaseException:
         loop.close()
         ingest_pool.shutdown(wait=False)
@@ -278,6 +295,10 @@ def run_server(
     )  # fmt: skip
     if config.log.integrate:
         transparency_log.start()
+    if enrolment is not None:
+        collector.enrolment_server, collector.enrolment_port = enrolment
+        log.info("serving enrolment (Enroll, IssueCertificate) on %s (port %d, TLS without client certificates)",
+                 config.enrollment.listen, collector.enrolment_port)  # fmt: skip
     try:
         if config.metrics.listen:
             collector.metrics_http = serve_metrics(config.metrics.listen, metrics.registry)
@@ -290,6 +311,50 @@ def run_server(
         host = config.metrics.listen.rpartition(":")[0]
         log.info("serving Prometheus metrics on http://%s:%d/metrics", host, collector.metrics_http.server_port)
     return collector, port
+
+
+def enrolment_authority(config: CollectorConfig, now: datetime) -> EnrolmentCA | None:
+    """The enrolment CA when the collector issues client certificates (made on first start), else None."""
+    enrollment = config.enrollment
+    if not enrollment.issue_client_certificates:
+        return None
+    cert_path, key_path = enrollment.ca_paths(config.store.data_dir)
+    return EnrolmentCA.load_or_create(cert_path, key_path, enrollment.name, now)
+
+
+async def _start_all(
+    config: CollectorConfig, credentials: grpc.ServerCredentials | None, servicer: CensusServicer
+) -> tuple[grpc.aio.Server, int, HealthServicer, tuple[grpc.aio.Server, int] | None]:
+    """The main server and, with `[enrollment] listen`, the enrolment listener; neither if either fails."""
+    server, port, health_servicer = await _start(config.server, credentials, servicer)
+    try:
+        enrolment = await _start_enrolment(config, servicer) if config.enrollment.listen else None
+    except BaseException:
+        await server.stop(None)
+        raise
+    return server, port, health_servicer, enrolment
+
+
+async def _start_enrolment(config: CollectorConfig, servicer: CensusServicer) -> tuple[grpc.aio.Server, int]:
+    """The enrolment listener: server-authenticated TLS, Enroll and IssueCertificate (and health) only."""
+    listen = config.enrollment.listen
+    server = grpc.aio.server(options=channel_options(config.server))
+    add_enrolment_to_server(servicer, server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    credentials = server_credentials(config.server, client_auth=False)
+    assert credentials is not None  # validate() requires tls_cert with [enrollment] listen
+    try:
+        port = server.add_secure_port(listen, credentials)
+    except RuntimeError as err:
+        port = 0
+        reason = str(err)
+    else:
+        reason = "is the address valid and the port free?"
+    if port == 0:
+        raise ConfigError(f"cannot listen on {listen} ([enrollment] listen)", hint=reason)
+    await server.start()
+    return server, port
 
 
 async def _start(

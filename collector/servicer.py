@@ -20,11 +20,20 @@ from datetime import datetime
 from typing import TypeVar
 
 import grpc
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry
 
 from collector import codec, limits
-from collector.ingest.errors import BindingError, MalformedError
+from collector.enrolment_ca import EnrolmentCA
+from collector.ingest.errors import (
+    BindingError,
+    MalformedError,
+    NotOfferedError,
+    RevokedKeyError,
+    SignatureError,
+    UnknownKeyError,
+)
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
 from collector.log.service import NoCheckpointError, TransparencyLog
@@ -32,7 +41,7 @@ from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
 from collector.statuses import status_for
 from collector.store.base import CountryTotals, RecordNotFoundError, Store
-from common import verify
+from common import csr_binding, verify
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 
@@ -70,9 +79,13 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         unary_executor: Executor | None = None,
         metrics: CollectorMetrics | None = None,
         log: TransparencyLog | None = None,
+        certificate_authority: EnrolmentCA | None = None,
+        certificate_minutes: int = 1440,
     ) -> None:
         self._store = store
         self._log = log
+        self._ca = certificate_authority
+        self._certificate_minutes = certificate_minutes
         self._pipeline = pipeline
         self._clock = clock
         self._bind_tls_identity = bind_tls_identity
@@ -92,7 +105,9 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
 
     async def Enroll(self, request: pb.EnrollRequest, context: grpc.aio.ServicerContext) -> pb.EnrollResponse:
         await _refuse_undecodable(context, request)
-        identity = tls_identity(context) if self._bind_tls_identity else None
+        # under mutual TLS the main listener always has a verified client certificate to bind; the enrolment
+        # listener asks for none (the token and the key are the credentials there)
+        identity = (tls_identity(context) or None) if self._bind_tls_identity else None
         return await _answer(
             context,
             self._unary_pool,
@@ -115,6 +130,34 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         log.info("enrolled node %s (key %s) at site %s", key.node_id, key.keyid, key.site)
         self._metrics.enrollment("enrolled")
         return codec.enroll_response(key)
+
+    async def IssueCertificate(
+        self, request: pb.CertificateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CertificateResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: self._issue_certificate(request))
+
+    def _issue_certificate(self, request: pb.CertificateRequest) -> pb.CertificateResponse:
+        if self._ca is None:
+            raise NotOfferedError(
+                "this collector does not issue client certificates ([enrollment] issue_client_certificates)"
+            )
+        key = self._store.get_key(request.keyid)
+        if key is None:
+            raise UnknownKeyError(f"no enrolled key {request.keyid[:64]!r}: enroll first")
+        if key.revoked:
+            raise RevokedKeyError(f"key {key.keyid} of node {key.node_id} is revoked: no certificate")
+        public_key = verify.public_key_from_pem(key.public_key_pem.encode("ascii"))
+        try:
+            public_key.verify(request.signature, csr_binding.signed_message(request.csr_der))
+        except InvalidSignature:
+            raise SignatureError("the certificate request is not signed by the enrolled node key") from None
+        issued = self._ca.issue(request.csr_der, key.node_id, self._clock(), self._certificate_minutes)
+        log.info("issued a client certificate for node %s (key %s) until %s", key.node_id, key.keyid[:16],
+                 codec.timestamp(issued.not_after))  # fmt: skip
+        return pb.CertificateResponse(
+            certificate_pem=issued.pem, ca_pem=self._ca.pem, not_after=codec.timestamp(issued.not_after)
+        )
 
     async def Report(self, request_iterator: AsyncIterator[pb.Envelope], context: grpc.aio.ServicerContext) -> None:
         identity = tls_identity(context) if self._bind_tls_identity else None
@@ -306,7 +349,6 @@ def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
     deserializers: bytes that are no protobuf message get INVALID_ARGUMENT from the servicer."""
     lenient, unary, stream = codec.lenient, grpc.unary_unary_rpc_method_handler, grpc.stream_stream_rpc_method_handler
     handlers = {
-        "Enroll": unary(servicer.Enroll, lenient(pb.EnrollRequest), pb.EnrollResponse.SerializeToString),
         "Report": stream(servicer.Report, lenient(pb.Envelope), pb.Ack.SerializeToString),
         "GetSiteStatus": unary(
             servicer.GetSiteStatus, lenient(pb.GetSiteStatusRequest), pb.GetSiteStatusResponse.SerializeToString
@@ -329,7 +371,28 @@ def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
             lenient(pb.GetConsistencyProofRequest),
             pb.GetConsistencyProofResponse.SerializeToString,
         ),
+        **_enrolment_handlers(servicer),
     }
+    _register(server, handlers)
+
+
+def add_enrolment_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
+    """Register only Enroll and IssueCertificate: the enrolment listener, where clients have no certificate yet,
+    can neither report nor query."""
+    _register(server, _enrolment_handlers(servicer))
+
+
+def _enrolment_handlers(servicer: CensusServicer) -> dict[str, grpc.RpcMethodHandler]:
+    lenient, unary = codec.lenient, grpc.unary_unary_rpc_method_handler
+    return {
+        "Enroll": unary(servicer.Enroll, lenient(pb.EnrollRequest), pb.EnrollResponse.SerializeToString),
+        "IssueCertificate": unary(
+            servicer.IssueCertificate, lenient(pb.CertificateRequest), pb.CertificateResponse.SerializeToString
+        ),
+    }
+
+
+def _register(server: grpc.aio.Server, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
     name = pb.DESCRIPTOR.services_by_name["Census"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)

@@ -24,6 +24,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     errors.UnknownKeyError: grpc.StatusCode.PERMISSION_DENIED,
     errors.RevokedKeyError: grpc.StatusCode.PERMISSION_DENIED,
     errors.BindingError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotOfferedError: grpc.StatusCode.FAILED_PRECONDITION,  # e.g. client certificates when none are issued
     TokenRejectedError: grpc.StatusCode.PERMISSION_DENIED,
     NodeBoundError: grpc.StatusCode.PERMISSION_DENIED,  # a token never rebinds an enrolled node id (nor a key)
     RecordExistsError: grpc.StatusCode.ALREADY_EXISTS,

@@ -47,6 +47,26 @@ class EnrollResponse(_message.Message):
     site: str
     def __init__(self, keyid: _Optional[str] = ..., node_id: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
+class CertificateRequest(_message.Message):
+    __slots__ = ("keyid", "csr_der", "signature")
+    KEYID_FIELD_NUMBER: _ClassVar[int]
+    CSR_DER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    keyid: str
+    csr_der: bytes
+    signature: bytes
+    def __init__(self, keyid: _Optional[str] = ..., csr_der: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class CertificateResponse(_message.Message):
+    __slots__ = ("certificate_pem", "ca_pem", "not_after")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    ca_pem: str
+    not_after: str
+    def __init__(self, certificate_pem: _Optional[str] = ..., ca_pem: _Optional[str] = ..., not_after: _Optional[str] = ...) -> None: ...
+
 class Envelope(_message.Message):
     __slots__ = ("dsse",)
     DSSE_FIELD_NUMBER: _ClassVar[int]

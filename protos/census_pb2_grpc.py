@@ -72,6 +72,11 @@ class CensusStub(object):
                 request_serializer=protos_dot_census__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=protos_dot_census__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
+        self.IssueCertificate = channel.unary_unary(
+                '/gpucensus.v1.Census/IssueCertificate',
+                request_serializer=protos_dot_census__pb2.CertificateRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.CertificateResponse.FromString,
+                _registered_method=True)
 
 
 class CensusServicer(object):
@@ -132,6 +137,15 @@ class CensusServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCertificate(self, request, context):
+        """A short-lived TLS client certificate (CN = node id) for an enrolled, unrevoked key, signed by the collector's
+        enrolment CA; renewal is the same call. Only with `[enrollment] issue_client_certificates = true`
+        (FAILED_PRECONDITION otherwise). Served on the enrolment listener too, which needs no client certificate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CensusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +183,11 @@ def add_CensusServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=protos_dot_census__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=protos_dot_census__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'IssueCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCertificate,
+                    request_deserializer=protos_dot_census__pb2.CertificateRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.CertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +382,33 @@ class Census(object):
             '/gpucensus.v1.Census/GetConsistencyProof',
             protos_dot_census__pb2.GetConsistencyProofRequest.SerializeToString,
             protos_dot_census__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/IssueCertificate',
+            protos_dot_census__pb2.CertificateRequest.SerializeToString,
+            protos_dot_census__pb2.CertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -124,6 +124,13 @@ def _key(config: agent_config.AgentConfig, found: list[NodeKey]) -> str:
 def _tls_files(config: agent_config.AgentConfig) -> str:
     if not config.tls_enabled:
         return "not configured: plaintext gRPC"
+    if config.collector_request_certificate:
+        cert, key = config.issued_certificate_files
+        read_tls_files(config.collector_tls_ca_file, "", "")
+        if not cert.exists():
+            return f"mutual TLS with a certificate the collector issues (none in {cert} yet: `run` requests it)"
+        read_tls_files(config.collector_tls_ca_file, str(cert), str(key))
+        return f"mutual TLS with the collector-issued certificate {cert}"
     read_tls_files(config.collector_tls_ca_file, config.collector_tls_cert_file, config.collector_tls_key_file)
     return "mutual TLS" if config.collector_tls_cert_file else "TLS (server certificate only)"
 
@@ -146,7 +153,9 @@ def _state(config: agent_config.AgentConfig, key: list[NodeKey]) -> str:
 
 
 def _collector(config: agent_config.AgentConfig) -> str:
-    channel = open_channel(config)
+    # no issued certificate yet: what `run` reaches first is the enrolment address, without a client certificate
+    enrolment = config.collector_request_certificate and not config.issued_certificate_files[0].exists()
+    channel = open_channel(config, enrolment=enrolment)
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         response = stub.Check(health_pb2.HealthCheckRequest(), timeout=config.collector_timeout_seconds)

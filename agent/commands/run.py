@@ -22,6 +22,7 @@ from agent import config as agent_config
 from agent.attest import attest
 from agent.chain import ChainStore
 from agent.commands.snapshot import predicate_from_args
+from agent.connection import Connection
 from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
@@ -32,9 +33,7 @@ from agent.uplink import (
     Backoff,
     DrainResult,
     RetryableError,
-    Uplink,
     ensure_enrolled,
-    open_channel,
 )
 from common.errors import ConfigError, GpucensusError, StateError
 
@@ -95,11 +94,12 @@ def handle(args: argparse.Namespace) -> int:
     spool = open_spool_of_chain(chain, config, registry)
     if config.metrics_listen:
         _serve_metrics(config.metrics_listen, registry)
-    channel = open_channel(config)
+    connection = Connection(config, key)
+    if not config.collector_request_certificate:
+        connection.uplink()  # start-up check: the TLS files (an issued certificate is fetched on the first round)
     _adopt_spool(chain, spool)
-    uplink = Uplink(channel, config.collector_timeout_seconds)
     monitor = LogMonitor(
-        Path(config.node_state_dir), channel, config.collector_timeout_seconds, spool,
+        Path(config.node_state_dir), config.collector_timeout_seconds, spool,
         configured_vkey=config.collector_log_vkey, registry=registry,
     )  # fmt: skip
     public_pem = key.public_key.public_bytes(
@@ -121,13 +121,14 @@ def handle(args: argparse.Namespace) -> int:
     def deliver_once() -> DrainResult:
         nonlocal enrolled
         if not enrolled:
-            record = ensure_enrolled(config, uplink, node_id, public_pem, key.keyid)
+            record = ensure_enrolled(config, connection.enrolment_uplink(), node_id, public_pem, key.keyid)
             if record is None:
                 log.warning("no enrollment token configured: assuming key %s is enrolled", key.keyid[:16])
             enrolled = True
         carried: list[bytes] = []  # the checkpoints acks carried: the newest is checked before it is trusted
+        uplink = connection.uplink()
         result = uplink.drain(spool, on_ack=lambda ack: carried.append(ack.checkpoint) if ack.checkpoint else None)
-        verified = monitor.check(carried[-1] if carried else b"")
+        verified = monitor.check(uplink.stub, carried[-1] if carried else b"")
         if verified and verified != chain.load().last_checkpoint:
             chain.record_checkpoint(verified)
         return result
@@ -151,7 +152,7 @@ def handle(args: argparse.Namespace) -> int:
     finally:
         counts = spool.counts()
         spool.close()
-        channel.close()
+        connection.close()
     log.info("agent stopped: %d rounds, %d envelopes created, spool %s", runner.rounds, runner.created, counts)
     if args.rounds is not None and runner.unsigned_rounds:
         raise _rounds_failed(runner)

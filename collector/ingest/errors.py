@@ -30,6 +30,10 @@ class BindingError(IngestError):
     """The statement's node is not the node the key is bound to, or the TLS client is another node."""
 
 
+class NotOfferedError(IngestError):
+    """The request asks for something this collector is not configured to do."""
+
+
 class MalformedFactError(MalformedError):
     """A signed fact recompute cannot use (wrong type, out of range, not a hex id ...); `field` names it,
     e.g. `devices[3].pci.device_id`, and the message starts with it."""

@@ -43,7 +43,7 @@ class Node:
             self.channel.close()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.registry = CollectorRegistry()
-        self.monitor = LogMonitor(self.state_dir, self.channel, 10.0, self.spool,
+        self.monitor = LogMonitor(self.state_dir, 10.0, self.spool,
                                   configured_vkey=self.configured, registry=self.registry)  # fmt: skip
 
     def deliver(self, count: int) -> bytes:
@@ -53,6 +53,9 @@ class Node:
         carried: list[bytes] = []
         Uplink(self.channel, 10.0).drain(self.spool, on_ack=lambda ack: carried.append(ack.checkpoint))
         return carried[-1]
+
+    def check(self) -> dict:
+        return self.monitor.check(census_pb2_grpc.CensusStub(self.channel))
 
     @property
     def alarms(self) -> float:
@@ -118,14 +121,14 @@ def test_the_monitor_trusts_a_verified_checkpoint_and_pins_the_key(setup) -> Non
     collector = start()
     agent.deliver(4)
     head = collector.wait(4)
-    trusted = agent.monitor.check()
+    trusted = agent.check()
     assert trusted == {"size": 4, "root": base64.b64encode(head.root_hash).decode()} and agent.alarms == 0
     state = agent.state_dir / STATE_FILE
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert str(vkey(collector.log_dir)) in state.read_text()  # pinned on first use
     agent.deliver(3)
     collector.wait(7)
-    assert agent.monitor.check()["size"] == 7 and agent.alarms == 0
+    assert agent.check()["size"] == 7 and agent.alarms == 0
 
 
 def test_a_fork_after_a_restored_database_is_reported_and_not_adopted(setup, tmp_path: Path, caplog) -> None:
@@ -138,7 +141,7 @@ def test_a_fork_after_a_restored_database_is_reported_and_not_adopted(setup, tmp
     collector = start()
     agent.deliver(3)
     collector.wait(6)
-    trusted = agent.monitor.check()
+    trusted = agent.check()
     assert trusted["size"] == 6
     collector.close()
     _copy_db(tmp_path / "backup", data)  # the operator restores size 3 and forces a new checkpoint
@@ -152,7 +155,7 @@ def test_a_fork_after_a_restored_database_is_reported_and_not_adopted(setup, tmp
     list(collector.stub.Report((pb.Envelope(dsse=e) for e in envelopes), timeout=10))
     collector.wait(8)
     caplog.set_level(logging.ERROR, logger="gpucensus.agent.monitor")
-    assert agent.monitor.check() == trusted  # the fork is not adopted
+    assert agent.check() == trusted  # the fork is not adopted
     assert agent.alarms == 1
     message = caplog.records[-1].getMessage()
     assert "FORKED" in message and "size 6" in message and "size 8" in message
@@ -170,13 +173,13 @@ def test_an_entry_missing_from_the_signed_tree_is_reported(setup, tmp_path: Path
     collector = start()
     agent.deliver(3)
     collector.wait(6)
-    trusted = agent.monitor.check()
+    trusted = agent.check()
     collector.close()
     _copy_db(tmp_path / "backup", data)
     collector = start()
     agent.deliver(1)  # stored at index 3 again: the database forgot 3..5
     caplog.set_level(logging.ERROR, logger="gpucensus.agent.monitor")
-    assert agent.monitor.check() == trusted and agent.alarms == 1
+    assert agent.check() == trusted and agent.alarms == 1
     assert "DROPPED" in caplog.text and "index 3" in caplog.text
 
 
@@ -188,7 +191,7 @@ def test_a_checkpoint_not_signed_by_the_configured_key_is_refused(tmp_path: Path
     agent.deliver(2)
     collector.wait(2)
     caplog.set_level(logging.ERROR, logger="gpucensus.agent.monitor")
-    assert agent.monitor.check() == {} and agent.alarms == 1
+    assert agent.check() == {} and agent.alarms == 1
     assert "not signed by its log key" in caplog.text
 
 
@@ -237,21 +240,21 @@ def test_a_hostile_collector_never_gets_a_checkpoint_trusted_nor_stops_the_agent
     census, agent = hostile
     caplog.set_level(logging.WARNING, logger="gpucensus.agent.monitor")
     census.vkey = "not a key"
-    assert agent.monitor.check() == {} and agent.alarms == 0  # nothing to trust, nothing claimed
+    assert agent.check() == {} and agent.alarms == 0  # nothing to trust, nothing claimed
     assert "is not a verifier key" in caplog.text
     log_key = note.SignerKey.generate("evil.example/log")
     census.vkey = str(log_key.verifier())
     census.checkpoint = b"\xff" * 100_000
-    assert agent.monitor.check() == {} and agent.alarms == 1
+    assert agent.check() == {} and agent.alarms == 1
     tree = merkle.MemoryTree()
     for i in range(9):
         tree.append(b"leaf %d" % i)
     census.checkpoint = note.Checkpoint("evil.example/log", 5, tree.root(5)).sign([log_key])
-    assert agent.monitor.check()["size"] == 5  # first use: nothing of this node's to check yet
+    assert agent.check()["size"] == 5  # first use: nothing of this node's to check yet
     census.checkpoint = note.Checkpoint("evil.example/log", 9, tree.root(9)).sign([log_key])
     for junk in ([b"x" * 5] * 3, [b"\0" * 32] * 200, []):
         census.hashes = junk
-        assert agent.monitor.check()["size"] == 5
+        assert agent.check()["size"] == 5
     assert agent.alarms == 4 and "FORKED" in caplog.text
     census.hashes = tree.consistency_proof(5, 9)
-    assert agent.monitor.check()["size"] == 9 and agent.alarms == 4  # a real proof is accepted
+    assert agent.check()["size"] == 9 and agent.alarms == 4  # a real proof is accepted

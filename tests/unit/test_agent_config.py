@@ -158,3 +158,35 @@ def test_an_address_without_a_port_is_blamed_on_where_it_came_from(
     assert caught.value.message.startswith(str(path) if blamed == "agent.toml" else blamed), caught.value.message
     assert "'collector.example' must be host:port" in caught.value.message
     assert "7443" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[collector]\nrequest_certificate = true\n", "request_certificate needs collector.tls_ca_file"),
+        (
+            '[collector]\nrequest_certificate = true\ntls_ca_file = "ca.pem"\ntls_cert_file = "n.pem"\n'
+            'tls_key_file = "n.key"\n',
+            "not both",
+        ),
+        ('[collector]\nenroll_address = "collector"\n', "must be host:port"),
+        ('[collector]\nrequest_certificate = "sometimes"\n', "must be true or false"),
+    ],
+)
+def test_issued_certificate_settings_are_checked(tmp_path, text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        agent_config.load(write(tmp_path, text), env={})
+
+
+def test_an_issued_certificate_lives_next_to_the_node_key(tmp_path):
+    config = agent_config.load(
+        write(tmp_path, '[collector]\nrequest_certificate = true\ntls_ca_file = "ca.pem"\n[node]\nstate_dir = "s"\n'),
+        env={"GPUCENSUS_AGENT_COLLECTOR_ENROLL_ADDRESS": "collector:7444"},
+    )
+    assert config.client_certificate_files == (
+        str(tmp_path / "s/node.key.client.pem"),
+        str(tmp_path / "s/node.key.client.key"),
+    )
+    assert config.collector_enroll_address == "collector:7444"
+    plain = agent_config.load(None, env={"GPUCENSUS_AGENT_COLLECTOR_REQUEST_CERTIFICATE": "false"})
+    assert plain.client_certificate_files == ("", "")

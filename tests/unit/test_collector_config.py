@@ -129,6 +129,11 @@ def test_unknown_keys_and_sections_name_the_file_and_key(tmp_path: Path, text: s
         ("[server]\nmax_future_skew_seconds = 1000000000000000\n", "must be at most"),  # timedelta overflow
         ("[nodes]\ninterval_seconds = 1000000000000\n", "must be at most"),
         ("[server\n", "not valid TOML"),
+        ('[enrollment]\nlisten = "0.0.0.0:7444"\n', "listen needs [server] tls_cert"),
+        ('[enrollment]\nlisten = "7444"\n', "HOST:PORT"),
+        ("[enrollment]\nissue_client_certificates = true\n", "needs [server] require_client_auth = true"),
+        ("[enrollment]\ncertificate_minutes = 1\n", "between 5 and 43200"),
+        ("[enrollment]\ncertificate_minutes = 50000\n", "between 5 and 43200"),
     ],
 )
 def test_bad_values_are_config_errors(tmp_path: Path, text: str, fragment: str) -> None:
@@ -164,3 +169,18 @@ def test_the_example_config_loads_and_documents_every_key() -> None:
     for section, kind in _SECTIONS.items():
         for f in dataclasses.fields(kind):
             assert f.name in document.get(section, {}), f"[{section}] {f.name} is not in {example.name}"
+
+
+def test_issued_client_certificates_stand_in_for_client_ca(tmp_path: Path) -> None:
+    """mTLS with the enrolment CA as the only client trust: client_ca may then be empty."""
+    path = write(
+        tmp_path,
+        '[server]\ntls_cert = "s.pem"\ntls_key = "s.key"\nrequire_client_auth = true\n'
+        '[enrollment]\nlisten = "127.0.0.1:7444"\nissue_client_certificates = true\nca_cert = "pki/ca.pem"\n',
+    )
+    config = load_config(path, env={})
+    assert config.enrollment.issue_client_certificates
+    assert config.enrollment.ca_paths(config.store.data_dir) == (
+        tmp_path / "pki/ca.pem",
+        Path(config.store.data_dir) / "enrolment-ca.key",
+    )
