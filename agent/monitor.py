@@ -170,9 +170,10 @@ class LogMonitor:
         if old is not None and new.origin != old.origin:
             raise LogInconsistency(f"the checkpoint is for log {new.origin!r}, not {old.origin!r}")
         if old is not None and new.size < old.size:  # an older checkpoint (another collector): fine if consistent
-            self._consistent(
-                new, old, f"the collector's log ROLLED BACK: trusted {_describe(old)}, served {_describe(new)}"
-            )
+            rollback = f"the collector's log ROLLED BACK: trusted {_describe(old)}, served {_describe(new)}"
+            if new.size == 0:
+                raise LogInconsistency(rollback)
+            self._consistent(new, old, rollback)
             new, latest = old, self.trusted.checkpoint
         elif old is not None and new.size == old.size and new.root_hash != old.root_hash:
             raise LogInconsistency(f"the collector's log FORKED (same size, another root): trusted {_describe(old)}, "

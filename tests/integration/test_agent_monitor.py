@@ -258,3 +258,10 @@ def test_a_hostile_collector_never_gets_a_checkpoint_trusted_nor_stops_the_agent
     assert agent.alarms == 4 and "FORKED" in caplog.text
     census.hashes = tree.consistency_proof(5, 9)
     assert agent.check()["size"] == 9 and agent.alarms == 4  # a real proof is accepted
+    census.checkpoint = note.Checkpoint("evil.example/log", 7, tree.root(7)).sign([log_key])
+    census.hashes = tree.consistency_proof(7, 9)
+    assert agent.check()["size"] == 9 and agent.alarms == 4  # an older, consistent checkpoint: kept, no alarm
+    census.hashes = [b"\0" * 32]
+    assert agent.check()["size"] == 9 and agent.alarms == 5  # an older one that is not: ROLLED BACK
+    census.checkpoint = note.Checkpoint("evil.example/log", 0, merkle.empty_root()).sign([log_key])
+    assert agent.check()["size"] == 9 and agent.alarms == 6 and "ROLLED BACK" in caplog.text  # emptied
