@@ -44,6 +44,7 @@ class Rules:
     by_capability: dict[str, tuple[int, int]]  # "9.0" -> (dense ops per clock per SM, bit length)
     cores_per_sm: dict[str, int]  # "9.0" -> CUDA cores per SM
     by_architecture: dict[str, tuple[int, int]]
+    rounding_allowance: Fraction = Fraction(0)  # derived TPP x (1 + this), rounded up (architectures.toml)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def load_rules() -> Rules:
         },
         cores_per_sm={cap: int(row["cuda_cores_per_sm"]) for cap, row in arch["capability"].items()},
         by_architecture={name: (int(ops), fallback_bits) for name, ops in arch["architecture"].items()},
+        rounding_allowance=parse_decimal(arch["rounding_allowance"], "architectures.toml: rounding_allowance")
+        or Fraction(0),
     )
 
 
@@ -178,24 +181,27 @@ def derive_tpp(device: GpuDevice, rules: Rules) -> tuple[int | None, str]:
         return None, f"cannot derive TPP: {', '.join(missing)} not reported"
     ops, bits = figures
     assert sm_count is not None and device.max_sm_clock_mhz is not None
-    return _round_half_up(Fraction(ops * sm_count * device.max_sm_clock_mhz * bits, 10**6)), ""
+    exact = Fraction(ops * sm_count * device.max_sm_clock_mhz * bits, 10**6) * (1 + rules.rounding_allowance)
+    return -(-exact.numerator // exact.denominator), ""  # rounded up: a derived figure errs toward control
 
 
 def account_device(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> Accounting:
     """A device's figures: from the catalogue when it knows the part, else derived from its facts and flagged."""
     entry = catalogue.match(device.pci_device_id, device.name)
-    if entry is not None:
+    if entry is not None and entry.tpp is not None:
         c = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules)
         return Accounting(entry.id, BASIS_CATALOGUE, c.tpp, c.die_area_mm2, c.pd_milli, c.eccn, c.h100e_milli, c.review)
     if device.status == STATUS_LOST and not device.pci_device_id and not device.name:
         reason = "device lost before it could be identified"
         return Accounting("", BASIS_UNKNOWN, None, None, None, ECCN_UNKNOWN, None, reason)
+    # A part the catalogue names without published figures is derived like an unknown one, under its own name.
+    model, why = (entry.id, f"catalogue {entry.id}: figures not published") if entry else ("", "not in catalogue")
     tpp, reason = derive_tpp(device, rules)
     if tpp is None:
-        return Accounting("", BASIS_UNKNOWN, None, None, None, ECCN_UNKNOWN, None, f"not in catalogue; {reason}")
-    # Unknown part: die area unknown and data-centre use assumed (Note 2 is not applied to a part we cannot name).
+        return Accounting(model, BASIS_UNKNOWN, None, None, None, ECCN_UNKNOWN, None, f"{why}; {reason}")
+    # Die area unknown, and data-centre use assumed (Note 2 is not applied to a part whose figures we lack).
     c = classify(tpp, None, True, rules)
-    review = "not in catalogue: TPP derived from NVML facts (architecture, SM count, max SM clock)"
+    review = f"{why}: TPP derived from NVML facts (architecture, SM count, max SM clock)"
     if c.review:
         review = f"{review}; {c.review}"
-    return Accounting("", BASIS_DERIVED, c.tpp, None, None, c.eccn, c.h100e_milli, review)
+    return Accounting(model, BASIS_DERIVED, c.tpp, None, None, c.eccn, c.h100e_milli, review)

@@ -98,7 +98,7 @@ def _resolve(
         c = classify(group.tpp, group.die_area_mm2, group.datacenter, rules)
         return made(group.model, c.tpp, c.eccn, "given", c.review)
     entry = catalogue.by_id(group.model)
-    if entry is None:
+    if entry is None or entry.tpp is None:  # unknown, or named without published figures: give `tpp`
         return made(group.model, None, "unknown", "unknown")
     c = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules)
     return made(entry.id, c.tpp, c.eccn, "catalogue", c.review)
