@@ -61,7 +61,7 @@ def test_every_entry_cites_a_source_or_says_what_is_missing(entry_id: str) -> No
     for source in raw["sources"]:
         cited = RAW["sources"][source]  # KeyError = a source id missing from the table
         assert cited["citation"] and cited["url"].startswith("https://")
-    if raw.get("dram_bandwidth_gbs") is None or raw.get("die_area_mm2") is None and raw["tpp"] is None:
+    if raw.get("dram_bandwidth_gbs") is None or (raw.get("die_area_mm2") is None and raw["tpp"] is None):
         assert raw.get("review"), f"{entry_id}: a figure is missing and nothing says why"
 
 
