@@ -142,7 +142,15 @@ def test_broken_pack(tmp_path) -> None:
 def test_policy_list_and_show() -> None:
     listed = cli("policy", "list", "--format", "json")
     assert listed.returncode == 0
-    assert [p["name"] for p in json.loads(listed.stdout)] == ["ai-diffusion-2025", "baseline-2023", "carnegie-2025"]
+    assert [p["name"] for p in json.loads(listed.stdout)] == [
+        "ai-diffusion-2025", "baseline-2023", "carnegie-2025", "us-2026"]  # fmt: skip
+    assert "us-2026            in-force      " in cli("policy", "list").stdout  # the default, marked so
+    shown = cli("policy", "show", "us-2026")
+    assert shown.returncode == 0
+    assert "status: in-force" in shown.stdout and "case-by-case from 2026-01-15 in CN HK MO" in shown.stdout
+    assert "[jan2026] BIS, Revision to License Review Policy" in shown.stdout  # sources, with ids
+    ifr = cli("policy", "show", "ai-diffusion-2025").stdout
+    assert "status: not-enforced since 2025-05-13 [may2025]" in ifr
     shown = cli("policy", "show", "carnegie-2025", "--format", "json")
     doc = json.loads(shown.stdout)
     assert doc["limits"]["allocation"]["country_multipliers"] == {"IN": 2} and "IL" in doc["tiers"]["tier1"]
