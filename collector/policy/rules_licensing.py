@@ -89,9 +89,9 @@ def headquarters(scenario: Scenario, pack: Pack, devices: list[ResolvedDevice]) 
         if not found:
             continue
         gpus, tpp = sum(d.count for d in found), sum(d.total_tpp for d in found)
-        whose = "headquartered" if where[0] == e.headquarters else "with its ultimate parent headquartered"
+        whose = "is headquartered" if where[0] == e.headquarters else "has its ultimate parent headquartered"
         out.append(Finding(WARNING, "licence.headquarters", f"entity:{e.id}",
-                           f"entity {e.id} is {whose} in {where[0]} (Tier {pack.tier(where[0])}): its {gpus} "
+                           f"entity {e.id} {whose} in {where[0]} (Tier {pack.tier(where[0])}): its {gpus} "
                            f"3A090 device(s) outside Tier 3, {tpp_text(tpp, ref)}, need a licence wherever they "
                            f"are [{h.source}]; record the licences", tpp, None))  # fmt: skip
     return out
