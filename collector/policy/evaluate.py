@@ -73,7 +73,9 @@ def _resolve_site(
         device = _resolve(site, group, as_of, pack, catalogue, rules)
         out.append(device)
         if device.basis == "unknown":
-            unknown.append(f"{group.count} × {group.model!r} (not in the catalogue, no figures given)")
+            named = catalogue.by_id(group.model) is not None
+            why = "figures not published: give 'tpp'" if named else "not in the catalogue, no figures given"
+            unknown.append(f"{group.count} × {group.model!r} ({why})")
             unknown_count += group.count
         elif device.review:
             findings.append(Finding(INFO, "device.review", f"site:{site.id}",

@@ -160,3 +160,10 @@ def test_bad_2026_pack_names_file_and_key(change, expected) -> None:
     with pytest.raises(ConfigError) as err:
         parse_pack(US_TEXT.replace(old, new, 1), "mine.toml", "mine.toml")
     assert err.value.message.startswith("mine.toml") and expected in err.value.message
+
+
+def test_a_catalogue_part_without_published_figures_is_listed_unknown_with_the_reason() -> None:
+    ev = run(US, scenario([("s", "CN", "e", [part("rtx-6000d", 4)])], {"e": ("SG", "none")}))
+    f = one(ev, "device.unknown")
+    assert f.value == 4 and "'rtx-6000d' (figures not published: give 'tpp')" in f.message
+    assert not found(ev, "licence.presumption-of-denial")  # unknown TPP: listed, never guessed
