@@ -200,6 +200,12 @@ def test_report_over_the_live_store(make_store, tmp_path) -> None:
     table = cli("report", "--config", str(config), "--policy", "baseline-2023")
     assert table.returncode == 1 and "stale nodes" in table.stdout and "node-dxb" in table.stdout
     assert "chain.gap" in table.stdout
+    # no --policy and no [policy] in the config: the default, us-2026. The H100s in Hong Kong (15,832 TPP, 3,350
+    # GB/s from the catalogue by model) are under both 2026 thresholds: a licence reviewed case by case, a warning
+    default = json.loads(cli("report", "--config", str(config), "--format", "json").stdout)
+    assert default["policy"]["name"] == "us-2026"
+    assert {(f["severity"], f["rule"], f["subject"]) for f in default["findings"] if f["severity"] != "info"} == {
+        ("warning", "licence.case-by-case", "site:hkg"), ("warning", "device.unknown", "site:dxb")}  # fmt: skip
 
 
 def test_report_on_an_empty_sqlite_data_dir(tmp_path) -> None:

@@ -167,3 +167,14 @@ def test_a_catalogue_part_without_published_figures_is_listed_unknown_with_the_r
     f = one(ev, "device.unknown")
     assert f.value == 4 and "'rtx-6000d' (figures not published: give 'tpp')" in f.message
     assert not found(ev, "licence.presumption-of-denial")  # unknown TPP: listed, never guessed
+
+
+def test_a_bad_ultimate_parent_names_the_field() -> None:
+    from collector.errors import ConfigError
+    from collector.policy import parse_scenario
+
+    doc = scenario([("s", "SG", "e", [h100(1)])])
+    doc["entities"][0]["ultimate_parent"] = "PRC"
+    with pytest.raises(ConfigError) as err:
+        parse_scenario(doc, "plan.json")
+    assert "plan.json: entities[0].ultimate_parent: 'PRC' is not an ISO 3166-1 alpha-2" in err.value.message
