@@ -14,7 +14,7 @@ file's directory. Example:
     client_ca = "nodes-ca.pem"
     require_client_auth = true
     [policy]
-    pack = "ai-diffusion-2025"
+    pack = "us-2026"           # the default (collector.policy.packs.DEFAULT_PACK)
     [nodes]
     interval_seconds = 60
     [metrics]
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import ConfigError
+from collector.policy.packs import DEFAULT_PACK
 
 ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
@@ -86,7 +87,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    pack: str = "ai-diffusion-2025"  # a shipped pack name or a path to a pack file
+    pack: str = DEFAULT_PACK  # a shipped pack name or a path to a pack file
 
 
 @dataclass(frozen=True)
