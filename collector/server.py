@@ -33,6 +33,7 @@ from collector import limits
 from collector.config import CollectorConfig, ServerConfig, validate
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from collector.location.ingest import LocationCheck, location_config
 from collector.metrics import CollectorMetrics
 from collector.servicer import CensusServicer, add_to_server
 from collector.store.base import Store
@@ -229,9 +230,11 @@ def run_server(
     )
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
+    location = LocationCheck(store, location_config(config.location, skew))  # type: ignore[arg-type]
     pipeline = Pipeline(
-        store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics
-    )
+        store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics,
+        location=location,
+    )  # fmt: skip
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
     servicer = CensusServicer(

@@ -27,6 +27,7 @@ from collector import codec, limits
 from collector.ingest.errors import BindingError, MalformedError
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
+from collector.location.codec import landmarks_to_pb
 from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
 from collector.statuses import status_for
@@ -221,6 +222,13 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
             countries=[codec.country_totals_to_pb(t, sites.get(t.country, 0)) for t in chosen]
         )
 
+    async def ListLandmarks(
+        self, request: pb.ListLandmarksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLandmarksResponse:
+        """Open to every client that may connect (nodes need it): landmarks and their keys are not inventory."""
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: landmarks_to_pb(self._store.list_landmarks()))  # type: ignore[attr-defined]
+
 
 def _counted(count: Callable[[str], None], call: Callable[[], T]) -> T:
     """Run `call`; an error is counted under its status's name (`permission_denied`) before it goes on."""
@@ -274,6 +282,9 @@ def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
             servicer.GetCountryTotals,
             lenient(pb.GetCountryTotalsRequest),
             pb.GetCountryTotalsResponse.SerializeToString,
+        ),
+        "ListLandmarks": unary(
+            servicer.ListLandmarks, lenient(pb.ListLandmarksRequest), pb.ListLandmarksResponse.SerializeToString
         ),
     }
     name = pb.DESCRIPTOR.services_by_name["Census"].full_name

@@ -177,3 +177,23 @@ class GetCountryTotalsResponse(_message.Message):
     COUNTRIES_FIELD_NUMBER: _ClassVar[int]
     countries: _containers.RepeatedCompositeFieldContainer[CountryTotals]
     def __init__(self, countries: _Optional[_Iterable[_Union[CountryTotals, _Mapping]]] = ...) -> None: ...
+
+class ListLandmarksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Landmark(_message.Message):
+    __slots__ = ("name", "address", "public_key_pem")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    public_key_pem: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+
+class ListLandmarksResponse(_message.Message):
+    __slots__ = ("landmarks",)
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    landmarks: _containers.RepeatedCompositeFieldContainer[Landmark]
+    def __init__(self, landmarks: _Optional[_Iterable[_Union[Landmark, _Mapping]]] = ...) -> None: ...

@@ -57,6 +57,11 @@ class CensusStub(object):
                 request_serializer=protos_dot_census__pb2.GetCountryTotalsRequest.SerializeToString,
                 response_deserializer=protos_dot_census__pb2.GetCountryTotalsResponse.FromString,
                 _registered_method=True)
+        self.ListLandmarks = channel.unary_unary(
+                '/gpucensus.v1.Census/ListLandmarks',
+                request_serializer=protos_dot_census__pb2.ListLandmarksRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.ListLandmarksResponse.FromString,
+                _registered_method=True)
 
 
 class CensusServicer(object):
@@ -93,6 +98,13 @@ class CensusServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLandmarks(self, request, context):
+        """The landmarks a node measures its round-trip times with (location evidence; docs/compliance.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CensusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +127,11 @@ def add_CensusServicer_to_server(servicer, server):
                     servicer.GetCountryTotals,
                     request_deserializer=protos_dot_census__pb2.GetCountryTotalsRequest.FromString,
                     response_serializer=protos_dot_census__pb2.GetCountryTotalsResponse.SerializeToString,
+            ),
+            'ListLandmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLandmarks,
+                    request_deserializer=protos_dot_census__pb2.ListLandmarksRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.ListLandmarksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +245,33 @@ class Census(object):
             '/gpucensus.v1.Census/GetCountryTotals',
             protos_dot_census__pb2.GetCountryTotalsRequest.SerializeToString,
             protos_dot_census__pb2.GetCountryTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLandmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/ListLandmarks',
+            protos_dot_census__pb2.ListLandmarksRequest.SerializeToString,
+            protos_dot_census__pb2.ListLandmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,
