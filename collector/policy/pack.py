@@ -87,6 +87,7 @@ class Pack:
     nveu: Nveu | None
     warn_cap_fraction: Fraction
     warn_min_share_margin: Fraction
+    location_implausible_as_unknown: bool = False  # [location]: GPUs of implausibly located nodes in "unknown"
 
     def tier(self, country: str) -> int:
         if country in self.tier1:
@@ -159,7 +160,7 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
     """A pack from its parsed TOML document; every problem is a `ConfigError` naming `where` and the key."""
     r = Reader(doc, where)
     r.allow("format", "name", "version", "title", "status", "sources", "h100_reference_tpp", "counted_classes",
-            "government_agreements", "effective", "tiers", "limits", "warnings")  # fmt: skip
+            "government_agreements", "effective", "tiers", "limits", "warnings", "location")  # fmt: skip
     if r.integer("format") != FORMAT:
         raise ConfigError(f"{where}: format: this collector reads pack format {FORMAT}")
     status = r.string("status")
@@ -190,6 +191,8 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
     limits.allow("tier3", "lpp", "allocation", "uveu", "nveu")
     warnings = r.table("warnings", required=False)
     warnings.allow("cap_fraction", "min_share_margin")
+    location = r.table("location", required=False)
+    location.allow("implausible_as_unknown")
     return Pack(
         name=r.string("name"),
         version=r.string("version"),
@@ -213,6 +216,7 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
         nveu=_nveu(limits),
         warn_cap_fraction=warnings.share("cap_fraction", default=_DEFAULT_CAP_FRACTION),
         warn_min_share_margin=warnings.share("min_share_margin", default=_DEFAULT_MIN_SHARE_MARGIN),
+        location_implausible_as_unknown=location.boolean("implausible_as_unknown", default=False),
     )
 
 

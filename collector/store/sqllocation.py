@@ -6,10 +6,13 @@ Part of the SQL store chain (see `sqlbase`); the interface is `collector.locatio
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from collector.location.records import Landmark, NodeLocation, SiteLocation, StoredMeasurement
-from collector.store.base import RecordExistsError, RecordNotFoundError
+from collector.store.base import RecordExistsError, RecordNotFoundError, Site
+from collector.store.inventory import build_inventory
 from collector.store.sqlbase import SqlBase
 
 _LANDMARK_COLUMNS = "name, keyid, public_key_pem, latitude, longitude, address, added_at"
@@ -93,6 +96,15 @@ class SqlLocation(SqlBase):
                     "message = excluded.message, checked_at = excluded.checked_at",
                     (verdict.node_id, verdict.site, verdict.status, verdict.message, self._t(verdict.checked_at)),
                 )
+
+    def location_inventory(self, as_of: datetime, unknown_nodes: frozenset[str], suffix: str) -> dict[str, Any]:
+        """`inventory(as_of)`, with the devices of `unknown_nodes` in a site of their own: their site's id + `suffix`
+        (same country and entity; the policy option then places it in "unknown")."""
+        entities, sites, devices, _ = self._current_devices()  # type: ignore[attr-defined]  # SqlStore's
+        moved = {d.site for d in devices if d.node_id in unknown_nodes}
+        split = [Site(s.id + suffix, s.country, s.entity) for s in sites if s.id in moved]
+        devices = [replace(d, site=d.site + suffix) if d.node_id in unknown_nodes else d for d in devices]
+        return build_inventory(as_of, entities, [*sites, *split], devices)
 
     def node_locations(self) -> dict[str, NodeLocation]:
         with self._tx(False) as cur:

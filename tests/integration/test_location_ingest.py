@@ -3,11 +3,16 @@ the ack and are stored; a statement without evidence still verifies; hostile evi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 
 from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation
+from collector.policy.pack import pack_text
 from protos import census_pb2 as pb
 from tests.ingest_nodes import NOW, TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
@@ -99,3 +104,53 @@ def test_hostile_evidence_is_invalid_argument_and_stores_nothing(collector: Coll
         envelope = node.sign(predicate=node.edited(lambda p, r=raw: p.update(location_evidence=r)))
         assert status_of(lambda e=envelope: collector.report([e])) == grpc.StatusCode.INVALID_ARGUMENT
     assert collector.store.last_attestation(node.keyid) is None
+
+
+def test_reports_and_the_live_inventory_show_each_sites_location(
+    collector: Collector,
+    make_store,  # noqa: F811 - the same database as the collector's
+    tmp_path: Path,
+) -> None:
+    honest = setup(collector, "fra1", "DE", SiteLocation("fra1", FRANKFURT_DC.lat, FRANKFURT_DC.lon))
+    collector.report([with_evidence(honest, evidence(honest))])
+    moved = TestNode("node-sin1")
+    collector.enroll(moved, site="sin1", country="SG")
+    collector.store.set_site_location(SiteLocation("sin1", SINGAPORE_DC.lat, SINGAPORE_DC.lon), NOW)
+    collector.report([with_evidence(moved, evidence(moved))])
+    collector.enroll(TestNode("node-waw1"), site="waw1", country="PL")  # a site without coordinates
+
+    sites = collector.stub.GetSiteStatus(pb.GetSiteStatusRequest(), timeout=DEADLINE).sites
+    assert {s.site: s.location for s in sites} == {"fra1": "in-country", "sin1": "implausible", "waw1": "unlocated"}
+    countries = collector.stub.GetCountryTotals(pb.GetCountryTotalsRequest(), timeout=DEADLINE).countries
+    assert {c.country: dict(c.sites_by_location) for c in countries} == {
+        "DE": {"in-country": 1}, "PL": {"unlocated": 1}, "SG": {"implausible": 1},
+    }  # fmt: skip
+
+    config = tmp_path / "collector.toml"
+    config.write_text(make_store.toml(), encoding="utf-8")
+    report = _report("--config", str(config), "--format", "json")
+    doc = json.loads(report.stdout)
+    assert {row["site"]: row["status"] for row in doc["site_locations"]} == {
+        "fra1": "in-country", "sin1": "implausible", "waw1": "unlocated",
+    }  # fmt: skip
+    assert "unknown" not in {c["country"] for c in doc["countries"]}
+    table = _report("--config", str(config)).stdout
+    assert "site locations" in table and "node-sin1 implausible" in table
+
+    text, _, _ = pack_text("ai-diffusion-2025")
+    pack = tmp_path / "located.toml"
+    pack.write_text(text + "\n[location]\nimplausible_as_unknown = true\n", encoding="utf-8")
+    doc = json.loads(_report("--config", str(config), "--format", "json", "--policy", str(pack)).stdout)
+    by_country = {c["country"]: c for c in doc["countries"]}
+    assert by_country["unknown"]["tpp"] == 8 * 15832 and by_country["SG"]["tpp"] == 0  # its one node moved
+    assert by_country["DE"]["tpp"] == 8 * 15832
+    (note,) = [f for f in doc["findings"] if f["rule"] == "location.unknown"]
+    assert "8 GPU(s) of implausibly located nodes enrolled at site sin1 (SG)" in note["message"]
+    pack.write_text(text + "\n[location]\nimplausible_as_unknwn = true\n", encoding="utf-8")
+    wrong = _report("--config", str(config), "--policy", str(pack))
+    assert wrong.returncode == 2 and "implausible_as_unknwn" in wrong.stderr
+
+
+def _report(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [str(Path(sys.executable).parent / "gpucensus-collector"), "report", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
