@@ -102,7 +102,8 @@ class LocationEvidence:
         for landmark in list(self._landmarks())[:MAX_EVIDENCE]:
             try:
                 envelope = measure(landmark.address, self._key, self.samples, self.timeout_seconds)
-                measured = fmt.verify_measurement(envelope, public_key_from_pem(landmark.public_key_pem.encode()))
+                listed = public_key_from_pem(landmark.public_key_pem.encode())
+                measured = fmt.verify_measurement(envelope, lambda _keyid, key=listed: key)
             except (MeasurementFailed, fmt.MeasurementError, ValueError) as err:
                 log.warning("landmark %s: %s", landmark.name, err)
                 continue

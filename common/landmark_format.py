@@ -15,6 +15,7 @@ node key and can be read as nothing else. Pure: keys and clocks are passed in.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -94,12 +95,6 @@ def sign_measurement(
     return dsse.sign_envelope(jcs.canonical_bytes(document), MEASUREMENT_TYPE, landmark_key.sign, keyid)
 
 
-def landmark_of(envelope_bytes: bytes) -> str:
-    """The key id a measurement envelope says signed it (unverified: to look the landmark up)."""
-    parsed = _parse(envelope_bytes)
-    return parsed.envelope.signatures[0].keyid
-
-
 def _parse(envelope_bytes: bytes) -> ParsedEnvelope:
     if len(envelope_bytes) > MAX_ENVELOPE_BYTES:
         raise MeasurementError("malformed", f"{len(envelope_bytes)} bytes, at most {MAX_ENVELOPE_BYTES}")
@@ -114,18 +109,21 @@ def _parse(envelope_bytes: bytes) -> ParsedEnvelope:
     return parsed
 
 
-def verify_measurement(envelope_bytes: bytes, landmark_public: Ed25519PublicKey) -> Measurement:
-    """The measurement in `envelope_bytes` if the landmark's signature verifies and its content is well formed.
-
-    Verifies before it reads the payload. Reasons: `malformed`, `bad-signature`."""
+def verify_measurement(envelope_bytes: bytes, landmark_key: Callable[[str], Ed25519PublicKey | None]) -> Measurement:
+    """The measurement in `envelope_bytes` if the signature verifies with the key `landmark_key` gives for the
+    envelope's key id (None: not a landmark we know) and its content is well formed. One parse; the signature is
+    checked before the payload is read. Reasons: `malformed`, `unknown-landmark`, `bad-signature`."""
     parsed = _parse(envelope_bytes)
     envelope = parsed.envelope
-    keyid = public_key_id(landmark_public)
     (signature,) = envelope.signatures
+    public = landmark_key(signature.keyid)
+    if public is None:
+        raise MeasurementError("unknown-landmark", "signed by no registered landmark")
+    keyid = public_key_id(public)
     try:
         if signature.keyid != keyid:
             raise InvalidSignature
-        landmark_public.verify(signature.sig, dsse.pae(envelope.payload_type, envelope.payload))
+        public.verify(signature.sig, dsse.pae(envelope.payload_type, envelope.payload))
     except InvalidSignature:
         raise MeasurementError("bad-signature", f"the signature does not verify with landmark key {keyid}") from None
     try:

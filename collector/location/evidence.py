@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from collector.ingest.model import VIOLATION, WARNING, Finding
 from collector.location.records import Landmark
 from common import landmark_format as fmt
@@ -52,10 +54,8 @@ def check_evidence(
     for index, text in enumerate(raw):
         envelope = text.encode("utf-8")
         try:
-            landmark = landmarks.get(fmt.landmark_of(envelope))
-            if landmark is None:
-                raise fmt.MeasurementError("unknown-landmark", "signed by no registered landmark")
-            measured = fmt.verify_measurement(envelope, public_key_from_pem(landmark.public_key_pem.encode()))
+            measured = fmt.verify_measurement(envelope, lambda keyid: _public(landmarks.get(keyid)))
+            landmark = landmarks[measured.landmark]
             _judge(measured, landmark, node_keyid, now, max_age, max_future_skew, digests)
         except fmt.MeasurementError as err:
             rejected.append(Rejected(index, err.reason, err.message))
@@ -63,6 +63,10 @@ def check_evidence(
         digests.add(measured.digest)
         accepted.append(Accepted(measured, landmark, envelope))
     return accepted, rejected
+
+
+def _public(landmark: Landmark | None) -> Ed25519PublicKey | None:
+    return public_key_from_pem(landmark.public_key_pem.encode()) if landmark else None
 
 
 def _judge(

@@ -68,6 +68,9 @@ class LocationCheck:
         self.config = config or LocationConfig()
         self._landmarks: tuple[float, dict[str, Landmark]] = (-LANDMARK_CACHE_SECONDS, {})
         self._stale: set[str] = set()  # nodes already reported stale (one finding per lapse, not per envelope)
+        # node -> its last measurement's time (None: never), as this collector last read or stored it: the store
+        # is asked again only when it looks stale (another collector sharing the database may have stored one)
+        self._last: dict[str, datetime | None] = {}
         self._guard = threading.Lock()
 
     def landmarks(self) -> dict[str, Landmark]:
@@ -117,9 +120,13 @@ class LocationCheck:
 
     def _staleness(self, node_id: str, site_id: str, enrolled_at: datetime, now: datetime) -> Outcome:
         limit = self.config.stale_after
-        last = self._store.last_measured_at(node_id)
+        if node_id in self._stale:
+            return Outcome()
+        last = self._last.get(node_id)
+        if now - (last or enrolled_at) > limit:  # looks stale (or not read yet): ask the store
+            last = self._last[node_id] = self._store.last_measured_at(node_id)
         since = last or enrolled_at
-        if now - since <= limit or node_id in self._stale:
+        if now - since <= limit:
             return Outcome()
         self._stale.add(node_id)
         seconds = int(limit.total_seconds())
@@ -131,3 +138,6 @@ class LocationCheck:
     def record(self, outcome: Outcome) -> None:
         if outcome.measurements or outcome.verdict is not None:
             self._store.record_location(outcome.measurements, outcome.verdict)
+        for m in outcome.measurements:
+            known = self._last.get(m.node_id)
+            self._last[m.node_id] = m.measured_at if known is None else max(known, m.measured_at)

@@ -69,6 +69,9 @@ class LocationStore(Protocol):
         """Raises RecordNotFoundError for an unknown name."""
 
     def measurements_seen(self, digests: Iterable[str]) -> set[str]: ...
+    def list_measurements(self, node_id: str) -> list[StoredMeasurement]:
+        """The node's stored measurements, oldest first."""
+
     def last_measured_at(self, node_id: str) -> datetime | None: ...
     def record_location(self, measurements: Iterable[StoredMeasurement], verdict: NodeLocation | None) -> None:
         """Store the measurements (a digest already stored is skipped) and the node's verdict, in one transaction."""

@@ -73,6 +73,16 @@ class SqlLocation(SqlBase):
             rows = cur.execute(f"SELECT digest FROM location_measurements WHERE digest IN ({marks})", wanted)
             return {r[0] for r in rows.fetchall()}
 
+    def list_measurements(self, node_id: str) -> list[StoredMeasurement]:
+        columns = "digest, node_id, keyid, landmark, min_rtt_us, measured_at, received_at, measurement"
+        with self._tx(False) as cur:
+            rows = cur.execute(
+                f"SELECT {columns} FROM location_measurements WHERE node_id = ? ORDER BY measured_at, landmark",
+                (node_id,),
+            ).fetchall()
+        return [StoredMeasurement(r[0], r[1], r[2], r[3], r[4], self._dt(r[5]), self._dt(r[6]), bytes(r[7]))  # type: ignore[arg-type]
+                for r in rows]  # fmt: skip
+
     def last_measured_at(self, node_id: str) -> datetime | None:
         with self._tx(False) as cur:
             row = cur.execute(

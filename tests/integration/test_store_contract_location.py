@@ -64,5 +64,7 @@ def test_measurements_are_kept_once_and_recognised(make_store) -> None:
     assert store.last_measured_at("n1") == NOW - timedelta(hours=1)
     assert store.last_measured_at("n2") is None
     assert store.node_locations() == {"n1": NodeLocation("n1", "fra1", IMPLAUSIBLE, "moved", NOW)}
+    assert store.list_measurements("n1") == [older, newer]
+    assert store.list_measurements("n2") == []
     store.record_location([], None)
     assert store.node_locations()["n1"].status == IMPLAUSIBLE
