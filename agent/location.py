@@ -97,6 +97,10 @@ class LocationEvidence:
         taken, self._pending = self._pending, []
         return taken
 
+    def give_back(self, evidence: list[str]) -> None:
+        """The statement they were for was not signed: they go into the next one (if still fresh there)."""
+        self._pending = [*evidence, *self._pending][:MAX_EVIDENCE]
+
     def _measure_all(self) -> list[str]:
         found: list[str] = []
         for landmark in list(self._landmarks())[:MAX_EVIDENCE]:

@@ -230,7 +230,7 @@ def run_server(
     )
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
-    location = LocationCheck(store, location_config(config.location, skew))  # type: ignore[arg-type]
+    location = LocationCheck(store, location_config(config.location, skew))
     pipeline = Pipeline(
         store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics,
         location=location,

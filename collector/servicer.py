@@ -236,7 +236,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
     ) -> pb.ListLandmarksResponse:
         """Open to every client that may connect (nodes need it): landmarks and their keys are not inventory."""
         await _refuse_undecodable(context, request)
-        return await _answer(context, self._unary_pool, lambda: landmarks_to_pb(self._store.list_landmarks()))  # type: ignore[attr-defined]
+        return await _answer(context, self._unary_pool, lambda: landmarks_to_pb(self._store.list_landmarks()))
 
 
 def _counted(count: Callable[[str], None], call: Callable[[], T]) -> T:

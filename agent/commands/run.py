@@ -118,7 +118,11 @@ def handle(args: argparse.Namespace) -> int:
         evidence = location.for_statement() if config.location_interval_seconds > 0 else []
         if evidence:
             predicate["location_evidence"] = evidence
-        result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
+        try:
+            result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
+        except Exception:
+            location.give_back(evidence)
+            raise
         return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:

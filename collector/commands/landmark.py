@@ -89,7 +89,7 @@ def run_add(args: argparse.Namespace) -> int:
     pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
     landmark = Landmark(name, public_key_id(public), pem, lat, lon, address, now())
     with store_from_args(args) as store:
-        store.add_landmark(landmark)  # type: ignore[attr-defined]
+        store.add_landmark(landmark)
     print(f"landmark {name} added at ({lat}, {lon}), {address}, key {landmark.keyid}")
     return 0
 
@@ -97,14 +97,14 @@ def run_add(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     with store_from_args(args) as store:
         rows = [(lm.name, lm.latitude, lm.longitude, lm.address, lm.keyid, iso(lm.added_at))
-                for lm in store.list_landmarks()]  # type: ignore[attr-defined]  # fmt: skip
+                for lm in store.list_landmarks()]  # fmt: skip
     emit(args.format, ("name", "lat", "lon", "address", "keyid", "added_at"), rows)
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
     with store_from_args(args) as store:
-        store.remove_landmark(args.name)  # type: ignore[attr-defined]
+        store.remove_landmark(args.name)
     print(f"landmark {args.name} removed")
     return 0
 

@@ -30,7 +30,7 @@ def run_add(args: argparse.Namespace) -> int:
     with store_from_args(args) as store:
         store.add_site(site)
         if where:
-            store.set_site_location(SiteLocation(site.id, *where), now())  # type: ignore[attr-defined]
+            store.set_site_location(SiteLocation(site.id, *where), now())
     at = f", at {where[0]}, {where[1]}" if where else ""
     print(f"site {site.id} added (country {site.country}, entity {site.entity}{at})")
     return 0
@@ -39,7 +39,7 @@ def run_add(args: argparse.Namespace) -> int:
 def run_locate(args: argparse.Namespace) -> int:
     lat, lon = coordinates(args.lat, args.lon)  # type: ignore[misc]
     with store_from_args(args) as store:
-        store.set_site_location(SiteLocation(args.id, lat, lon), now())  # type: ignore[attr-defined]
+        store.set_site_location(SiteLocation(args.id, lat, lon), now())
     print(f"site {args.id} is at {lat}, {lon}")
     return 0
 

@@ -74,7 +74,7 @@ class Pipeline:
         location: LocationCheck | None = None,
     ) -> None:
         self._store = store
-        self._location = location or LocationCheck(store)  # type: ignore[arg-type]
+        self._location = location or LocationCheck(store)
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate

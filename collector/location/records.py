@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 # a node's location status, best to worst as a report sorts them
 IN_COUNTRY = "in-country"  # the measured region lies wholly in the site's country
@@ -77,3 +77,5 @@ class LocationStore(Protocol):
         """Store the measurements (a digest already stored is skipped) and the node's verdict, in one transaction."""
 
     def node_locations(self) -> dict[str, NodeLocation]: ...
+    def location_inventory(self, as_of: datetime, unknown_nodes: frozenset[str], suffix: str) -> dict[str, Any]:
+        """`inventory(as_of)` with the devices of `unknown_nodes` in a site of their own (id + `suffix`)."""

@@ -64,6 +64,8 @@ def test_measures_when_due_and_hands_each_measurement_over_once(landmarks) -> No
         assert len(fmt.verify_measurement(raw.encode(), lambda _k, key=key: key.public_key()).samples_us) == 3
     clock.now += 60
     assert evidence.for_statement() == [] and len(asked) == 1  # not due: nothing measured, nothing repeated
+    evidence.give_back(first)  # the statement they were for could not be signed
+    assert evidence.for_statement() == first and evidence.for_statement() == []
     clock.now += 3600
     assert len(evidence.for_statement()) == 2 and len(asked) == 2
 
