@@ -3,6 +3,7 @@ the ack and are stored; a statement without evidence still verifies; hostile evi
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+import pytest
 
 from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation
 from collector.policy.pack import pack_text
+from common import jcs
 from protos import census_pb2 as pb
 from tests.ingest_nodes import NOW, TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
@@ -154,3 +157,29 @@ def test_reports_and_the_live_inventory_show_each_sites_location(
 def _report(*args: str) -> subprocess.CompletedProcess[str]:
     argv = [str(Path(sys.executable).parent / "gpucensus-collector"), "report", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def _forged(node: TestNode) -> str:
+    """Singapore's measurement with the round trips of a node next door; the landmark's signature kept."""
+    envelope = json.loads(LANDMARKS["sin"].measure(node.keyid, 103_000, NOW - timedelta(minutes=1)))
+    document = json.loads(base64.b64decode(envelope["payload"]))
+    document.update(samples_us=[900, 940, 980], min_rtt_us=900)
+    envelope["payload"] = base64.b64encode(jcs.canonical_bytes(document)).decode()
+    return jcs.canonical_bytes(envelope).decode()
+
+
+REJECTIONS = [
+    ("bad-signature", _forged),
+    ("other-node", lambda node: LANDMARKS["fra"].measure("c" * 64, 300, NOW - timedelta(minutes=1))),
+    ("too-old", lambda node: LANDMARKS["fra"].measure(node.keyid, 300, NOW - timedelta(hours=3))),
+]
+
+
+@pytest.mark.parametrize(("reason", "make"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_a_bad_measurement_is_rejected_with_its_reason(collector: Collector, reason: str, make) -> None:
+    node = setup(collector, "fra1", "DE", SiteLocation("fra1", FRANKFURT_DC.lat, FRANKFURT_DC.lon))
+    (ack,) = collector.report([with_evidence(node, [make(node)])])
+    assert ack.status == pb.ACK_STATUS_ACCEPTED
+    assert f"location_evidence[0] rejected ({reason})" in rules(ack)["location.evidence-rejected"]
+    assert collector.store.list_measurements(node.node_id) == []
+    assert node.node_id not in collector.store.node_locations()
