@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 from common import jcs
 
@@ -36,9 +37,14 @@ def send_frame(sock: socket.socket, kind: bytes, body: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(data)) + data)
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes:
+def _exactly(sock: socket.socket, size: int, deadline: float | None) -> bytes:
     chunks, left = [], size
     while left:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WireError("the peer is too slow: the measurement's time is up")
+            sock.settimeout(remaining)
         chunk = sock.recv(left)
         if not chunk:
             raise WireError("the connection closed in the middle of a frame")
@@ -47,12 +53,13 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME) -> tuple[bytes, bytes]:
-    """(kind, body) of the next frame; WireError if it is empty, too large or cut short."""
-    (length,) = _LENGTH.unpack(_exactly(sock, _LENGTH.size))
+def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME, deadline: float | None = None) -> tuple[bytes, bytes]:
+    """(kind, body) of the next frame; WireError if it is empty, too large, cut short or (with a `deadline`, in
+    `time.monotonic()` seconds) not complete by then: a peer trickling bytes cannot hold a connection open."""
+    (length,) = _LENGTH.unpack(_exactly(sock, _LENGTH.size, deadline))
     if not 1 <= length <= max_bytes:
         raise WireError(f"a frame of {length} bytes (1..{max_bytes} allowed)")
-    data = _exactly(sock, length)
+    data = _exactly(sock, length, deadline)
     return data[:1], data[1:]
 
 

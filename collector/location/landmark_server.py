@@ -29,6 +29,7 @@ from common.verify import public_key_id
 log = logging.getLogger("gpucensus.landmark")
 
 MAX_HELLO = 1024
+DEADLINE_TIMEOUTS = 3  # a whole measurement (16 samples at 300 ms from the far side of the Earth: 5 s) must fit
 _HELLO_FIELDS = {"public_key", "samples", "version"}
 
 
@@ -69,13 +70,15 @@ class Landmark:
         self.timeout_seconds = timeout_seconds
 
     def serve(self, sock: socket.socket) -> None:
+        """One measurement, within `DEADLINE_TIMEOUTS` x `timeout_seconds` in all (a slow peer is cut off)."""
         wire.quick(sock).settimeout(self.timeout_seconds)
+        deadline = time.monotonic() + DEADLINE_TIMEOUTS * self.timeout_seconds
         try:
-            kind, body = wire.read_frame(sock, MAX_HELLO)
+            kind, body = wire.read_frame(sock, MAX_HELLO, deadline)
             if kind != wire.HELLO:
                 raise RefusedError("the first frame must be HELLO")
             node_public, samples = _node_key(body)
-            envelope = self._measure(sock, node_public, samples)
+            envelope = self._measure(sock, node_public, samples, deadline)
             wire.send_frame(sock, wire.MEASUREMENT, envelope)
         except RefusedError as err:
             log.warning("measurement refused: %s", err)
@@ -83,7 +86,7 @@ class Landmark:
         except (OSError, wire.WireError) as err:
             log.warning("measurement abandoned: %s", err or type(err).__name__)
 
-    def _measure(self, sock: socket.socket, node_public: Ed25519PublicKey, samples: int) -> bytes:
+    def _measure(self, sock: socket.socket, node_public: Ed25519PublicKey, samples: int, deadline: float) -> bytes:
         challenges: list[bytes] = []
         rtts: list[int] = []
         for number in range(samples):
@@ -92,7 +95,7 @@ class Landmark:
             header = len(frame).to_bytes(4, "big")
             start = time.perf_counter_ns()
             sock.sendall(header + frame)
-            kind, signature = wire.read_frame(sock, 128)
+            kind, signature = wire.read_frame(sock, 128, deadline)
             stop = time.perf_counter_ns()
             if kind != wire.ANSWER or not fmt.answer_valid(challenge, signature, node_public):
                 raise RefusedError(f"answer {number + 1} is not the node key's signature of the challenge")
@@ -113,7 +116,7 @@ def _try_send(sock: socket.socket, message: str) -> None:
 class LandmarkServer(socketserver.ThreadingTCPServer):
     """A threaded TCP server for one `Landmark`; `port` is the bound port (listen on port 0 in tests)."""
 
-    daemon_threads = True
+    daemon_threads = False  # server_close() waits for measurements in flight (each bounded by its deadline)
     allow_reuse_address = True
 
     def __init__(self, landmark: Landmark, host: str, port: int, max_connections: int = 64) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,14 +27,23 @@ LANDMARK_KEY = Ed25519PrivateKey.generate()
 NODE_KEY = Ed25519PrivateKey.generate()
 
 
-@pytest.fixture(name="service")
-def service_fixture() -> Iterator[LandmarkServer]:
-    server = LandmarkServer(Landmark(LANDMARK_KEY, timeout_seconds=0.5), "127.0.0.1", 0, max_connections=2)
+def _running(max_connections: int) -> Iterator[LandmarkServer]:
+    server = LandmarkServer(Landmark(LANDMARK_KEY, timeout_seconds=0.5), "127.0.0.1", 0, max_connections)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
-    server.server_close()
+    server.server_close()  # waits for the connections in flight
+
+
+@pytest.fixture(name="service")
+def service_fixture() -> Iterator[LandmarkServer]:
+    yield from _running(max_connections=8)
+
+
+@pytest.fixture(name="small_service")
+def small_service_fixture() -> Iterator[LandmarkServer]:
+    yield from _running(max_connections=2)
 
 
 def _raw_public(key: Ed25519PrivateKey) -> str:
@@ -104,15 +114,25 @@ def test_oversized_or_cut_frames_and_silence_are_cut_off(service: LandmarkServer
         wire.send_frame(sock, wire.HELLO, wire.hello(_raw_public(NODE_KEY), 2))
         wire.read_frame(sock)  # a challenge, never answered
         assert _reply(sock) == (b"", b"closed")
+    with _connect(service) as sock:  # trickling a byte at a time: each within the read timeout, never done
+        sock.sendall((200).to_bytes(4, "big") + b"H")
+        for _ in range(8):
+            time.sleep(0.25)
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+        assert _reply(sock) == (b"", b"closed")  # cut off at the deadline (3 x 0.5 s), not after 200 bytes
     assert measure(f"127.0.0.1:{service.port}", NODE_KEY, samples=1)
 
 
-def test_beyond_its_connections_the_service_says_it_is_busy(service: LandmarkServer) -> None:
-    holders = [_connect(service) for _ in range(2)]
+def test_beyond_its_connections_the_service_says_it_is_busy(small_service: LandmarkServer) -> None:
+    holders = [_connect(small_service) for _ in range(2)]
     try:
-        for sock in holders:
-            sock.sendall(b"\x00")  # a started frame: each one holds a slot until its timeout
-        with _connect(service) as third:
+        for sock in holders:  # each holds a slot: challenged, never answering (until its deadline)
+            wire.send_frame(sock, wire.HELLO, wire.hello(_raw_public(NODE_KEY), 2))
+            assert wire.read_frame(sock)[0] == wire.CHALLENGE
+        with _connect(small_service) as third:
             assert b"busy" in _reply(third)[1]
     finally:
         for sock in holders:
