@@ -122,6 +122,17 @@ class EnrollmentConfig:
 
 
 @dataclass(frozen=True)
+class LocationSection:
+    """Location evidence (docs/compliance.md): how a landmark's round-trip time becomes a distance bound."""
+
+    fibre_speed_km_per_s: int = 199_862  # 2/3 c, light in glass of refractive index 1.5; up to c = 299_792
+    processing_allowance_us: int = 20  # taken off each round trip: below the smallest node overhead measured
+    border_margin_km: int = 20  # "in-country" only when the measured region keeps this clear of the border
+    max_age_seconds: int = 7200  # a measurement older than this when it arrives is rejected
+    stale_after_seconds: int = 10800  # no valid measurement for this long: location.stale
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -129,12 +140,13 @@ class CollectorConfig:
     nodes: NodesConfig = field(default_factory=NodesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
+    location: LocationSection = field(default_factory=LocationSection)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
-    "metrics": MetricsConfig, "enrollment": EnrollmentConfig,
+    "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "location": LocationSection,
 }  # fmt: skip
 
 
@@ -297,6 +309,15 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+    _check_location(where, config.location)
+
+
+def _check_location(where: str, location: LocationSection) -> None:
+    if not 1 <= location.fibre_speed_km_per_s <= 299_792:
+        raise ConfigError(f"{where}[location] fibre_speed_km_per_s must be 1..299792 (the speed of light)")
+    for name in ("processing_allowance_us", "border_margin_km", "max_age_seconds", "stale_after_seconds"):
+        if getattr(location, name) < 0:
+            raise ConfigError(f"{where}[location] {name} must not be negative")
 
 
 def _validate_enrollment(where: str, config: CollectorConfig) -> None:

@@ -146,6 +146,7 @@ class Pack:
     headquarters: Headquarters | None = None
     nac_aca_non_datacenter_exempt: bool = False  # non-data-centre 3A090.a parts left out of LPP and allocation
     notes: tuple[Note, ...] = ()
+    location_implausible_as_unknown: bool = False  # [location]: GPUs of implausibly located nodes in "unknown"
 
     def on(self, when: date) -> Pack:
         """The pack with its tier lists as they stood on `when` (tier changes not yet effective are undone)."""
@@ -230,7 +231,7 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
     r = Reader(doc, where)
     r.allow("format", "name", "version", "title", "status", "status_since", "status_source", "sources",
             "h100_reference_tpp", "counted_classes", "government_agreements", "effective", "tiers", "limits",
-            "warnings", "notes")  # fmt: skip
+            "warnings", "notes", "location")  # fmt: skip
     if r.integer("format") != FORMAT:
         raise ConfigError(f"{where}: format: this collector reads pack format {FORMAT}")
     status = r.string("status")
@@ -269,6 +270,8 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
     status_source = r.string("status_source", default="")
     if status_source and status_source not in source_ids:
         raise r.fail("status_source", f"{status_source!r} is not the id of one of the pack's sources")
+    location = r.table("location", required=False)
+    location.allow("implausible_as_unknown")
     return Pack(
         name=r.string("name"),
         version=r.string("version"),
@@ -299,6 +302,7 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
         headquarters=_headquarters(limits, source_ids),
         nac_aca_non_datacenter_exempt=_nac_aca(limits),
         notes=_notes(r, source_ids),
+        location_implausible_as_unknown=location.boolean("implausible_as_unknown", default=False),
     )
 
 
