@@ -135,6 +135,10 @@ class Uplink:
         request = census_pb2.EnrollRequest(token=token, node_id=node_id, public_key_pem=public_key_pem)
         return self._stub.Enroll(request, timeout=self.timeout_seconds)
 
+    def list_landmarks(self) -> list[census_pb2.Landmark]:
+        """The landmarks to measure with (`agent.location`); a grpc.RpcError when the collector cannot say."""
+        return list(self._stub.ListLandmarks(census_pb2.ListLandmarksRequest(), timeout=self.timeout_seconds).landmarks)
+
     def drain(self, spool: Spool, on_ack: Callable[[census_pb2.Ack], None] | None = None) -> DrainResult:
         """Send the spool's pending envelopes (up to MAX_BATCH) on one stream and apply the acks.
 

@@ -14,7 +14,7 @@ file's directory. Example:
     client_ca = "nodes-ca.pem"
     require_client_auth = true
     [policy]
-    pack = "ai-diffusion-2025"
+    pack = "us-2026"           # the default (collector.policy.packs.DEFAULT_PACK)
     [nodes]
     interval_seconds = 60
     [metrics]
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import ConfigError
+from collector.policy.packs import DEFAULT_PACK
 
 ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
@@ -90,7 +91,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    pack: str = "ai-diffusion-2025"  # a shipped pack name or a path to a pack file
+    pack: str = DEFAULT_PACK  # a shipped pack name or a path to a pack file
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,17 @@ class EnrollmentConfig:
 
 
 @dataclass(frozen=True)
+class LocationSection:
+    """Location evidence (docs/compliance.md): how a landmark's round-trip time becomes a distance bound."""
+
+    fibre_speed_km_per_s: int = 199_862  # 2/3 c, light in glass of refractive index 1.5; up to c = 299_792
+    processing_allowance_us: int = 20  # taken off each round trip: below the smallest node overhead measured
+    border_margin_km: int = 20  # "in-country" only when the measured region keeps this clear of the border
+    max_age_seconds: int = 7200  # a measurement older than this when it arrives is rejected
+    stale_after_seconds: int = 10800  # no valid measurement for this long: location.stale
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -151,12 +163,13 @@ class CollectorConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
+    location: LocationSection = field(default_factory=LocationSection)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
-    "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "log": LogConfig,
+    "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "location": LocationSection, "log": LogConfig,
 }  # fmt: skip
 
 
@@ -327,6 +340,7 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+    _check_location(where, config.location)
     interval = config.log.checkpoint_interval
     if not 0 < interval <= MAX_SECONDS:  # also refuses NaN
         raise ConfigError(f"{where}[log] checkpoint_interval must be greater than 0 and at most {MAX_SECONDS}")
@@ -338,6 +352,14 @@ def validate(config: CollectorConfig) -> None:
 def _printable_line(text: str) -> bool:
     """A C2SP signed-note key name: printable, no spaces and no '+'."""
     return all(33 <= ord(c) < 127 and c != "+" for c in text)
+
+
+def _check_location(where: str, location: LocationSection) -> None:
+    if not 1 <= location.fibre_speed_km_per_s <= 299_792:
+        raise ConfigError(f"{where}[location] fibre_speed_km_per_s must be 1..299792 (the speed of light)")
+    for name in ("processing_allowance_us", "border_margin_km", "max_age_seconds", "stale_after_seconds"):
+        if getattr(location, name) < 0:
+            raise ConfigError(f"{where}[location] {name} must not be negative")
 
 
 def _validate_enrollment(where: str, config: CollectorConfig) -> None:

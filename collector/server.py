@@ -34,6 +34,7 @@ from collector.config import CollectorConfig, ServerConfig, validate
 from collector.enrolment_ca import EnrolmentCA
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from collector.location.ingest import LocationCheck, location_config
 from collector.log.service import TransparencyLog, open_log
 from collector.metrics import CollectorMetrics
 from collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
@@ -249,6 +250,7 @@ def run_server(
     transparency_log = open_log(config, store, metrics.registry)
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
+    location = LocationCheck(store, location_config(config.location, skew))
     pipeline = Pipeline(
         store,
         clock=clock,
@@ -257,6 +259,7 @@ def run_server(
         timings=timings,
         metrics=metrics,
         checkpoint=transparency_log.checkpoint,
+        location=location,
     )
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")

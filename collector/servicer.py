@@ -36,6 +36,8 @@ from collector.ingest.errors import (
 )
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
+from collector.location.codec import landmarks_to_pb
+from collector.location.status import current_statuses, sites_by_location
 from collector.log.service import NoCheckpointError, TransparencyLog
 from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
@@ -228,9 +230,13 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
             self._clock(), intervals=self._stale_intervals, default_interval_seconds=self._default_interval
         )
         stale = {n.node_id for n in stale_nodes}
-        return pb.GetSiteStatusResponse(
+        located = current_statuses(self._store)
+        response = pb.GetSiteStatusResponse(
             sites=[codec.site_status_to_pb(s, self._store.list_nodes(s.site), stale) for s in sites]
         )
+        for site in response.sites:
+            site.location = located.get(site.site, "")
+        return response
 
     async def GetCountryTotals(
         self, request: pb.GetCountryTotalsRequest, context: grpc.aio.ServicerContext
@@ -263,9 +269,20 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         if country and country not in totals:
             raise RecordNotFoundError(f"no site in country {country!r}")
         chosen = [totals[country]] if country else [totals[name] for name in sorted(totals)]
-        return pb.GetCountryTotalsResponse(
+        response = pb.GetCountryTotalsResponse(
             countries=[codec.country_totals_to_pb(t, sites.get(t.country, 0)) for t in chosen]
         )
+        by_country = sites_by_location(self._store)
+        for row in response.countries:
+            row.sites_by_location.update(by_country.get(row.country, {}))
+        return response
+
+    async def ListLandmarks(
+        self, request: pb.ListLandmarksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLandmarksResponse:
+        """Open to every client that may connect (nodes need it): landmarks and their keys are not inventory."""
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: landmarks_to_pb(self._store.list_landmarks()))
 
     # --- the transparency log: open to every client (agents monitor their own entries with them) -----------
     async def GetCheckpoint(
@@ -372,6 +389,9 @@ def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
             pb.GetConsistencyProofResponse.SerializeToString,
         ),
         **_enrolment_handlers(servicer),
+        "ListLandmarks": unary(
+            servicer.ListLandmarks, lenient(pb.ListLandmarksRequest), pb.ListLandmarksResponse.SerializeToString
+        ),
     }
     _register(server, handlers)
 

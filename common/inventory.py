@@ -30,6 +30,8 @@ _FACTS = (
     "sm_count",
     "cuda_core_count",
     "max_sm_clock_mhz",
+    "memory_bus_width_bits",
+    "max_memory_clock_mhz",
     "mig_mode",
     "board_part_number",
     "vbios_version",
@@ -54,6 +56,9 @@ def _accounting_fields(acc: Accounting) -> dict[str, Any]:
     if acc.die_area_mm2 is not None:
         out["die_area_mm2"] = decimal_text(acc.die_area_mm2)
         out["pd_milli"] = acc.pd_milli
+    if acc.dram_bandwidth_gbs is not None:  # absent in statements of agents before issue 11
+        out["dram_bandwidth_gbs"] = acc.dram_bandwidth_gbs
+        out["bandwidth_basis"] = acc.bandwidth_basis
     return out
 
 

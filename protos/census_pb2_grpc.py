@@ -77,6 +77,11 @@ class CensusStub(object):
                 request_serializer=protos_dot_census__pb2.CertificateRequest.SerializeToString,
                 response_deserializer=protos_dot_census__pb2.CertificateResponse.FromString,
                 _registered_method=True)
+        self.ListLandmarks = channel.unary_unary(
+                '/gpucensus.v1.Census/ListLandmarks',
+                request_serializer=protos_dot_census__pb2.ListLandmarksRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.ListLandmarksResponse.FromString,
+                _registered_method=True)
 
 
 class CensusServicer(object):
@@ -146,6 +151,13 @@ class CensusServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLandmarks(self, request, context):
+        """The landmarks a node measures its round-trip times with (location evidence; docs/compliance.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CensusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +200,11 @@ def add_CensusServicer_to_server(servicer, server):
                     servicer.IssueCertificate,
                     request_deserializer=protos_dot_census__pb2.CertificateRequest.FromString,
                     response_serializer=protos_dot_census__pb2.CertificateResponse.SerializeToString,
+            ),
+            'ListLandmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLandmarks,
+                    request_deserializer=protos_dot_census__pb2.ListLandmarksRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.ListLandmarksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +426,33 @@ class Census(object):
             '/gpucensus.v1.Census/IssueCertificate',
             protos_dot_census__pb2.CertificateRequest.SerializeToString,
             protos_dot_census__pb2.CertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLandmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/ListLandmarks',
+            protos_dot_census__pb2.ListLandmarksRequest.SerializeToString,
+            protos_dot_census__pb2.ListLandmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,6 +26,7 @@ from agent.connection import Connection
 from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
+from agent.location import LandmarkInfo, LocationEvidence
 from agent.monitor import LogMonitor
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
@@ -107,8 +108,24 @@ def handle(args: argparse.Namespace) -> int:
     ).decode()
     enrolled = False
 
+    location = LocationEvidence(
+        key.private_key,
+        lambda: [LandmarkInfo(lm.name, lm.address, lm.public_key_pem) for lm in connection.uplink().list_landmarks()],
+        interval_seconds=config.location_interval_seconds,
+        samples=config.location_samples,
+        timeout_seconds=config.location_timeout_seconds,
+    )
+
     def attest_once() -> SpoolEntry:
-        result = attest(predicate_from_args(snapshot_args), key.private_key, chain, lambda: datetime.now(UTC))
+        predicate = predicate_from_args(snapshot_args)
+        evidence = location.for_statement() if config.location_interval_seconds > 0 else []
+        if evidence:
+            predicate["location_evidence"] = evidence
+        try:
+            result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
+        except Exception:
+            location.give_back(evidence)
+            raise
         return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:

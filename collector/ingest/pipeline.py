@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from collector.location.ingest import LocationCheck
 from collector.metrics import CollectorMetrics
 from collector.store.base import AttestationRecord, ChainHead, ConflictError, Evidence, NodeKey, Store
 from common import dsse, verify
@@ -71,9 +72,11 @@ class Pipeline:
         timings: StepTimings | None = None,
         metrics: CollectorMetrics | None = None,
         checkpoint: Callable[[], bytes] = bytes,
+        location: LocationCheck | None = None,
     ) -> None:
         self._store = store
         self._checkpoint = checkpoint  # the latest signed checkpoint note, for the acks (b"": none yet)
+        self._location = location or LocationCheck(store)
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
@@ -167,7 +170,8 @@ class Pipeline:
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
             host_facts = facts.host(predicate)
             host = crossnode.check_host(key.node_id, host_facts, self._previous_host(keyid, before or head, seq))
-        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host)
+            located = self._location.check(key.node_id, keyid, site, key.enrolled_at, predicate, now)
+        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host, *located.findings)
         with spent.step("store"):
             record = store.store_attestation(
                 AttestationRecord(
@@ -185,6 +189,7 @@ class Pipeline:
                     status=ACCEPTED,
                 )
             )
+            self._location.record(located)
         self._last_host[keyid] = (seq, host_facts)
         return IngestResult(
             keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, checkpoint=self._checkpoint()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from collector.location.records import LocationStore  # the location part of the interface
 from common.errors import GpucensusError
 
 
@@ -269,7 +270,7 @@ class CountryTotals:
 
 
 @runtime_checkable
-class Store(Protocol):
+class Store(LocationStore, Protocol):
     """Persistence for the collector. Implementations: `collector.store.STORES`. Thread-safe."""
 
     kind: str

@@ -28,6 +28,7 @@ from collector.store.base import (
 from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
 from collector.store.sqlbase import where_equal
 from collector.store.sqlfindings import FINDING_COLUMNS
+from collector.store.sqllocation import SqlLocation
 from collector.store.sqllog import SqlLog
 
 _DEVICE_COLUMNS = (
@@ -40,7 +41,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlLog):
+class SqlStore(SqlLog, SqlLocation):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
