@@ -206,7 +206,7 @@ class SqlStore(SqlNodes, SqlCompliance):
         """One consistent read: registry, the devices of each node's latest attestation, last attested; with
         `only`, the sites named and their devices (every entity still)."""
         wanted = None if only is None else sorted(set(only))
-        in_sites = "" if wanted is None else f" AND n.site IN ({', '.join('?' * len(wanted))})"
+        in_sites = "" if wanted is None else f" AND n.site IN ({', '.join('?' * len(wanted)) or 'NULL'})"
         with self._tx(False) as cur:
             entities = [Entity(*r) for r in cur.execute("SELECT id, headquarters, auth FROM entities").fetchall()]
             sites = [Site(*r) for r in cur.execute("SELECT id, country, entity FROM sites").fetchall()]
