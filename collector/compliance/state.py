@@ -6,8 +6,10 @@ dashboard read (API in docs/architecture.md).
   collector's), when the UTC date changes (the rules are dated), and every `[policy] refresh_seconds` (to take in
   attestations other collectors sharing the database accepted).
 - `accepted(node, site, devices)` is the ingest hook: when the node's device set differs from the one this
-  collector last saw for it, only the sites of the site's country and entity are read and evaluated, and merged
-  (`collector.compliance.scope`, equal to a full evaluation). Unchanged inventories cost one comparison.
+  collector last saw for it, only that site is read again from the store, and only the sites of its country and
+  entity are evaluated (from the inventory kept since the last full read) and merged (`collector.compliance.scope`,
+  equal to a full evaluation). Unchanged inventories cost one comparison. Sites changed by another collector
+  sharing the database are read at the next periodic refresh.
 - Every evaluation is reconciled with the store's `policy_findings`: findings open and clear with times there.
 
 One lock serializes evaluations; `current()` returns an immutable snapshot and never waits for one.
@@ -20,12 +22,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from collector.compliance.scope import Scope, merge, scope_of
-from collector.policy import Evaluation, Pack, evaluate, parse_scenario
+from collector.compliance.scope import Scope, merge, partial_scenario, scope_of
+from collector.policy import Evaluation, Pack, Scenario, evaluate, parse_scenario
 from collector.store.base import DeviceRecord, PolicyFinding, Store
 from common.accounting import Rules
 from common.catalogue import Catalogue
@@ -101,6 +103,7 @@ class ComplianceState:
         self._lock = threading.RLock()  # refresh() may run inside site_changed()
         self._snapshot = Snapshot(pack.summary(), None, None)
         self.evaluation: Evaluation | None = None
+        self._scenario = Scenario(date.min, (), ())  # the inventory evaluated last, kept to re-read one site only
         self._registry: list[tuple[str, str, str]] = []  # (site, country, entity) as last read
         self._version = -1
         self._refreshed_at = float("-inf")
@@ -119,9 +122,9 @@ class ComplianceState:
         with self._lock:
             version = self._store.registry_version()
             now = self._clock()
-            inventory = self._store.inventory(now)
-            result = self._evaluate(inventory)
-            self._registry = [(s["id"], s["country"], s["entity"]) for s in inventory["sites"]]
+            self._scenario = parse_scenario(self._store.inventory(now), "live inventory")
+            result = evaluate(self._scenario, self.pack, self._catalogue, self._rules)
+            self._registry = [(s.id, s.country, s.entity) for s in self._scenario.sites]
             self._version = version
             self._refreshed_at = self._monotonic()
             self._seen.clear()  # the next attestation of each node is compared again
@@ -143,11 +146,18 @@ class ComplianceState:
                 self.refresh()  # not evaluated yet, or a site registered since: the registry moved
                 return
             now = self._clock()
-            scope = scope_of(self._registry, [site])
-            partial = self._evaluate(self._store.inventory(now, scope.sites))
-            if partial.as_of != self.evaluation.as_of:  # a new day: every dated rule may move
-                self.refresh()
+            fresh = parse_scenario(self._store.inventory(now, [site]), "live inventory")  # this site only
+            if len(fresh.sites) != 1 or (fresh.as_of, fresh.entities) != (
+                self._scenario.as_of,
+                self._scenario.entities,
+            ):
+                self.refresh()  # a new day (every dated rule may move), or the registry moved
                 return
+            (changed,) = fresh.sites
+            sites = tuple(changed if s.id == site else s for s in self._scenario.sites)
+            self._scenario = replace(self._scenario, sites=sites)
+            scope = scope_of(self._registry, [site])
+            partial = evaluate(partial_scenario(self._scenario, scope), self.pack, self._catalogue, self._rules)
             self._settle(merge(self.evaluation, partial, scope), scope, now)
 
     def check(self) -> bool:
@@ -180,10 +190,6 @@ class ComplianceState:
         return thread
 
     # --- internals ------------------------------------------------------------------------------------------
-    def _evaluate(self, inventory: dict[str, Any]) -> Evaluation:
-        scenario = parse_scenario(inventory, "live inventory")
-        return evaluate(scenario, self.pack, self._catalogue, self._rules)
-
     def _settle(self, result: Evaluation, scope: Scope | None, now: datetime) -> None:
         """Record `result`'s findings (those in `scope`, or all) and publish the new snapshot. Lock held."""
         wanted = [PolicyFinding(f.rule, f.severity, f.subject, f.message) for f in result.findings]

@@ -201,10 +201,10 @@ class SqlStore(SqlNodes, SqlCompliance):
 
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(
-        self, only: Iterable[str] | None = None
+        self, only: Iterable[str] | None = None, last_attested: bool = True
     ) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
-        """One consistent read: registry, the devices of each node's latest attestation, last attested; with
-        `only`, the sites named and their devices (every entity still)."""
+        """One consistent read: registry, the devices of each node's latest attestation, last attested (unless
+        not wanted: it reads every node); with `only`, the sites named and their devices (every entity still)."""
         wanted = None if only is None else sorted(set(only))
         in_sites = "" if wanted is None else f" AND n.site IN ({', '.join('?' * len(wanted)) or 'NULL'})"
         with self._tx(False) as cur:
@@ -221,9 +221,11 @@ class SqlStore(SqlNodes, SqlCompliance):
                 "WHERE g.decommissioned_at IS NULL" + in_sites,
                 tuple(wanted or ()),
             ).fetchall()
-            last = cur.execute(
-                "SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL"
-            ).fetchall()
+            last = (
+                cur.execute("SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL").fetchall()
+                if last_attested
+                else []
+            )
         devices = [
             CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), self._dt(r[9])) for r in rows
         ]
@@ -238,7 +240,7 @@ class SqlStore(SqlNodes, SqlCompliance):
         return build_country_totals(sites, devices)
 
     def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
-        entities, registered, devices, _ = self._current_devices(sites)
+        entities, registered, devices, _ = self._current_devices(sites, last_attested=False)
         return build_inventory(as_of, entities, registered, devices)
 
 
