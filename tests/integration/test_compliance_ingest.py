@@ -28,7 +28,8 @@ from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Clock, Collector
-from tests.integration.store_fixtures import make_store, store_kind  # noqa: F401 (fixtures)
+
+pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 H100 = 15_832
@@ -58,7 +59,7 @@ def first_gpus(node: TestNode, count: int) -> dict:
 
 
 @pytest.fixture(name="collector")
-def collector_fixture(make_store, tmp_path: Path) -> Iterator[Collector]:  # noqa: F811
+def collector_fixture(make_store, tmp_path: Path) -> Iterator[Collector]:
     store = make_store()
     config = CollectorConfig(
         server=ServerConfig(listen="127.0.0.1:0"),
@@ -102,7 +103,7 @@ def allocation_findings(ack: pb.Ack) -> list[tuple[int, str]]:
 def test_a_node_crossing_the_allocation_is_in_its_ack_and_the_metrics_and_clears_on_decommission(
     collector: Collector,
     make_store,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     node = TestNode("node-1")
     collector.enroll(node, site="ae1", country="AE")
