@@ -3,9 +3,10 @@ nothing at import time).
 
 Counted as things happen: envelopes by outcome, the seconds each ingest step took for each accepted envelope,
 findings raised by ingest, open Report streams, enrollments by outcome. Read from the store at scrape time by
-`StoreGauges` (at most once per `[metrics] refresh_seconds`): nodes, stale nodes, GPUs and TPP per country. A
-store that fails during a scrape gives `gpucensus_collector_store_up 0` and no store figures, never an error page
-or a crash.
+`StoreGauges` (at most once per `[metrics] refresh_seconds`): nodes (and by state), stale nodes, GPUs and TPP per
+country. A store that fails during a scrape gives `gpucensus_collector_store_up 0` and no store figures, never an
+error page or a crash. The compliance state's gauges (`collector.compliance.gauges`) read memory, not the store.
+`gpucensus_build_info` names the version; no `_created` series are exported.
 
 `serve` always builds one (`collector.server.run_server`); `[metrics] listen` only decides whether an HTTP
 endpoint exposes it. Pipelines and servicers built without one get a private registry nobody scrapes.
