@@ -122,21 +122,28 @@ class ComplianceState:
         with self._lock:
             version = self._store.registry_version()
             now = self._clock()
-            self._scenario = parse_scenario(self._store.inventory(now), "live inventory")
-            result = evaluate(self._scenario, self.pack, self._catalogue, self._rules)
-            self._registry = [(s.id, s.country, s.entity) for s in self._scenario.sites]
+            scenario = parse_scenario(self._store.inventory(now), "live inventory")
+            self._settle(evaluate(scenario, self.pack, self._catalogue, self._rules), None, now)
+            self._scenario = scenario
+            self._registry = [(s.id, s.country, s.entity) for s in scenario.sites]
             self._version = version
             self._refreshed_at = self._monotonic()
             self._seen.clear()  # the next attestation of each node is compared again
-            self._settle(result, None, now)
 
     def accepted(self, node_id: str, site: str, devices: Sequence[DeviceRecord]) -> tuple[OpenFinding, ...]:
         """The ingest hook, after the attestation is stored: re-evaluate what it touches if the node's device
-        set changed; the site's open findings for its Ack."""
+        set changed; the site's open findings for its Ack. Never raises: the attestation is stored already, so a
+        failed evaluation (the store unreachable for a moment) is logged and the watcher re-evaluates everything
+        within a second; the Ack then carries the findings open before."""
         fingerprint = (site, tuple(sorted(_device_key(d) for d in devices)))
         if self._seen.get(node_id) != fingerprint or self.evaluation is None:
-            self.site_changed(site)
-            self._seen[node_id] = fingerprint
+            try:
+                self.site_changed(site)
+            except Exception as err:
+                log.warning("compliance: cannot re-evaluate site %s (everything is re-evaluated next): %s", site, err)
+                self._version = -1  # check() refreshes
+            else:
+                self._seen[node_id] = fingerprint
         return self._snapshot.for_site(site)
 
     def site_changed(self, site: str) -> None:
@@ -147,24 +154,22 @@ class ComplianceState:
                 return
             now = self._clock()
             fresh = parse_scenario(self._store.inventory(now, [site]), "live inventory")  # this site only
-            if len(fresh.sites) != 1 or (fresh.as_of, fresh.entities) != (
-                self._scenario.as_of,
-                self._scenario.entities,
-            ):
+            kept = self._scenario
+            if len(fresh.sites) != 1 or (fresh.as_of, fresh.entities) != (kept.as_of, kept.entities):
                 self.refresh()  # a new day (every dated rule may move), or the registry moved
                 return
             (changed,) = fresh.sites
-            sites = tuple(changed if s.id == site else s for s in self._scenario.sites)
-            self._scenario = replace(self._scenario, sites=sites)
+            scenario = replace(kept, sites=tuple(changed if s.id == site else s for s in kept.sites))
             scope = scope_of(self._registry, [site])
-            partial = evaluate(partial_scenario(self._scenario, scope), self.pack, self._catalogue, self._rules)
+            partial = evaluate(partial_scenario(scenario, scope), self.pack, self._catalogue, self._rules)
             self._settle(merge(self.evaluation, partial, scope), scope, now)
+            self._scenario = scenario
 
     def check(self) -> bool:
         """Refresh when the registry version moved, the date changed or the refresh period passed; True if so."""
         due = self._monotonic() - self._refreshed_at >= self._refresh_seconds > 0
         moved = self._store.registry_version() != self._version
-        new_day = self.evaluation is not None and self._clock().date() != self.evaluation.as_of
+        new_day = self.evaluation is not None and self._clock().astimezone(UTC).date() != self.evaluation.as_of
         if due or moved or new_day or self.evaluation is None:
             self.refresh()
             return True

@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collector.compliance.state import ComplianceState
+from collector.errors import StoreError
 from collector.policy import evaluate, parse_scenario
 from collector.policy.pack import Pack, pack_text, parse_pack
 from collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
+from collector.store.sqlite import SqliteStore
 from common.accounting import load_rules
 from common.catalogue import load_catalogue
 from tests.integration.store_fixtures import StoreFactory
@@ -127,3 +129,36 @@ def test_an_unchanged_inventory_is_not_evaluated_again(tmp_path) -> None:
         assert state.evaluation is first
     finally:
         factory.cleanup()
+
+
+class FlakyStore(SqliteStore):
+    """A real SQLite store whose inventory read fails while `failing` (a database locked past its timeout)."""
+
+    failing = False
+
+    def inventory(self, as_of, sites=None):  # type: ignore[no-untyped-def]
+        if self.failing:
+            raise StoreError(f"SQLite error {self.where}: database is locked")
+        return super().inventory(as_of, sites)
+
+
+def test_a_failed_evaluation_at_ingest_never_fails_the_stored_attestation_and_heals(tmp_path, caplog) -> None:
+    store = FlakyStore(data_dir=tmp_path)
+    store.migrate()
+    try:
+        store.add_entity(ENTITIES[0])
+        store.add_site(Site("cn1", "CN", "plain"))
+        store.preregister_node("k-n", "PEM", "n", "cn1", T0, "operator:test")
+        state = ComplianceState(store, PACK, load_catalogue(), load_rules(), clock=lambda: T0, refresh_seconds=0)
+        state.refresh()
+        devices = (DeviceRecord("GPU-1", **KINDS["h100"]),)  # type: ignore[arg-type]
+        store.store_attestation(AttestationRecord("k-n", 1, "d1", b"{}", "n", "cn1", T0, T0, devices=devices))
+        store.failing = True
+        assert state.accepted("n", "cn1", devices) == ()  # no exception; the Ack has what was open before
+        assert "cannot re-evaluate site cn1" in caplog.text
+        store.failing = False
+        assert state.check() is True  # the watcher's next look re-evaluates everything
+        assert state.evaluation == full_report(store, T0)[0]
+        assert [(f.rule, f.subject) for f in state.accepted("n", "cn1", devices)] == [("tier3.prohibited", "site:cn1")]
+    finally:
+        store.close()
