@@ -139,3 +139,39 @@ def test_a_node_crossing_the_allocation_is_in_its_ack_and_the_metrics_and_clears
     assert all(f.cleared_at is not None for f in history)
     assert closed.id == opened.id and closed.cleared_at is not None and closed.cleared_at >= opened.opened_at
     assert [f for f in collector.server.compliance.current().findings if f.subject == "country:AE"] == []
+
+
+def test_two_collectors_on_one_database_share_the_state_and_record_each_finding_once(
+    make_store, tmp_path: Path
+) -> None:
+    """Collector A accepts the crossing attestation; collector B, sharing the database, shows the violation after
+    its periodic refresh ([policy] refresh_seconds = 1); a decommission written through B's store clears it on
+    both; the history holds the violation once, opened and cleared."""
+    pack = str(small_caps_pack(tmp_path))
+    servers, stubs = [], []
+    try:
+        for _ in range(2):
+            config = CollectorConfig(server=ServerConfig(listen="127.0.0.1:0"),
+                                     policy=PolicyConfig(pack=pack, refresh_seconds=1),
+                                     metrics=MetricsConfig(listen="127.0.0.1:0", refresh_seconds=0))  # fmt: skip
+            store = make_store()
+            server, port = run_server(config, store, clock=Clock())
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            servers.append((server, channel))
+            stubs.append(Collector(server, port, store, channel, census_pb2_grpc.CensusStub(channel), Clock()))
+        a, b = stubs
+        node = TestNode("node-1")
+        a.enroll(node, site="ae1", country="AE")
+        (crossed,) = a.report([node.next()])
+        assert allocation_findings(crossed) == [(pb.SEVERITY_VIOLATION, "country:AE")]
+        poll(b, 2, within=5.0)
+        for device in node.predicate["devices"][4:]:
+            assert b.store.decommission_gpu(device["uuid"], "RMA", Clock()())
+        poll(a, 0, within=5.0)
+        poll(b, 0, within=5.0)
+        history = [f for f in a.server.compliance.history("country:AE") if f.severity == "violation"]
+        assert len(history) == 1 and history[0].cleared_at is not None
+    finally:
+        for server, channel in servers:
+            channel.close()
+            server.stop(None).wait()
