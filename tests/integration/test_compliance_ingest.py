@@ -182,6 +182,7 @@ def test_serve_with_an_unknown_pack_stops_with_one_line_and_exit_2(tmp_path: Pat
     config.write_text(f'[store]\nkind = "sqlite"\ndata_dir = "{tmp_path / "data"}"\n[server]\nlisten = "127.0.0.1:0"\n'
                       '[policy]\npack = "no-such-pack"\n')  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "collector.cli", "serve", "--config", str(config)], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)  # fmt: skip
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
     assert done.returncode == 2
     assert "policy pack 'no-such-pack'" in done.stderr and "Traceback" not in done.stderr
