@@ -73,12 +73,15 @@ class Snapshot:
     entities: tuple[SubjectStatus, ...] = ()
     sites: tuple[SubjectStatus, ...] = ()
     findings: tuple[OpenFinding, ...] = ()
-    _site_subjects: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _by_site: dict[str, tuple[OpenFinding, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def for_site(self, site: str) -> tuple[OpenFinding, ...]:
-        """The open findings that apply to `site`: about it, its country and its entity."""
-        subjects = set(self._site_subjects.get(site, (f"site:{site}",)))
-        return tuple(f for f in self.findings if f.subject in subjects)
+        """The open findings that apply to `site`: about it, its country and its entity (looked up, not searched:
+        every accepted envelope asks)."""
+        found = self._by_site.get(site)
+        if found is None:  # a site the last evaluation did not know (registered since)
+            return tuple(f for f in self.findings if f.subject == f"site:{site}")
+        return found
 
 
 class ComplianceState:
@@ -247,8 +250,14 @@ def _snapshot(result: Evaluation, open_rows: Iterable[PolicyFinding], now: datet
                       all_tpp[("entity", e.id)] * 1000 // ref)
         for e in result.entities
     )  # fmt: skip
-    subjects = {s.id: (f"site:{s.id}", f"country:{s.country}", f"entity:{s.entity}") for s in result.sites}
-    return Snapshot(result.policy, result.as_of, now, countries, entities, tuple(sites), tuple(findings), subjects)
+    by_subject: dict[str, list[int]] = defaultdict(list)  # subject -> positions in `findings`
+    for position, f in enumerate(findings):
+        by_subject[f.subject].append(position)
+    by_site = {}
+    for s in result.sites:
+        subjects = (f"site:{s.id}", f"country:{s.country}", f"entity:{s.entity}")
+        by_site[s.id] = tuple(findings[i] for i in sorted(i for key in subjects for i in by_subject.get(key, ())))
+    return Snapshot(result.policy, result.as_of, now, countries, entities, tuple(sites), tuple(findings), by_site)
 
 
 __all__ = ["ComplianceState", "OpenFinding", "Snapshot", "SubjectStatus"]

@@ -104,6 +104,10 @@ def test_after_every_change_the_state_equals_a_full_report(store_kind: str, tmp_
             opened = store.policy_findings(PACK.name, open_only=True)
             assert Counter((f.rule_id, f.severity, f.subject, f.message) for f in opened) == findings
             assert {(f.rule, f.subject) for f in state.current().findings} == {(r, s) for r, _, s, _ in findings}
+            for site in expected.sites:  # what an Ack of a node there carries
+                applies = {f"site:{site.id}", f"country:{site.country}", f"entity:{site.entity}"}
+                carried = Counter((f.rule, f.severity, f.subject, f.message) for f in state.current().for_site(site.id))
+                assert carried == Counter({k: n for k, n in findings.items() if k[2] in applies}), site.id
     finally:
         factory.cleanup()
 
