@@ -5,11 +5,12 @@ dashboard read (API in docs/architecture.md).
   same scenario, same date). It runs at start-up, when the registry version moves (a CLI write or another
   collector's), when the UTC date changes (the rules are dated), and every `[policy] refresh_seconds` (to take in
   attestations other collectors sharing the database accepted).
-- `accepted(node, site, devices)` is the ingest hook: when the node's device set differs from the one this
-  collector last saw for it, only that site is read again from the store, and only the sites of its country and
-  entity are evaluated (from the inventory kept since the last full read) and merged (`collector.compliance.scope`,
-  equal to a full evaluation). Unchanged inventories cost one comparison. Sites changed by another collector
-  sharing the database are read at the next periodic refresh.
+- `accepted(node, site, devices, previous, decommissioned)` is the ingest hook: when the attestation changed the
+  inventory (the node's devices differ from its previous ones, or a decommissioned GPU is reported again), only
+  that site is read again from the store, and only the sites of its country and entity are evaluated (from the
+  inventory kept since the last full read) and merged (`collector.compliance.scope`, equal to a full evaluation).
+  An unchanged inventory costs one comparison, after a restart too. Sites changed by another collector sharing
+  the database are read at the next periodic refresh.
 - Every evaluation is reconciled with the store's `policy_findings`: findings open and clear with times there.
 
 One lock serializes evaluations; `current()` returns an immutable snapshot and never waits for one.
@@ -110,7 +111,6 @@ class ComplianceState:
         self._registry: list[tuple[str, str, str]] = []  # (site, country, entity) as last read
         self._version = -1
         self._refreshed_at = float("-inf")
-        self._seen: dict[str, tuple[str, tuple[tuple[Any, ...], ...]]] = {}  # node -> (site, device fingerprint)
 
     # --- reading --------------------------------------------------------------------------------------------
     def current(self) -> Snapshot:
@@ -131,22 +131,31 @@ class ComplianceState:
             self._registry = [(s.id, s.country, s.entity) for s in scenario.sites]
             self._version = version
             self._refreshed_at = self._monotonic()
-            self._seen.clear()  # the next attestation of each node is compared again
 
-    def accepted(self, node_id: str, site: str, devices: Sequence[DeviceRecord]) -> tuple[OpenFinding, ...]:
-        """The ingest hook, after the attestation is stored: re-evaluate what it touches if the node's device
-        set changed; the site's open findings for its Ack. Never raises: the attestation is stored already, so a
-        failed evaluation (the store unreachable for a moment) is logged and the watcher re-evaluates everything
-        within a second; the Ack then carries the findings open before."""
-        fingerprint = (site, tuple(sorted(_device_key(d) for d in devices)))
-        if self._seen.get(node_id) != fingerprint or self.evaluation is None:
+    def accepted(
+        self,
+        node_id: str,
+        site: str,
+        devices: Sequence[DeviceRecord],
+        previous: Sequence[DeviceRecord] = (),
+        decommissioned: Iterable[str] = (),
+    ) -> tuple[OpenFinding, ...]:
+        """The ingest hook, after the attestation is stored: re-evaluate what it touches if it changed the
+        inventory, i.e. its devices differ from the node's `previous` ones (its latest stored attestation before
+        this one) or it reports a GPU that was `decommissioned` (counted again once reported after it); the
+        site's open findings for its Ack. After a restart, nodes whose devices did not change cost nothing.
+
+        Never raises: the attestation is stored already, so a failed evaluation (the store unreachable for a
+        moment) is logged and the watcher re-evaluates everything within a second; the Ack then carries the
+        findings open before."""
+        reported = {d.uuid for d in devices if d.uuid}
+        changed = _fingerprint(devices) != _fingerprint(previous) or not reported.isdisjoint(decommissioned)
+        if changed or self.evaluation is None:
             try:
                 self.site_changed(site)
             except Exception as err:
                 log.warning("compliance: cannot re-evaluate site %s (everything is re-evaluated next): %s", site, err)
                 self._version = -1  # check() refreshes
-            else:
-                self._seen[node_id] = fingerprint
         return self._snapshot.for_site(site)
 
     def site_changed(self, site: str) -> None:
@@ -216,8 +225,9 @@ def _settled_subjects(result: Evaluation, scope: Scope) -> set[str]:
     return set(scope.subjects) | policy | {f"policy:{result.policy['name']}"}
 
 
-def _device_key(d: DeviceRecord) -> tuple[Any, ...]:
-    return (d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, d.status)
+def _fingerprint(devices: Sequence[DeviceRecord]) -> list[tuple[Any, ...]]:
+    """What of a node's devices the evaluation reads (per device: the collector's figures and status)."""
+    return sorted((d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, d.status) for d in devices)
 
 
 def _snapshot(result: Evaluation, open_rows: Iterable[PolicyFinding], now: datetime) -> Snapshot:

@@ -23,7 +23,7 @@ from collector.ingest import chain, crossnode, facts, recompute, signature, site
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.metrics import CollectorMetrics
-from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
+from collector.store.base import AttestationRecord, ConflictError, DeviceRecord, Evidence, NodeKey, Store
 from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
@@ -158,12 +158,14 @@ class Pipeline:
         with spent.step("crossnode"):
             site = store.get_site(key.site)
             country = site.country if site else ""
+            previous_devices = store.node_devices(key.node_id)  # the node's devices before this attestation
+            context = self._crossnode_context(key.node_id, predicate.get("devices", []), previous_devices)
             cross = crossnode.check_crossnode(
                 node_id=key.node_id,
                 country=country,
                 devices=predicate.get("devices", []),
                 pci_functions=recomputed.pci_functions,
-                context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
+                context=context,
             )
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
             host_facts = facts.host(predicate)
@@ -190,7 +192,9 @@ class Pipeline:
         policy: tuple[Finding, ...] = ()
         if self._compliance is not None:
             with spent.step("compliance"):
-                found = self._compliance.accepted(key.node_id, key.site, recomputed.devices)
+                found = self._compliance.accepted(
+                    key.node_id, key.site, recomputed.devices, previous_devices, context.decommissioned
+                )
                 policy = tuple(Finding(f.rule, f.severity, f.subject, f.message) for f in found)
         return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, policy=policy)
 
@@ -203,10 +207,12 @@ class Pipeline:
             return remembered[1]
         return _stored_host(record)
 
-    def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
+    def _crossnode_context(
+        self, node_id: str, devices: list, previous_devices: list[DeviceRecord]
+    ) -> crossnode.CrossnodeContext:
         store = self._store
         uuids = crossnode.device_uuids(devices)
-        previous = frozenset(d.uuid for d in store.node_devices(node_id) if d.uuid)
+        previous = frozenset(d.uuid for d in previous_devices if d.uuid)
         states = store.gpu_states(set(uuids) | previous)
         elsewhere: dict[str, tuple[crossnode.Sighting, ...]] = {}
         other_devices: dict[str, set[str]] = {}

@@ -89,10 +89,13 @@ def test_after_every_change_the_state_equals_a_full_report(store_kind: str, tmp_
                 devices = tuple(DeviceRecord(f"GPU-{node}-{k}", i, **KINDS[what])  # type: ignore[arg-type]
                                 for i, (k, what) in enumerate(dict(arg).items()))  # fmt: skip
                 sequence[node] += 1
+                previous = store.node_devices(node)  # what the pipeline reads before storing
+                states = store.gpu_states({d.uuid for d in devices} | {d.uuid for d in previous})
+                decommissioned = {u for u, g in states.items() if g.decommissioned_at is not None}
                 store.store_attestation(AttestationRecord(
                     f"k-{node}", sequence[node], f"d-{node}-{step}", b"{}", node, site, clock[0], clock[0],
                     devices=devices))  # fmt: skip
-                state.accepted(node, site, devices)
+                state.accepted(node, site, devices, previous, decommissioned)
             elif kind == "decommission":
                 store.decommission_gpu(f"GPU-{node}-{arg}", "test", clock[0])
                 state.check()
@@ -112,8 +115,9 @@ def test_after_every_change_the_state_equals_a_full_report(store_kind: str, tmp_
         factory.cleanup()
 
 
-def test_an_unchanged_inventory_is_not_evaluated_again(tmp_path) -> None:
-    """The second attestation with the same devices costs no store read: the state object is the same."""
+def test_an_unchanged_inventory_is_not_evaluated_again_even_after_a_restart(tmp_path) -> None:
+    """An attestation with the node's previous devices costs no evaluation: the state object stays the same, in
+    the collector that saw the previous one and in one started since (no storm of re-evaluations at start-up)."""
     factory = StoreFactory("sqlite", tmp_path)
     store = factory()
     try:
@@ -123,14 +127,21 @@ def test_an_unchanged_inventory_is_not_evaluated_again(tmp_path) -> None:
         state = ComplianceState(store, PACK, load_catalogue(), load_rules(), clock=lambda: T0, refresh_seconds=0)
         state.refresh()
         devices = (DeviceRecord("GPU-1", **KINDS["h100"]),)  # type: ignore[arg-type]
-        for seq in (1, 2):
-            store.store_attestation(
-                AttestationRecord("k-n", seq, f"d{seq}", b"{}", "n", "ae1", T0, T0, devices=devices)
-            )
-            state.accepted("n", "ae1", devices)
-            if seq == 1:
-                first = state.evaluation
+        store.store_attestation(AttestationRecord("k-n", 1, "d1", b"{}", "n", "ae1", T0, T0, devices=devices))
+        state.accepted("n", "ae1", devices, previous=())
+        first = state.evaluation
+        assert first is not None and first.sites[0].gpus == 1
+        store.store_attestation(AttestationRecord("k-n", 2, "d2", b"{}", "n", "ae1", T0, T0, devices=devices))
+        state.accepted("n", "ae1", devices, previous=devices)
         assert state.evaluation is first
+        restarted = ComplianceState(store, PACK, load_catalogue(), load_rules(), clock=lambda: T0, refresh_seconds=0)
+        restarted.refresh()
+        started = restarted.evaluation
+        store.store_attestation(AttestationRecord("k-n", 3, "d3", b"{}", "n", "ae1", T0, T0, devices=devices))
+        restarted.accepted("n", "ae1", devices, previous=devices)
+        assert restarted.evaluation is started
+        restarted.accepted("n", "ae1", devices, previous=devices, decommissioned={"GPU-1"})  # counted again
+        assert restarted.evaluation is not started
     finally:
         factory.cleanup()
 
