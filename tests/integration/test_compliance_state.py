@@ -60,6 +60,8 @@ def full_report(store: Store, now) -> tuple:
     return ev, Counter((f.rule, f.severity, f.subject, f.message) for f in ev.findings)
 
 
+REPORTED_AFTER_DECOMMISSION = [("report", "node-cn1", [(0, "h100")]), ("decommission", "node-cn1", 0),
+                               ("report", "node-cn1", [(0, "h100")])]  # fmt: skip
 TWO_ENTITIES_CROSS_AE = [
     ("report", "node-ae1", [(0, "h100"), (1, "h100")]),
     ("report", "node-ae3", [(0, "h100"), (1, "h100")]),
@@ -69,6 +71,7 @@ TWO_ENTITIES_CROSS_AE = [
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=actions)
 @example(steps=TWO_ENTITIES_CROSS_AE)  # neither alone, both together over AE's allocation
+@example(steps=REPORTED_AFTER_DECOMMISSION)  # the same devices, yet the GPU counts again
 def test_after_every_change_the_state_equals_a_full_report(store_kind: str, tmp_path_factory, steps) -> None:
     factory = StoreFactory(store_kind, Path(tmp_path_factory.mktemp("store")))
     store = factory()
