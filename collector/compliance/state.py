@@ -94,7 +94,7 @@ class ComplianceState:
         rules: Rules,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        refresh_seconds: float = 60,
+        refresh_seconds: float = 300,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store

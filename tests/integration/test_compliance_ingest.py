@@ -121,6 +121,20 @@ def test_a_node_crossing_the_allocation_is_in_its_ack_and_the_metrics_and_clears
     assert samples[("gpucensus_collector_country_allocation_used_tpp", (("country", "AE"),))] == 8 * H100
     assert samples[("gpucensus_collector_country_allocation_limit_tpp", (("country", "AE"),))] == 120_000
     assert samples[("gpucensus_collector_entity_status", (("entity", "acme"),))] == 1  # lpp.exceeded: a warning
+    site = (("country", "AE"), ("entity", "acme"), ("site", "ae1"))
+    assert (
+        samples[("gpucensus_collector_site_tpp", site)]
+        == samples[("gpucensus_collector_country_tpp", (("country", "AE"),))]
+        == 8 * H100
+    )
+    assert samples[("gpucensus_collector_site_h100e_milli", site)] == 8000
+    assert samples[("gpucensus_collector_site_status", site)] == 0  # the violation is the country's, not the site's
+    assert (
+        samples[
+            ("gpucensus_collector_policy_findings_open", (("rule", "country.allocation"), ("severity", "violation")))
+        ]
+        == 1
+    )
     (opened,) = [f for f in collector.server.compliance.history("country:AE") if f.rule_id == "country.allocation"]
     assert opened.severity == "violation" and opened.opened_at is not None and opened.cleared_at is None
 
