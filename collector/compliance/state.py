@@ -3,14 +3,16 @@ dashboard read (API in docs/architecture.md).
 
 - `refresh()` evaluates the store's whole inventory exactly as `gpucensus-collector report` does (same store read,
   same scenario, same date). It runs at start-up, when the registry version moves (a CLI write or another
-  collector's), when the UTC date changes (the rules are dated), and every `[policy] refresh_seconds` (to take in
-  attestations other collectors sharing the database accepted).
+  collector's), when the UTC date changes (the rules are dated), and every `[policy] refresh_seconds` (a safety
+  net: a note lost when a collector stopped between storing an attestation and noting it).
 - `accepted(node, site, devices, previous, decommissioned)` is the ingest hook: when the attestation changed the
   inventory (the node's devices differ from its previous ones, or a decommissioned GPU is reported again), only
   that site is read again from the store, and only the sites of its country and entity are evaluated (from the
   inventory kept since the last full read) and merged (`collector.compliance.scope`, equal to a full evaluation).
-  An unchanged inventory costs one comparison, after a restart too. Sites changed by another collector sharing
-  the database are read at the next periodic refresh.
+  An unchanged inventory costs one comparison, after a restart too.
+- An attestation that changed a site's inventory is noted in the store (`inventory_changes`); every collector
+  sharing the database reads the notes every second and re-evaluates the sites others changed, incrementally.
+  Notes are read back `NOTES_OVERLAP` (collectors' clocks must agree within it), each taken in once.
 - Every evaluation is reconciled with the store's `policy_findings`: findings open and clear with times there.
 
 One lock serializes evaluations; `current()` returns an immutable snapshot and never waits for one.
@@ -24,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from collector.compliance.scope import Scope, merge, partial_scenario, scope_of
@@ -36,7 +38,10 @@ from common.catalogue import Catalogue
 log = logging.getLogger(__name__)
 
 _RANK = {"violation": 3, "warning": 2, "info": 1}
-CHECK_SECONDS = 1.0  # how often the watcher compares the registry version and the date
+CHECK_SECONDS = 1.0  # how often the watcher compares the registry version and the date, and reads change notes
+# change notes are read this far back (other collectors' clocks, transactions committing late), each once
+NOTES_OVERLAP = timedelta(seconds=60)
+TOO_MANY_NOTES = 50  # more changed sites than this at once: one full re-evaluation instead
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class ComplianceState:
         rules: Rules,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        refresh_seconds: float = 300,
+        refresh_seconds: float = 3600,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -111,6 +116,7 @@ class ComplianceState:
         self._registry: list[tuple[str, str, str]] = []  # (site, country, entity) as last read
         self._version = -1
         self._refreshed_at = float("-inf")
+        self._notes_seen: dict[int, datetime] = {}  # inventory change notes taken in (own ones too) -> when
 
     # --- reading --------------------------------------------------------------------------------------------
     def current(self) -> Snapshot:
@@ -125,6 +131,7 @@ class ComplianceState:
         with self._lock:
             version = self._store.registry_version()
             now = self._clock()
+            self._new_notes(now)  # taken in by this read (a note made after it is read again at the next check)
             scenario = parse_scenario(self._store.inventory(now), "live inventory")
             self._settle(evaluate(scenario, self.pack, self._catalogue, self._rules), None, now)
             self._scenario = scenario
@@ -152,7 +159,10 @@ class ComplianceState:
         changed = _fingerprint(devices) != _fingerprint(previous) or not reported.isdisjoint(decommissioned)
         if changed or self.evaluation is None:
             try:
-                self.site_changed(site)
+                with self._lock:
+                    self.site_changed(site)
+                    now = self._clock()
+                    self._notes_seen[self._store.note_inventory_change(site, now)] = now  # for other collectors
             except Exception as err:
                 log.warning("compliance: cannot re-evaluate site %s (everything is re-evaluated next): %s", site, err)
                 self._version = -1  # check() refreshes
@@ -178,14 +188,22 @@ class ComplianceState:
             self._scenario = scenario
 
     def check(self) -> bool:
-        """Refresh when the registry version moved, the date changed or the refresh period passed; True if so."""
+        """Refresh when the registry version moved, the date changed or the refresh period passed; else
+        re-evaluate the sites other collectors noted as changed. True if anything was re-evaluated."""
         due = self._monotonic() - self._refreshed_at >= self._refresh_seconds > 0
         moved = self._store.registry_version() != self._version
-        new_day = self.evaluation is not None and self._clock().astimezone(UTC).date() != self.evaluation.as_of
+        now = self._clock()
+        new_day = self.evaluation is not None and now.astimezone(UTC).date() != self.evaluation.as_of
         if due or moved or new_day or self.evaluation is None:
             self.refresh()
             return True
-        return False
+        with self._lock:
+            sites = self._new_notes(now)
+            if len(sites) > TOO_MANY_NOTES:
+                self.refresh()
+            for site in sorted(sites) if len(sites) <= TOO_MANY_NOTES else ():
+                self.site_changed(site)
+        return bool(sites)
 
     def watch(self, stop: threading.Event, every: float = CHECK_SECONDS) -> threading.Thread:
         """A daemon thread calling `check()` every `every` seconds until `stop` is set (errors are logged)."""
@@ -207,6 +225,19 @@ class ComplianceState:
         return thread
 
     # --- internals ------------------------------------------------------------------------------------------
+    def _new_notes(self, now: datetime) -> set[str]:
+        """The sites of the inventory change notes not taken in yet (each note is read for NOTES_OVERLAP). Lock
+        held."""
+        sites = set()
+        for note, site in self._store.inventory_changes(now - NOTES_OVERLAP):
+            if note not in self._notes_seen:
+                self._notes_seen[note] = now
+                sites.add(site)
+        for note, seen in list(self._notes_seen.items()):
+            if now - seen > 2 * NOTES_OVERLAP:
+                del self._notes_seen[note]
+        return sites
+
     def _settle(self, result: Evaluation, scope: Scope | None, now: datetime) -> None:
         """Record `result`'s findings (those in `scope`, or all) and publish the new snapshot. Lock held."""
         wanted = [PolicyFinding(f.rule, f.severity, f.subject, f.message) for f in result.findings]

@@ -452,3 +452,12 @@ class Store(Protocol):
     def policy_findings(self, pack: str, *, subject: str | None = None, open_only: bool = False) -> list[PolicyFinding]:
         """The recorded policy findings of `pack`, oldest first."""
         ...
+
+    def note_inventory_change(self, site: str, now: datetime) -> int:
+        """Note that an accepted attestation changed `site`'s inventory (for the other collectors on this
+        database); its id. Notes older than an hour are deleted in the same transaction."""
+        ...
+
+    def inventory_changes(self, since: datetime) -> list[tuple[int, str]]:
+        """The (id, site) noted at or after `since`, by id."""
+        ...

@@ -1,5 +1,5 @@
-"""The SQL both stores share, part 4: the continuous compliance state (the registry version counter and the
-recorded policy findings, migration `compliance_state`).
+"""The SQL both stores share, part 4: the continuous compliance state (the registry version counter, the
+recorded policy findings and the notes of changed inventories, migration `compliance_state`).
 
 Reconciliation is serialized per pack by an UPDATE of the pack's `policy_evaluations` row (a row lock in
 PostgreSQL; SQLite write transactions are serialized anyway), so two collectors sharing one database never open
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from collector.store.base import PolicyFinding
 from collector.store.sqlbase import SqlBase
 
 _COLUMNS = "id, pack, rule_id, severity, subject, message, opened_at, cleared_at"
+CHANGES_KEPT = timedelta(hours=1)  # inventory change notes older than this are deleted
 
 
 class SqlCompliance(SqlBase):
@@ -82,3 +83,18 @@ class SqlCompliance(SqlBase):
 
     def _policy_finding(self, row: Any) -> PolicyFinding:
         return PolicyFinding(row[2], row[3], row[4], row[5], self._dt(row[6]), self._dt(row[7]), row[1], int(row[0]))
+
+    def note_inventory_change(self, site: str, now: datetime) -> int:
+        with self._tx(True) as cur:
+            cur.execute("DELETE FROM inventory_changes WHERE changed_at < ?", (self._t(now - CHANGES_KEPT),))
+            row = cur.execute(
+                "INSERT INTO inventory_changes (site, changed_at) VALUES (?, ?) RETURNING id", (site, self._t(now))
+            ).fetchone()
+        return int(row[0])
+
+    def inventory_changes(self, since: datetime) -> list[tuple[int, str]]:
+        with self._tx(False) as cur:
+            rows = cur.execute(
+                "SELECT id, site FROM inventory_changes WHERE changed_at >= ? ORDER BY id", (self._t(since),)
+            ).fetchall()
+        return [(int(r[0]), r[1]) for r in rows]

@@ -107,3 +107,14 @@ def test_two_collectors_reconciling_at_once_open_each_finding_once(make_store) -
     rows = stores[0].policy_findings(PACK)
     assert sorted(f.subject for f in rows) == sorted(f.subject for f in wanted)
     assert all(f.cleared_at is None for f in rows)
+
+
+def test_inventory_change_notes_are_read_by_every_collector_and_deleted_after_an_hour(make_store) -> None:
+    store, other = make_store(), make_store()
+    first = store.note_inventory_change("fra1", at(0))
+    second = other.note_inventory_change("sin1", at(1))
+    assert second > first
+    assert other.inventory_changes(at(0)) == [(first, "fra1"), (second, "sin1")]
+    assert store.inventory_changes(at(0.5)) == [(second, "sin1")]
+    third = store.note_inventory_change("fra1", at(61))  # an hour after the first: the first is deleted
+    assert store.inventory_changes(at(-10)) == [(second, "sin1"), (third, "fra1")]

@@ -27,3 +27,12 @@ CREATE TABLE policy_evaluations (
     pack TEXT PRIMARY KEY,
     evaluated_at TIMESTAMPTZ NOT NULL
 );
+-- Sites whose inventory an accepted attestation changed, noted by the collector that accepted it so that the
+-- other collectors sharing the database re-evaluate those sites within a second. Rows older than an hour are
+-- deleted as new ones are noted.
+CREATE TABLE inventory_changes (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    site TEXT NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX inventory_changes_at ON inventory_changes (changed_at);
