@@ -199,10 +199,15 @@ class ComplianceState:
             return True
         with self._lock:
             sites = self._new_notes(now)
-            if len(sites) > TOO_MANY_NOTES:
-                self.refresh()
-            for site in sorted(sites) if len(sites) <= TOO_MANY_NOTES else ():
-                self.site_changed(site)
+            try:
+                if len(sites) > TOO_MANY_NOTES:
+                    self.refresh()
+                else:
+                    for site in sorted(sites):
+                        self.site_changed(site)
+            except Exception:
+                self._version = -1  # the notes are taken in: re-evaluate everything at the next check instead
+                raise
         return bool(sites)
 
     def watch(self, stop: threading.Event, every: float = CHECK_SECONDS) -> threading.Thread:
