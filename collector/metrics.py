@@ -3,9 +3,10 @@ nothing at import time).
 
 Counted as things happen: envelopes by outcome, the seconds each ingest step took for each accepted envelope,
 findings raised by ingest, open Report streams, enrollments by outcome. Read from the store at scrape time by
-`StoreGauges` (at most once per `[metrics] refresh_seconds`): nodes, stale nodes, GPUs and TPP per country. A
-store that fails during a scrape gives `gpucensus_collector_store_up 0` and no store figures, never an error page
-or a crash.
+`StoreGauges` (at most once per `[metrics] refresh_seconds`): nodes (and by state), stale nodes, GPUs and TPP per
+country. A store that fails during a scrape gives `gpucensus_collector_store_up 0` and no store figures, never an
+error page or a crash. The compliance state's gauges (`collector.compliance.gauges`) read memory, not the store.
+`gpucensus_build_info` names the version; no `_created` series are exported.
 
 `serve` always builds one (`collector.server.run_server`); `[metrics] listen` only decides whether an HTTP
 endpoint exposes it. Pipelines and servicers built without one get a private registry nobody scrapes.
@@ -14,16 +15,20 @@ endpoint exposes it. Pipelines and servicers built without one get a private reg
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from collector.store.base import Finding, Store
+from collector.compliance.gauges import ComplianceGauges
+from collector.compliance.state import ComplianceState
+from collector.store.base import Finding, NodeStatus, Store
+from common import __version__
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,10 @@ class CollectorMetrics:
         default_interval_seconds: int = 60,
         store_refresh_seconds: float = 0,
     ) -> None:
+        disable_created_metrics()  # no `_created` series next to every counter (process-wide switch)
         self.registry = registry
+        build = Info("gpucensus_build", "The running gpucensus: component, version, Python", registry=registry)
+        build.info({"component": "collector", "version": __version__, "python": platform.python_version()})
         self.envelopes = Counter(
             PREFIX + "envelopes",
             "Envelopes received, by outcome: accepted, duplicate (a replay), rejected "
@@ -103,6 +111,10 @@ class CollectorMetrics:
         if store is not None:
             gauges = StoreGauges(store, clock, stale_intervals, default_interval_seconds, store_refresh_seconds)
             registry.register(gauges)
+
+    def add_compliance(self, state: ComplianceState) -> None:
+        """Expose the compliance state (`collector.compliance.gauges`) in this registry."""
+        self.registry.register(ComplianceGauges(state))
 
     def envelope(self, outcome: str, findings: Iterable[Finding] = ()) -> None:
         """One envelope answered with `outcome`, and the findings its verdict raised."""
@@ -155,13 +167,16 @@ class StoreGauges(Collector):
             return iter(self._last[1])
 
     def _read(self) -> tuple[GaugeMetricFamily, ...]:
-        up, nodes, stale, gpus, tpp, unaccounted = _families()
+        up, nodes, stale, by_state, gpus, tpp, unaccounted = _families()
         try:
-            nodes.add_metric([], sum(1 for n in self._store.list_nodes() if not n.revoked))
+            listed = self._store.list_nodes()
+            nodes.add_metric([], sum(1 for n in listed if not n.revoked))
             stale_nodes = self._store.stale_nodes(
                 self._clock(), intervals=self._stale_intervals, default_interval_seconds=self._default_interval
             )
             stale.add_metric([], len(stale_nodes))
+            for state, count in node_states(listed, {n.node_id for n in stale_nodes}).items():
+                by_state.add_metric([state], count)
             for totals in self._store.country_totals():
                 gpus.add_metric([totals.country], totals.gpus)
                 tpp.add_metric([totals.country], totals.tpp)
@@ -176,7 +191,7 @@ class StoreGauges(Collector):
             log.info("metrics: the store can be read again")
         self._up = True
         up.add_metric([], 1)
-        return up, nodes, stale, gpus, tpp, unaccounted
+        return up, nodes, stale, by_state, gpus, tpp, unaccounted
 
 
 def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -184,6 +199,12 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
         GaugeMetricFamily(PREFIX + "store_up", "1 if the last scrape could read the store, else 0"),
         GaugeMetricFamily(PREFIX + "nodes", "Enrolled nodes whose key is not revoked"),
         GaugeMetricFamily(PREFIX + "stale_nodes", "Nodes silent for more than [nodes] stale_intervals intervals"),
+        GaugeMetricFamily(
+            PREFIX + "nodes_by_state",
+            "Nodes by state: reporting, stale (attested once, silent for [nodes] stale_intervals), never_seen "
+            "(enrolled, never attested), revoked",
+            labels=["state"],
+        ),
         GaugeMetricFamily(PREFIX + "gpus", "GPUs currently reported, per country", labels=["country"]),
         GaugeMetricFamily(PREFIX + "tpp", "TPP of the GPUs currently reported, per country", labels=["country"]),
         GaugeMetricFamily(
@@ -192,3 +213,19 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
             labels=["country"],
         ),
     )
+
+
+NODE_STATES = ("reporting", "stale", "never_seen", "revoked")
+
+
+def node_states(nodes: Iterable[NodeStatus], stale: set[str]) -> dict[str, int]:
+    """Every node in exactly one state (all four present, at 0 when empty)."""
+    counts = dict.fromkeys(NODE_STATES, 0)
+    for n in nodes:
+        if n.revoked:
+            counts["revoked"] += 1
+        elif n.last_attested_at is None:
+            counts["never_seen"] += 1
+        else:
+            counts["stale" if n.node_id in stale else "reporting"] += 1
+    return counts

@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from collector import limits
+from collector.compliance.state import ComplianceState
 from collector.config import CollectorConfig, ServerConfig, validate
 from collector.enrolment_ca import EnrolmentCA
 from collector.errors import ConfigError
@@ -37,8 +38,11 @@ from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
 from collector.location.ingest import LocationCheck, location_config
 from collector.log.service import TransparencyLog, open_log
 from collector.metrics import CollectorMetrics
+from collector.policy import load_pack
 from collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
 from collector.store.base import Store
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 from common.durable import refuse_shared_private_key
 from protos import census_pb2
 
@@ -107,6 +111,8 @@ class CollectorServer:
     metrics: CollectorMetrics
     metrics_http: WSGIServer | None = None  # the Prometheus endpoint, when [metrics] listen is set
     log: TransparencyLog | None = None  # its integrator thread stops with the server
+    compliance: ComplianceState | None = None  # the policy state kept current at ingest (docs/architecture.md)
+    compliance_stop: threading.Event = field(default_factory=threading.Event)  # ends its watcher thread
     loop: EventLoopThread = field(default_factory=EventLoopThread)
     pools: tuple[futures.ThreadPoolExecutor, ...] = ()
     enrolment_server: grpc.aio.Server | None = None  # [enrollment] listen: Enroll and IssueCertificate only
@@ -122,6 +128,7 @@ class CollectorServer:
         """Refuse new calls, let each stream finish the envelope in hand (its ack included), then close.
         Returns an event set when the server has stopped. The metrics endpoint closes at once."""
         self.servicer.stopping.set()
+        self.compliance_stop.set()
         if self.metrics_http is not None:
             http, self.metrics_http = self.metrics_http, None
             http.shutdown()
@@ -251,16 +258,18 @@ def run_server(
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
     location = LocationCheck(store, location_config(config.location, skew))
+    catalogue, rules = load_catalogue(), load_rules()
+    compliance = ComplianceState(
+        store, load_pack(config.policy.pack), catalogue, rules, clock=clock,
+        refresh_seconds=config.policy.refresh_seconds,
+    )  # fmt: skip
+    compliance.refresh()  # the state is current before the first envelope is judged
+    metrics.add_compliance(compliance)
     pipeline = Pipeline(
-        store,
-        clock=clock,
-        max_future_skew=skew,
-        max_backdate=backdate,
-        timings=timings,
-        metrics=metrics,
-        checkpoint=transparency_log.checkpoint,
-        location=location,
-    )
+        store, clock=clock, max_future_skew=skew, max_backdate=backdate, catalogue=catalogue, rules=rules,
+        timings=timings, metrics=metrics, checkpoint=transparency_log.checkpoint, location=location,
+        compliance=compliance,
+    )  # fmt: skip
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
     servicer = CensusServicer(
@@ -295,7 +304,9 @@ def run_server(
     collector = CollectorServer(
         server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool),
         log=transparency_log,
+        compliance=compliance,
     )  # fmt: skip
+    compliance.watch(collector.compliance_stop)
     if config.log.integrate:
         transparency_log.start()
     if enrolment is not None:

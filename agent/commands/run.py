@@ -27,6 +27,7 @@ from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
 from agent.location import LandmarkInfo, LocationEvidence
+from agent.metrics import AgentMetrics
 from agent.monitor import LogMonitor
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
@@ -93,6 +94,7 @@ def handle(args: argparse.Namespace) -> int:
     chain = ChainStore(Path(config.node_state_dir), key.keyid)
     registry = CollectorRegistry()
     spool = open_spool_of_chain(chain, config, registry)
+    metrics = AgentMetrics(registry)
     if config.metrics_listen:
         _serve_metrics(config.metrics_listen, registry)
     connection = Connection(config, key)
@@ -121,6 +123,7 @@ def handle(args: argparse.Namespace) -> int:
         evidence = location.for_statement() if config.location_interval_seconds > 0 else []
         if evidence:
             predicate["location_evidence"] = evidence
+        metrics.snapshot(predicate.get("devices", []))
         try:
             result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
         except Exception:
@@ -130,10 +133,13 @@ def handle(args: argparse.Namespace) -> int:
 
     def deliver() -> DrainResult:
         try:
-            return deliver_once()
+            result = deliver_once()
         except RetryableError as err:
+            metrics.unreachable()
             err.hint = err.hint or connection_hint(err.code, err.details, config)
             raise
+        metrics.delivered(result.delivered, result.error)
+        return result
 
     def deliver_once() -> DrainResult:
         nonlocal enrolled

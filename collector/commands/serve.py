@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the collector's gRPC service (enrollment, attestations, queries)",
         description="Receive, verify and store attestations over gRPC until SIGTERM. "
-        "Settings: [store], [server], [nodes] and [metrics] in the config file (see collector/config.py).",
+        "Keeps compliance under [policy] pack current as attestations arrive (policy findings in each Ack). "
+        "Settings: [store], [server], [policy], [nodes] and [metrics] in the config file (see collector/config.py).",
     )
     parser.add_argument("--config", default=None, metavar="FILE", help="collector config file (TOML)")
     parser.add_argument("--listen", default=None, metavar="HOST:PORT", help="override [server] listen (port 0: any)")

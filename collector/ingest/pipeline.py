@@ -18,17 +18,18 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
+from collector.compliance.state import ComplianceState
 from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from collector.location.ingest import LocationCheck
 from collector.metrics import CollectorMetrics
-from collector.store.base import AttestationRecord, ChainHead, ConflictError, Evidence, NodeKey, Store
+from collector.store.base import AttestationRecord, ChainHead, ConflictError, DeviceRecord, Evidence, NodeKey, Store
 from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
 
-STEPS = ("signature", "chain", "recompute", "crossnode", "store")
+STEPS = ("signature", "chain", "recompute", "crossnode", "store", "compliance")
 
 
 def utc_now() -> datetime:
@@ -73,10 +74,12 @@ class Pipeline:
         metrics: CollectorMetrics | None = None,
         checkpoint: Callable[[], bytes] = bytes,
         location: LocationCheck | None = None,
+        compliance: ComplianceState | None = None,
     ) -> None:
         self._store = store
         self._checkpoint = checkpoint  # the latest signed checkpoint note, for the acks (b"": none yet)
         self._location = location or LocationCheck(store)
+        self._compliance = compliance  # the policy state kept current at ingest; None: no policy findings
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
@@ -160,12 +163,14 @@ class Pipeline:
         with spent.step("crossnode"):
             site = store.get_site(key.site)
             country = site.country if site else ""
+            previous_devices = store.node_devices(key.node_id)  # the node's devices before this attestation
+            context = self._crossnode_context(key.node_id, predicate.get("devices", []), previous_devices)
             cross = crossnode.check_crossnode(
                 node_id=key.node_id,
                 country=country,
                 devices=predicate.get("devices", []),
                 pci_functions=recomputed.pci_functions,
-                context=self._crossnode_context(key.node_id, predicate.get("devices", [])),
+                context=context,
             )
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
             host_facts = facts.host(predicate)
@@ -191,9 +196,17 @@ class Pipeline:
             )
             self._location.record(located)
         self._last_host[keyid] = (seq, host_facts)
+        policy: tuple[Finding, ...] = ()
+        if self._compliance is not None:
+            with spent.step("compliance"):
+                found = self._compliance.accepted(
+                    key.node_id, key.site, recomputed.devices, previous_devices, context.decommissioned
+                )
+                policy = tuple(Finding(f.rule, f.severity, f.subject, f.message) for f in found)
         return IngestResult(
-            keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, checkpoint=self._checkpoint()
-        )
+            keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, policy=policy,
+            checkpoint=self._checkpoint(),
+        )  # fmt: skip
 
     def _previous_host(
         self, keyid: str, record: AttestationRecord | ChainHead | None, sequence: int
@@ -208,10 +221,12 @@ class Pipeline:
             record = self._store.get_attestation(keyid, record.sequence)
         return _stored_host(record) if record is not None else None
 
-    def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
+    def _crossnode_context(
+        self, node_id: str, devices: list, previous_devices: list[DeviceRecord]
+    ) -> crossnode.CrossnodeContext:
         store = self._store
         uuids = crossnode.device_uuids(devices)
-        previous = frozenset(d.uuid for d in store.node_devices(node_id) if d.uuid)
+        previous = frozenset(d.uuid for d in previous_devices if d.uuid)
         states = store.gpu_states(set(uuids) | previous)
         elsewhere: dict[str, tuple[crossnode.Sighting, ...]] = {}
         other_devices: dict[str, set[str]] = {}

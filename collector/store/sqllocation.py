@@ -31,6 +31,7 @@ class SqlLocation(SqlBase):
                 "set_at = excluded.set_at",
                 (location.site, location.latitude, location.longitude, self._t(now)),
             )
+            self._bump_registry(cur)  # a pack may count an implausibly located site's GPUs as "unknown"
 
     def site_locations(self) -> dict[str, SiteLocation]:
         with self._tx(False) as cur:

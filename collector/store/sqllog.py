@@ -1,4 +1,4 @@
-"""The SQL both stores share, part 4: the transparency log's storage (schema: migration 0005).
+"""The SQL both stores share, part 4: the transparency log's storage (schema: migration 0006).
 
 Sequencing happens in `store_attestation` (`sqlstore`): the last statements of its transaction take the next
 leaf index from the one-row counter `log_sequence` (`UPDATE … RETURNING`: in PostgreSQL the row stays locked

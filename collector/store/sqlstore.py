@@ -27,6 +27,7 @@ from collector.store.base import (
 )
 from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
 from collector.store.sqlbase import where_equal
+from collector.store.sqlcompliance import SqlCompliance
 from collector.store.sqlfindings import FINDING_COLUMNS
 from collector.store.sqllocation import SqlLocation
 from collector.store.sqllog import SqlLog
@@ -41,7 +42,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlLog, SqlLocation):
+class SqlStore(SqlLog, SqlLocation, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -170,7 +171,10 @@ class SqlStore(SqlLog, SqlLocation):
                 "UPDATE gpus SET decommissioned_at = ?, decommission_reason = ? WHERE uuid = ?",
                 (self._t(now), reason, uuid),
             )
-            return cur.rowcount == 1
+            found = cur.rowcount == 1
+            if found:
+                self._bump_registry(cur)
+            return found
 
     def list_nodes(self, site: str | None = None) -> list[NodeStatus]:
         sql = (
@@ -199,22 +203,32 @@ class SqlStore(SqlLog, SqlLocation):
         return stale
 
     # --- queries ----------------------------------------------------------------------------------------
-    def _current_devices(self) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
-        """One consistent read: registry, the devices of each node's latest attestation, last attested."""
+    def _current_devices(
+        self, only: Iterable[str] | None = None, last_attested: bool = True
+    ) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
+        """One consistent read: registry, the devices of each node's latest attestation, last attested (unless
+        not wanted: it reads every node); with `only`, the sites named and their devices (every entity still)."""
+        wanted = None if only is None else sorted(set(only))
+        in_sites = "" if wanted is None else f" AND n.site IN ({', '.join('?' * len(wanted)) or 'NULL'})"
         with self._tx(False) as cur:
             entities = [Entity(*r) for r in cur.execute("SELECT id, headquarters, auth FROM entities").fetchall()]
             sites = [Site(*r) for r in cur.execute("SELECT id, country, entity FROM sites").fetchall()]
+            if wanted is not None:
+                sites = [s for s in sites if s.id in set(wanted)]
             rows = cur.execute(
                 "SELECT n.site, n.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, "
                 "d.datacenter, COALESCE(g.acquired, a.received_at) "
                 "FROM nodes n JOIN attestations a ON a.id = n.last_attestation_id "
                 "JOIN attestation_devices d ON d.attestation_id = a.id "
                 "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' "
-                "WHERE g.decommissioned_at IS NULL"
+                "WHERE g.decommissioned_at IS NULL" + in_sites,
+                tuple(wanted or ()),
             ).fetchall()
-            last = cur.execute(
-                "SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL"
-            ).fetchall()
+            last = (
+                cur.execute("SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL").fetchall()
+                if last_attested
+                else []
+            )
         devices = [
             CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), self._dt(r[9])) for r in rows
         ]
@@ -228,9 +242,9 @@ class SqlStore(SqlLog, SqlLocation):
         _, sites, devices, _ = self._current_devices()
         return build_country_totals(sites, devices)
 
-    def inventory(self, as_of: datetime) -> dict[str, Any]:
-        entities, sites, devices, _ = self._current_devices()
-        return build_inventory(as_of, entities, sites, devices)
+    def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
+        entities, registered, devices, _ = self._current_devices(sites, last_attested=False)
+        return build_inventory(as_of, entities, registered, devices)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -124,6 +124,7 @@ def test_unknown_keys_and_sections_name_the_file_and_key(tmp_path: Path, text: s
         ("[server]\nmax_devices_per_envelope = 0\n", "max_devices_per_envelope must be greater than 0"),
         ("[server]\nnode_envelopes_per_minute = -1\n", "node_envelopes_per_minute must not be negative"),
         ("[server]\nnode_bytes_per_minute = -1\n", "node_bytes_per_minute must not be negative"),
+        ("[policy]\nrefresh_seconds = -1\n", "[policy] refresh_seconds must not be negative"),
         ("[server]\nkeepalive_time_seconds = 10000000000\n", "keepalive_time_seconds must be at most 2147483"),
         ("[server]\nmax_message_bytes = 1099511627776\n", "max_message_bytes must be at most 2147483647"),
         ("[server]\nmax_future_skew_seconds = 1000000000000000\n", "must be at most"),  # timedelta overflow
