@@ -19,6 +19,8 @@ file's directory. Example:
     interval_seconds = 60
     [metrics]
     listen = "127.0.0.1:9465"  # Prometheus endpoint; empty = none
+    [dashboard]
+    listen = "127.0.0.1:8443"  # read-only web dashboard; empty = none (see collector/dashboard)
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.dashboard.access import check_password_hash, is_loopback
 from collector.errors import ConfigError
 
 ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
 MAX_SECONDS = MAX_C_INT // 1000  # grpc takes times in milliseconds: about 24 days
 _PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
-              ("server", "client_ca")}  # fmt: skip
+              ("server", "client_ca"), ("dashboard", "tls_cert"), ("dashboard", "tls_key"),
+              ("dashboard", "client_ca")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,33 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """The read-only web dashboard (`collector.dashboard`). Off unless `listen` is set; an address other than
+    loopback needs TLS and an access rule: client certificates (`client_ca` + `clients`) or basic auth."""
+
+    listen: str = ""  # host:port, e.g. "127.0.0.1:8443" (port 0 = any); empty = no dashboard
+    tls_cert: str = ""  # PEM certificate chain; with tls_key: HTTPS
+    tls_key: str = ""
+    client_ca: str = ""  # CA of client certificates: every client must present one it signed
+    clients: tuple[str, ...] = ()  # with client_ca: the certificate common names allowed in
+    basic_auth_user: str = ""  # with TLS: HTTP basic auth, this user and ...
+    basic_auth_password_hash: str = ""  # ... this hash (`gpucensus-collector dashboard-password`)
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
-    "metrics": MetricsConfig,
+    "metrics": MetricsConfig, "dashboard": DashboardConfig,
 }  # fmt: skip
 
 
@@ -271,6 +290,32 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+    if config.dashboard.listen:
+        _check_dashboard(where, config.dashboard)
+
+
+def _check_dashboard(where: str, d: DashboardConfig) -> None:
+    _check_listen(where, "dashboard", d.listen, "127.0.0.1:8443")
+    if bool(d.tls_cert) != bool(d.tls_key):
+        raise ConfigError(f"{where}[dashboard] tls_cert and tls_key must be set together")
+    if (d.client_ca or d.clients) and not (d.client_ca and d.clients):
+        raise ConfigError(
+            f"{where}[dashboard] client_ca and clients go together",
+            hint='clients lists the common names allowed in, e.g. clients = ["compliance-team"]',
+        )
+    if bool(d.basic_auth_user) != bool(d.basic_auth_password_hash):
+        raise ConfigError(f"{where}[dashboard] basic_auth_user and basic_auth_password_hash must be set together")
+    if d.basic_auth_password_hash:
+        check_password_hash(d.basic_auth_password_hash, f"{where}[dashboard] basic_auth_password_hash")
+    if (d.client_ca or d.basic_auth_user) and not d.tls_cert:
+        raise ConfigError(f"{where}[dashboard] client certificates and basic auth need tls_cert and tls_key",
+                          hint="a password or a client certificate is only worth something over TLS")  # fmt: skip
+    if not is_loopback(d.listen.rpartition(":")[0]) and not (d.tls_cert and (d.client_ca or d.basic_auth_user)):
+        raise ConfigError(
+            f"{where}[dashboard] listen {d.listen!r} is not a loopback address: it needs tls_cert and tls_key, and "
+            "client_ca + clients or basic_auth_user + basic_auth_password_hash",
+            hint='or listen on loopback, e.g. listen = "127.0.0.1:8443", behind a proxy that authenticates',
+        )
 
 
 def _check_listen(where: str, section: str, listen: str, example: str) -> None:

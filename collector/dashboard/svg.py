@@ -1,0 +1,89 @@
+"""Inline SVG charts for the dashboard: bars against a limit, and a step chart of TPP over time against a cap.
+
+No style attributes (the CSP allows only the stylesheet): colours come from classes (`status-violation`,
+`series-3`); every text is escaped. Each mark carries `data-*` attributes with its value, so a test (or a
+reader of the page source) can check what is drawn.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+from typing import Any
+
+BAR_WIDTH = 520
+ROW = 26
+LABEL = 70
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def bars(rows: list[dict[str, Any]], label: str, title: str) -> str:
+    """One bar per row: `used_tpp` against `limit_tpp` (the limit is the full width; over it, the bar runs red past a
+    marker), or, with no limit, against the largest value. Coloured by `status`."""
+    top = max([r["used_tpp"] or 0 for r in rows] + [r["limit_tpp"] or 0 for r in rows] + [1])
+    height = ROW * len(rows) + 8
+    out = [f'<svg class="bars" viewBox="0 0 {LABEL + BAR_WIDTH + 170} {height}" role="img" aria-label="{_e(title)}">']
+    for i, r in enumerate(rows):
+        y = 4 + i * ROW
+        used, limit = r["used_tpp"] or 0, r["limit_tpp"]
+        scale = limit if limit else top
+        width = BAR_WIDTH * min(used / scale, 1.25) / 1.25 if scale else (BAR_WIDTH / 1.25 if used else 0)
+        full = BAR_WIDTH / 1.25
+        share = f"{used / limit:.0%} of {limit:,}" if limit else ("prohibited" if limit == 0 else "no limit")
+        out.append(f'<g class="bar" data-id="{_e(r[label])}" data-used="{used}" data-limit="{_e(limit)}">')
+        out.append(f'<text x="0" y="{y + 17}" class="label">{_e(r[label])}</text>')
+        out.append(f'<rect x="{LABEL}" y="{y}" width="{full:.1f}" height="{ROW - 6}" class="track"/>')
+        out.append(f'<rect x="{LABEL}" y="{y}" width="{width:.1f}" height="{ROW - 6}" '
+                   f'class="value status-{_e(r["status"])}"/>')  # fmt: skip
+        if limit is not None:
+            out.append(f'<line x1="{LABEL + full:.1f}" x2="{LABEL + full:.1f}" y1="{y - 2}" y2="{y + ROW - 4}" '
+                       'class="limit"/>')  # fmt: skip
+        out.append(f'<text x="{LABEL + BAR_WIDTH + 8}" y="{y + 17}" class="figure">{used:,} TPP · {_e(share)}</text>')
+        out.append("</g>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def step_chart(instants: list[datetime], series: dict[str, list[int]], caps: dict[str, int | None], title: str) -> str:
+    """TPP of each series (a country) at each instant, as steps, with its cap as a dashed line."""
+    width, height, left, bottom = 760, 300, 90, 40
+    top = max([v for values in series.values() for v in values] + [c for c in caps.values() if c] + [1])
+    n = len(instants)
+
+    def x(i: int) -> float:
+        return left + (width - left - 20) * (i / (n - 1) if n > 1 else 0.5)
+
+    def y(v: int) -> float:
+        return 10 + (height - bottom - 10) * (1 - v / top)
+
+    out = [f'<svg class="history" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">']
+    out.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" class="axis"/>')
+    out.append(f'<text x="{left - 6}" y="{y(top) + 4:.1f}" class="tick end">{top:,}</text>')
+    out.append(f'<text x="{left - 6}" y="{y(0) + 4:.1f}" class="tick end">0</text>')
+    if instants:
+        out.append(f'<text x="{x(0):.1f}" y="{height - 12}" class="tick">{instants[0]:%Y-%m-%d}</text>')
+        out.append(f'<text x="{x(n - 1):.1f}" y="{height - 12}" class="tick end">{instants[-1]:%Y-%m-%d}</text>')
+    for k, (name, values) in enumerate(sorted(series.items())):
+        colour = f"series-{k % 8}"
+        steps: list[str] = []
+        for i, v in enumerate(values):
+            if i:
+                steps.append(f"{x(i):.1f},{y(values[i - 1]):.1f}")
+            steps.append(f"{x(i):.1f},{y(v):.1f}")
+        out.append(f'<g class="series" data-country="{_e(name)}">')
+        out.append(f'<polyline points="{" ".join(steps)}" class="line {colour}"/>')
+        for i, v in enumerate(values):
+            out.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" class="point {colour}" '
+                       f'data-at="{instants[i]:%Y-%m-%dT%H:%M:%SZ}" data-tpp="{v}"><title>{_e(name)} '
+                       f'{instants[i]:%Y-%m-%d}: {v:,} TPP</title></circle>')  # fmt: skip
+        cap = caps.get(name)
+        if cap:
+            out.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(cap):.1f}" y2="{y(cap):.1f}" '
+                       f'class="cap {colour}" data-cap="{cap}"/>')  # fmt: skip
+        out.append(f'<text x="{width - 18}" y="{y(values[-1]) if values else 0:.1f}" class="tick">{_e(name)}</text>')
+        out.append("</g>")
+    out.append("</svg>")
+    return "".join(out)
