@@ -52,7 +52,8 @@ def parse_instant(value: str, what: str = "--at") -> datetime:
 
 
 def end_of_day(day: date) -> datetime:
-    return datetime.combine(day, time.max, tzinfo=UTC)
+    """The day's last second (statements are stamped to the second, so nothing stated that day comes later)."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
 def instants(start: datetime, end: datetime, every: str) -> list[datetime]:

@@ -201,7 +201,10 @@ def history(doc: dict[str, Any], pack: str | None) -> str:
     body = (
         f"<p>Counted TPP per country under {_e(doc['policy']['name'])}, {len(instants)} instants every "
         f"{_e(doc['every'])}, against each country's allocation (dashed).</p>{form}"
-        + svg.step_chart(instants, series, caps, "Counted TPP per country over time")
+        + "".join(
+            f'<h2 class="chart">{_e(name)}</h2>{svg.step_chart(instants, name, values, caps.get(name), k)}'
+            for k, (name, values) in enumerate(sorted(series.items()))
+        )
         + render_table(
             "history", "countries", doc["tables"]["countries"], params, {"country": lambda v: _country_link(v, pack)}
         )

@@ -1,4 +1,5 @@
-"""Inline SVG charts for the dashboard: bars against a limit, and a step chart of TPP over time against a cap.
+"""Inline SVG charts for the dashboard: bars against a limit, and a step chart of a country's TPP over time against
+its cap.
 
 No style attributes (the CSP allows only the stylesheet): colours come from classes (`status-violation`,
 `series-3`); every text is escaped. Each mark carries `data-*` attributes with its value, so a test (or a
@@ -47,43 +48,47 @@ def bars(rows: list[dict[str, Any]], label: str, title: str) -> str:
     return "".join(out)
 
 
-def step_chart(instants: list[datetime], series: dict[str, list[int]], caps: dict[str, int | None], title: str) -> str:
-    """TPP of each series (a country) at each instant, as steps, with its cap as a dashed line."""
-    width, height, left, bottom = 760, 300, 90, 40
-    top = max([v for values in series.values() for v in values] + [c for c in caps.values() if c] + [1])
+def step_chart(instants: list[datetime], name: str, values: list[int], cap: int | None, colour: int) -> str:
+    """One country's TPP at each instant, as steps, with its cap dashed: on the chart when it is within reach of
+    the values (at most 4 times the peak), else named at the top edge as off the scale."""
+    width, height, left, bottom = 760, 180, 90, 30
+    peak = max(values, default=0)
+    top = max(peak * 1.25, 1)
+    on_scale = bool(cap) and (peak == 0 or cap <= 4 * peak)
+    if cap and on_scale:
+        top = max(top, cap * 1.1)
     n = len(instants)
 
     def x(i: int) -> float:
         return left + (width - left - 20) * (i / (n - 1) if n > 1 else 0.5)
 
-    def y(v: int) -> float:
+    def y(v: float) -> float:
         return 10 + (height - bottom - 10) * (1 - v / top)
 
-    out = [f'<svg class="history" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">']
+    css = f"series-{colour % 8}"
+    out = [f'<svg class="history" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(name)}: TPP over time">']
     out.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" class="axis"/>')
-    out.append(f'<text x="{left - 6}" y="{y(top) + 4:.1f}" class="tick end">{top:,}</text>')
     out.append(f'<text x="{left - 6}" y="{y(0) + 4:.1f}" class="tick end">0</text>')
+    out.append(f'<text x="{left - 6}" y="{y(peak) + 4:.1f}" class="tick end">{peak:,}</text>')
     if instants:
-        out.append(f'<text x="{x(0):.1f}" y="{height - 12}" class="tick">{instants[0]:%Y-%m-%d}</text>')
-        out.append(f'<text x="{x(n - 1):.1f}" y="{height - 12}" class="tick end">{instants[-1]:%Y-%m-%d}</text>')
-    for k, (name, values) in enumerate(sorted(series.items())):
-        colour = f"series-{k % 8}"
-        steps: list[str] = []
-        for i, v in enumerate(values):
-            if i:
-                steps.append(f"{x(i):.1f},{y(values[i - 1]):.1f}")
-            steps.append(f"{x(i):.1f},{y(v):.1f}")
-        out.append(f'<g class="series" data-country="{_e(name)}">')
-        out.append(f'<polyline points="{" ".join(steps)}" class="line {colour}"/>')
-        for i, v in enumerate(values):
-            out.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" class="point {colour}" '
-                       f'data-at="{instants[i]:%Y-%m-%dT%H:%M:%SZ}" data-tpp="{v}"><title>{_e(name)} '
-                       f'{instants[i]:%Y-%m-%d}: {v:,} TPP</title></circle>')  # fmt: skip
-        cap = caps.get(name)
-        if cap:
-            out.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(cap):.1f}" y2="{y(cap):.1f}" '
-                       f'class="cap {colour}" data-cap="{cap}"/>')  # fmt: skip
-        out.append(f'<text x="{width - 18}" y="{y(values[-1]) if values else 0:.1f}" class="tick">{_e(name)}</text>')
-        out.append("</g>")
-    out.append("</svg>")
+        out.append(f'<text x="{x(0):.1f}" y="{height - 8}" class="tick">{instants[0]:%Y-%m-%d}</text>')
+        out.append(f'<text x="{x(n - 1):.1f}" y="{height - 8}" class="tick end">{instants[-1]:%Y-%m-%d}</text>')
+    steps: list[str] = []
+    for i, v in enumerate(values):
+        if i:
+            steps.append(f"{x(i):.1f},{y(values[i - 1]):.1f}")
+        steps.append(f"{x(i):.1f},{y(v):.1f}")
+    out.append(f'<g class="series" data-country="{_e(name)}">')
+    out.append(f'<polyline points="{" ".join(steps)}" class="line {css}"/>')
+    for i, v in enumerate(values):
+        out.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" class="point {css}" '
+                   f'data-at="{instants[i]:%Y-%m-%dT%H:%M:%SZ}" data-tpp="{v}"><title>{_e(name)} '
+                   f'{instants[i]:%Y-%m-%d}: {v:,} TPP</title></circle>')  # fmt: skip
+    if cap:
+        at = y(cap) if on_scale else 10
+        label = f"cap {cap:,} TPP" if on_scale else f"cap {cap:,} TPP (off the scale: peak {peak / cap:.2%})"
+        out.append(f'<line x1="{left}" x2="{width - 20}" y1="{at:.1f}" y2="{at:.1f}" '
+                   f'class="cap {"on-scale" if on_scale else "off-scale"}" data-cap="{cap}"/>')  # fmt: skip
+        out.append(f'<text x="{width - 22}" y="{at + 14:.1f}" class="tick end">{_e(label)}</text>')
+    out.append("</g></svg>")
     return "".join(out)
