@@ -7,6 +7,7 @@ locks in one fixed order (the node row, then GPU rows sorted by UUID) so concurr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -200,7 +201,7 @@ class SqlStore(SqlNodes):
     def _current_devices(
         self, at: datetime | None = None
     ) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
-        """One consistent read: registry, the devices of each node's latest attestation, last attested.
+        """One consistent read: registry, the devices of each node's latest attestation, last attested (now only).
 
         With `at`: each node's last attestation stated at or before `at` (one seek per node on the index
         `attestations_node_stated`), less the GPUs decommissioned by then (see `collector.history`)."""
@@ -218,11 +219,16 @@ class SqlStore(SqlNodes):
                     ),
                     (self._t(at), self._t(at)),
                 ).fetchall()
-            last = cur.execute(
-                "SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL"
-            ).fetchall()
+            last = (
+                []
+                if at is not None
+                else cur.execute(
+                    "SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL"
+                ).fetchall()
+            )
+        acquired = functools.lru_cache(maxsize=4096)(self._acquired)  # a node's GPUs share their times: parse once
         devices = [
-            CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), self._acquired(r[9], r[10], at))
+            CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), acquired(r[9], r[10], at))
             for r in rows
         ]
         return entities, sites, devices, {r[0]: self._dt(r[1]) for r in last}
