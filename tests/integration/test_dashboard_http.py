@@ -10,6 +10,8 @@ import csv
 import io
 import json
 import re
+import signal
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -26,6 +28,7 @@ from collector.dashboard.server import DashboardService, start_dashboard
 from collector.errors import ConfigError
 from collector.store import open_store
 from collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Site, Store
+from tests.integration.server_fixtures import spawn_serve
 from tests.integration.test_server_tls import Pem, issue
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
@@ -283,3 +286,35 @@ def test_dashboard_config_rules(tmp_path: Path, settings: dict, expected: str) -
 def test_the_dashboard_is_off_by_default_and_loopback_needs_no_tls() -> None:
     assert load_config(None, env={}).dashboard.listen == ""
     assert load_config(None, env={"GPUCENSUS_DASHBOARD_LISTEN": "[::1]:0"}).dashboard.listen == "[::1]:0"
+
+
+def test_serve_starts_the_dashboard_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[store]\ndata_dir = "{tmp_path / "data"}"\n[server]\nlisten = "127.0.0.1:0"\n'
+                      '[dashboard]\nlisten = "127.0.0.1:0"\n')  # fmt: skip
+    process = spawn_serve(config)
+    try:
+        url = next((line.split()[-1] for line in process.stderr if "dashboard on" in line), None)
+        assert url is not None, f"the collector did not start (exit {process.wait()})"
+        status, _, body = get(url + "api/overview")
+        assert status == 200 and json.loads(body)["policy"]["name"] == PolicyConfig().pack
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    with pytest.raises(urllib.error.URLError):  # gone with the collector
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_serve_refuses_a_dashboard_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = tmp_path / "collector.toml"
+        config.write_text(f'[store]\ndata_dir = "{tmp_path / "data"}"\n[server]\nlisten = "127.0.0.1:0"\n'
+                          f'[dashboard]\nlisten = "127.0.0.1:{busy.getsockname()[1]}"\n')  # fmt: skip
+        process = spawn_serve(config)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "cannot serve the dashboard" in err and "Traceback" not in err

@@ -202,3 +202,11 @@ def test_bad_history_arguments_are_one_line_errors(config: str, argv: list[str],
     result = cli("report", "--config", config, *argv)
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     assert expected in result.stderr
+
+
+def test_a_nodes_attestations_newest_first(make_store) -> None:
+    store = make_store()
+    populate(store)
+    got = [(a.sequence, a.timestamp.date().isoformat(), a.gpus, a.site) for a in store.node_attestations("node-b")]
+    assert got == [(2, "2026-05-01", 3, "bom"), (1, "2026-02-01", 2, "bom")]
+    assert store.node_attestations("nobody") == []
