@@ -99,7 +99,7 @@ def ack_to_pb(result: IngestResult, max_bytes: int = DEFAULT_MAX_ACK_BYTES) -> p
     )
     if result.log_index is not None:
         ack.log_index = result.log_index
-    findings = [finding_to_pb(f) for f in bounded_findings(result.findings)]
+    findings = [finding_to_pb(f) for f in bounded_findings(result.findings + result.policy)]
     room = max_bytes - ack.ByteSize() - 1024  # the truncation note and field overhead
     kept = 0
     for finding in findings:

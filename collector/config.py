@@ -15,6 +15,7 @@ file's directory. Example:
     require_client_auth = true
     [policy]
     pack = "ai-diffusion-2025"
+    refresh_seconds = 60       # full re-evaluation of the compliance state (other collectors' attestations)
     [nodes]
     interval_seconds = 60
     [metrics]
@@ -91,6 +92,9 @@ class ServerConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     pack: str = "ai-diffusion-2025"  # a shipped pack name or a path to a pack file
+    # the collector re-evaluates its whole inventory this often (to take in what other collectors sharing the
+    # database accepted); registry changes and a new day are noticed within a second anyway. 0 = never
+    refresh_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,8 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+    if config.policy.refresh_seconds < 0:
+        raise ConfigError(f"{where}[policy] refresh_seconds must not be negative")
     if config.dashboard.listen:
         _check_dashboard(where, config.dashboard)
 

@@ -14,16 +14,20 @@ endpoint exposes it. Pipelines and servicers built without one get a private reg
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from collector.store.base import Finding, Store
+from collector.compliance.gauges import ComplianceGauges
+from collector.compliance.state import ComplianceState
+from collector.store.base import Finding, NodeStatus, Store
+from common import __version__
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,10 @@ class CollectorMetrics:
         default_interval_seconds: int = 60,
         store_refresh_seconds: float = 0,
     ) -> None:
+        disable_created_metrics()  # no `_created` series next to every counter (process-wide switch)
         self.registry = registry
+        build = Info("gpucensus_build", "The running gpucensus: component, version, Python", registry=registry)
+        build.info({"component": "collector", "version": __version__, "python": platform.python_version()})
         self.envelopes = Counter(
             PREFIX + "envelopes",
             "Envelopes received, by outcome: accepted, duplicate (a replay), rejected "
@@ -103,6 +110,10 @@ class CollectorMetrics:
         if store is not None:
             gauges = StoreGauges(store, clock, stale_intervals, default_interval_seconds, store_refresh_seconds)
             registry.register(gauges)
+
+    def add_compliance(self, state: ComplianceState) -> None:
+        """Expose the compliance state (`collector.compliance.gauges`) in this registry."""
+        self.registry.register(ComplianceGauges(state))
 
     def envelope(self, outcome: str, findings: Iterable[Finding] = ()) -> None:
         """One envelope answered with `outcome`, and the findings its verdict raised."""
@@ -155,13 +166,16 @@ class StoreGauges(Collector):
             return iter(self._last[1])
 
     def _read(self) -> tuple[GaugeMetricFamily, ...]:
-        up, nodes, stale, gpus, tpp, unaccounted = _families()
+        up, nodes, stale, by_state, gpus, tpp, unaccounted = _families()
         try:
-            nodes.add_metric([], sum(1 for n in self._store.list_nodes() if not n.revoked))
+            listed = self._store.list_nodes()
+            nodes.add_metric([], sum(1 for n in listed if not n.revoked))
             stale_nodes = self._store.stale_nodes(
                 self._clock(), intervals=self._stale_intervals, default_interval_seconds=self._default_interval
             )
             stale.add_metric([], len(stale_nodes))
+            for state, count in node_states(listed, {n.node_id for n in stale_nodes}).items():
+                by_state.add_metric([state], count)
             for totals in self._store.country_totals():
                 gpus.add_metric([totals.country], totals.gpus)
                 tpp.add_metric([totals.country], totals.tpp)
@@ -176,7 +190,7 @@ class StoreGauges(Collector):
             log.info("metrics: the store can be read again")
         self._up = True
         up.add_metric([], 1)
-        return up, nodes, stale, gpus, tpp, unaccounted
+        return up, nodes, stale, by_state, gpus, tpp, unaccounted
 
 
 def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -184,6 +198,12 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
         GaugeMetricFamily(PREFIX + "store_up", "1 if the last scrape could read the store, else 0"),
         GaugeMetricFamily(PREFIX + "nodes", "Enrolled nodes whose key is not revoked"),
         GaugeMetricFamily(PREFIX + "stale_nodes", "Nodes silent for more than [nodes] stale_intervals intervals"),
+        GaugeMetricFamily(
+            PREFIX + "nodes_by_state",
+            "Nodes by state: reporting, stale (attested once, silent for [nodes] stale_intervals), never_seen "
+            "(enrolled, never attested), revoked",
+            labels=["state"],
+        ),
         GaugeMetricFamily(PREFIX + "gpus", "GPUs currently reported, per country", labels=["country"]),
         GaugeMetricFamily(PREFIX + "tpp", "TPP of the GPUs currently reported, per country", labels=["country"]),
         GaugeMetricFamily(
@@ -192,3 +212,19 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
             labels=["country"],
         ),
     )
+
+
+NODE_STATES = ("reporting", "stale", "never_seen", "revoked")
+
+
+def node_states(nodes: Iterable[NodeStatus], stale: set[str]) -> dict[str, int]:
+    """Every node in exactly one state (all four present, at 0 when empty)."""
+    counts = dict.fromkeys(NODE_STATES, 0)
+    for n in nodes:
+        if n.revoked:
+            counts["revoked"] += 1
+        elif n.last_attested_at is None:
+            counts["never_seen"] += 1
+        else:
+            counts["stale" if n.node_id in stale else "reporting"] += 1
+    return counts

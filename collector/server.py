@@ -30,12 +30,16 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from collector import limits
+from collector.compliance.state import ComplianceState
 from collector.config import CollectorConfig, ServerConfig, validate
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
 from collector.metrics import CollectorMetrics
+from collector.policy import load_pack
 from collector.servicer import CensusServicer, add_to_server
 from collector.store.base import Store
+from common.accounting import load_rules
+from common.catalogue import load_catalogue
 from common.durable import refuse_shared_private_key
 from protos import census_pb2
 
@@ -103,6 +107,8 @@ class CollectorServer:
     timings: StepTimings
     metrics: CollectorMetrics
     metrics_http: WSGIServer | None = None  # the Prometheus endpoint, when [metrics] listen is set
+    compliance: ComplianceState | None = None  # the policy state kept current at ingest (docs/architecture.md)
+    compliance_stop: threading.Event = field(default_factory=threading.Event)  # ends its watcher thread
     loop: EventLoopThread = field(default_factory=EventLoopThread)
     pools: tuple[futures.ThreadPoolExecutor, ...] = ()
     terminated: threading.Event = field(default_factory=threading.Event)
@@ -116,6 +122,7 @@ class CollectorServer:
         """Refuse new calls, let each stream finish the envelope in hand (its ack included), then close.
         Returns an event set when the server has stopped. The metrics endpoint closes at once."""
         self.servicer.stopping.set()
+        self.compliance_stop.set()
         if self.metrics_http is not None:
             http, self.metrics_http = self.metrics_http, None
             http.shutdown()
@@ -229,9 +236,17 @@ def run_server(
     )
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
+    catalogue, rules = load_catalogue(), load_rules()
+    compliance = ComplianceState(
+        store, load_pack(config.policy.pack), catalogue, rules, clock=clock,
+        refresh_seconds=config.policy.refresh_seconds,
+    )  # fmt: skip
+    compliance.refresh()  # the state is current before the first envelope is judged
+    metrics.add_compliance(compliance)
     pipeline = Pipeline(
-        store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics
-    )
+        store, clock=clock, max_future_skew=skew, max_backdate=backdate, catalogue=catalogue, rules=rules,
+        timings=timings, metrics=metrics, compliance=compliance,
+    )  # fmt: skip
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
     servicer = CensusServicer(
@@ -261,8 +276,10 @@ def run_server(
         unary_pool.shutdown(wait=False)
         raise
     collector = CollectorServer(
-        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool)
-    )
+        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool),
+        compliance=compliance,
+    )  # fmt: skip
+    compliance.watch(collector.compliance_stop)
     try:
         if config.metrics.listen:
             collector.metrics_http = serve_metrics(config.metrics.listen, metrics.registry)

@@ -26,6 +26,7 @@ from agent.commands.snapshot import predicate_from_args
 from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
+from agent.metrics import AgentMetrics
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import (
@@ -94,6 +95,7 @@ def handle(args: argparse.Namespace) -> int:
     chain = ChainStore(Path(config.node_state_dir), key.keyid)
     registry = CollectorRegistry()
     spool = open_spool_of_chain(chain, config, registry)
+    metrics = AgentMetrics(registry)
     if config.metrics_listen:
         _serve_metrics(config.metrics_listen, registry)
     channel = open_channel(config)
@@ -105,15 +107,20 @@ def handle(args: argparse.Namespace) -> int:
     enrolled = False
 
     def attest_once() -> SpoolEntry:
-        result = attest(predicate_from_args(snapshot_args), key.private_key, chain, lambda: datetime.now(UTC))
+        predicate = predicate_from_args(snapshot_args)
+        metrics.snapshot(predicate.get("devices", []))
+        result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
         return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:
         try:
-            return deliver_once()
+            result = deliver_once()
         except RetryableError as err:
+            metrics.unreachable()
             err.hint = err.hint or connection_hint(err.code, err.details, config)
             raise
+        metrics.delivered(result.delivered, result.error)
+        return result
 
     def deliver_once() -> DrainResult:
         nonlocal enrolled

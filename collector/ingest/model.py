@@ -28,3 +28,6 @@ class IngestResult:
     duplicate: bool = False
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     checkpoint: bytes = b""
+    # the open policy findings of the attestation's site, its country and entity (continuous compliance): sent
+    # in the Ack after `findings`, not stored with the attestation (the compliance state records them)
+    policy: tuple[Finding, ...] = field(default_factory=tuple)

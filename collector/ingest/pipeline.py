@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
+from collector.compliance.state import ComplianceState
 from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
@@ -27,7 +28,7 @@ from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
 
-STEPS = ("signature", "chain", "recompute", "crossnode", "store")
+STEPS = ("signature", "chain", "recompute", "crossnode", "store", "compliance")
 
 
 def utc_now() -> datetime:
@@ -70,8 +71,10 @@ class Pipeline:
         rules: Rules | None = None,
         timings: StepTimings | None = None,
         metrics: CollectorMetrics | None = None,
+        compliance: ComplianceState | None = None,
     ) -> None:
         self._store = store
+        self._compliance = compliance  # the policy state kept current at ingest; None: no policy findings
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
@@ -184,7 +187,12 @@ class Pipeline:
                 )
             )
         self._last_host[keyid] = (seq, host_facts)
-        return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings)
+        policy: tuple[Finding, ...] = ()
+        if self._compliance is not None:
+            with spent.step("compliance"):
+                found = self._compliance.accepted(key.node_id, key.site, recomputed.devices)
+                policy = tuple(Finding(f.rule, f.severity, f.subject, f.message) for f in found)
+        return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, policy=policy)
 
     def _previous_host(self, keyid: str, record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
         """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""

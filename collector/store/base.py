@@ -12,6 +12,7 @@ never the client's fault. The errors below are about the request and are user-fa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -283,6 +284,30 @@ class CountryTotals:
     by_eccn: dict[str, EccnTotals] = field(default_factory=dict)
 
 
+_NUMBER = re.compile(r"\d[\d,.]*")
+
+
+@dataclass(frozen=True)
+class PolicyFinding:
+    """A finding of the collector's continuous policy evaluation, as recorded: open until `cleared_at`."""
+
+    rule_id: str
+    severity: str
+    subject: str
+    message: str
+    opened_at: datetime | None = None
+    cleared_at: datetime | None = None  # None = still open
+    pack: str = ""
+    id: int | None = None
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """What makes two evaluations' findings the same open finding: rule, severity, subject and the message
+        with its numbers masked (TPP and shares move while a finding stays open; a country code or a rule's
+        wording does not). A change of severity (warning -> violation) clears one finding and opens another."""
+        return self.rule_id, self.severity, self.subject, _NUMBER.sub("#", self.message)
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persistence for the collector. Implementations: `collector.store.STORES`. Thread-safe."""
@@ -420,8 +445,27 @@ class Store(Protocol):
     # queries
     def site_status(self) -> list[SiteStatus]: ...
     def country_totals(self) -> list[CountryTotals]: ...
-    def inventory(self, as_of: datetime) -> dict[str, Any]:
-        """The live inventory in the policy scenario shape (see `collector.store.inventory`)."""
+    def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
+        """The live inventory in the policy scenario shape (see `collector.store.inventory`); only the `sites`
+        named (every entity still listed) when given."""
+        ...
+
+    # continuous compliance
+    def registry_version(self) -> int:
+        """A counter every registry write that can change an evaluation bumps (entity, site, node move, GPU
+        decommission): a collector that sees it move re-evaluates everything."""
+        ...
+
+    def reconcile_policy_findings(
+        self, pack: str, subjects: Iterable[str] | None, findings: Iterable[PolicyFinding], now: datetime
+    ) -> tuple[list[PolicyFinding], list[PolicyFinding]]:
+        """Make `findings` the open findings of `pack` among `subjects` (all subjects if None), in one
+        transaction serialized per pack: a finding already open (same `identity`) stays open with the new
+        message; new ones open at `now`; open ones no longer found are cleared at `now`. (opened, cleared)."""
+        ...
+
+    def policy_findings(self, pack: str, *, subject: str | None = None, open_only: bool = False) -> list[PolicyFinding]:
+        """The recorded policy findings of `pack`, oldest first."""
         ...
 
     def inventory_at(self, at: datetime, as_of: datetime | None = None) -> dict[str, Any]:

@@ -92,6 +92,11 @@ class SqlBase:
             return current
 
     # --- registry ---------------------------------------------------------------------------------------
+    def _bump_registry(self, cur: Any) -> None:
+        """Every registry write that can change a policy evaluation calls this in its transaction (see
+        `Store.registry_version`): collectors sharing the database notice the write and re-evaluate."""
+        cur.execute("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+
     def add_entity(self, entity: Entity) -> None:
         with self._tx(True) as cur:
             cur.execute(
@@ -100,6 +105,7 @@ class SqlBase:
             )
             if cur.rowcount != 1:
                 raise RecordExistsError(f"entity {entity.id!r} already exists")
+            self._bump_registry(cur)
 
     def get_entity(self, entity_id: str) -> Entity | None:
         with self._tx(False) as cur:
@@ -123,6 +129,7 @@ class SqlBase:
             )
             if cur.rowcount != 1:
                 raise RecordExistsError(f"site {site.id!r} already exists")
+            self._bump_registry(cur)
 
     def get_site(self, site_id: str) -> Site | None:
         with self._tx(False) as cur:

@@ -111,7 +111,7 @@ class SqliteStore(SqlStore):
     def _dt(self, value: Any) -> datetime | None:
         if value is None:
             return None
-        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+        return datetime.fromisoformat(value)  # what `_t` writes, "…Z": UTC; ~20x faster than strptime
 
     def close(self) -> None:
         with self._lock:

@@ -138,6 +138,7 @@ class SqlNodes(SqlTokens):
             cur.execute("UPDATE node_keys SET site = ? WHERE node_id = ? AND revoked_at IS NULL", (site, node_id))
             event = NodeEvent(node_id, "moved", node[1], site, actor, now, node[1], node[0], reason)
             self._event(cur, event)
+            self._bump_registry(cur)
         return True
 
     def revoke_key(self, keyid: str, now: datetime, actor: str = "operator") -> bool:

@@ -28,6 +28,7 @@ from collector.store.base import (
 )
 from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
 from collector.store.sqlbase import where_equal
+from collector.store.sqlcompliance import SqlCompliance
 from collector.store.sqlfindings import FINDING_COLUMNS
 from collector.store.sqlnodes import SqlNodes
 
@@ -41,7 +42,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlNodes):
+class SqlStore(SqlNodes, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -169,7 +170,10 @@ class SqlStore(SqlNodes):
                 "UPDATE gpus SET decommissioned_at = ?, decommission_reason = ? WHERE uuid = ?",
                 (self._t(now), reason, uuid),
             )
-            return cur.rowcount == 1
+            found = cur.rowcount == 1
+            if found:
+                self._bump_registry(cur)
+            return found
 
     def list_nodes(self, site: str | None = None) -> list[NodeStatus]:
         sql = (
@@ -199,32 +203,34 @@ class SqlStore(SqlNodes):
 
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(
-        self, at: datetime | None = None
+        self, only: Iterable[str] | None = None, last_attested: bool = True, at: datetime | None = None
     ) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
-        """One consistent read: registry, the devices of each node's latest attestation, last attested (now only).
+        """One consistent read: registry, the devices of each node's latest attestation, last attested (unless
+        not wanted: it reads every node); with `only`, the sites named and their devices (every entity still).
 
         With `at`: each node's last attestation stated at or before `at` (one seek per node on the index
-        `attestations_node_stated`), less the GPUs decommissioned by then (see `collector.history`)."""
+        `attestations_node_stated`), at the site it names, less the GPUs decommissioned by then (see
+        `collector.history`); no last-attested times."""
+        wanted = None if only is None else sorted(set(only))
+        site = "n.site" if at is None else "a.site"
+        in_sites = "" if wanted is None else f" AND {site} IN ({', '.join('?' * len(wanted)) or 'NULL'})"
+        if at is None:
+            sql = _DEVICES_SQL.format(site=site, when="a.received_at", attestation="n.last_attestation_id", at="")
+            params: tuple[Any, ...] = ()
+        else:
+            sql = _DEVICES_SQL.format(site=site, when="a.stated_at", attestation=_AT_OR_BEFORE,
+                                      at=" OR g.decommissioned_at > ?")  # fmt: skip
+            params = (self._t(at), self._t(at))
         with self._tx(False) as cur:
             entities = [Entity(*r) for r in cur.execute("SELECT id, headquarters, auth FROM entities").fetchall()]
             sites = [Site(*r) for r in cur.execute("SELECT id, country, entity FROM sites").fetchall()]
-            if at is None:
-                rows = cur.execute(
-                    _DEVICES_SQL.format(site="n.site", when="a.received_at", attestation="n.last_attestation_id", at="")
-                ).fetchall()
-            else:
-                rows = cur.execute(
-                    _DEVICES_SQL.format(
-                        site="a.site", when="a.stated_at", attestation=_AT_OR_BEFORE, at=" OR g.decommissioned_at > ?"
-                    ),
-                    (self._t(at), self._t(at)),
-                ).fetchall()
+            if wanted is not None:
+                sites = [s for s in sites if s.id in set(wanted)]
+            rows = cur.execute(sql + in_sites, (*params, *(wanted or ()))).fetchall()
             last = (
-                []
-                if at is not None
-                else cur.execute(
-                    "SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL"
-                ).fetchall()
+                cur.execute("SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL").fetchall()
+                if last_attested and at is None
+                else []
             )
         acquired = functools.lru_cache(maxsize=4096)(self._acquired)  # a node's GPUs share their times: parse once
         devices = [
@@ -242,7 +248,7 @@ class SqlStore(SqlNodes):
         return first
 
     def inventory_at(self, at: datetime, as_of: datetime | None = None) -> dict[str, Any]:
-        entities, sites, devices, _ = self._current_devices(at)
+        entities, sites, devices, _ = self._current_devices(last_attested=False, at=at)
         return build_inventory(as_of or at, entities, sites, devices)
 
     def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:
@@ -267,9 +273,9 @@ class SqlStore(SqlNodes):
         _, sites, devices, _ = self._current_devices()
         return build_country_totals(sites, devices)
 
-    def inventory(self, as_of: datetime) -> dict[str, Any]:
-        entities, sites, devices, _ = self._current_devices()
-        return build_inventory(as_of, entities, sites, devices)
+    def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
+        entities, registered, devices, _ = self._current_devices(sites, last_attested=False)
+        return build_inventory(as_of, entities, registered, devices)
 
 
 # the devices of one attestation per node: {attestation} names it, {site} the node's site (now: the node's; at

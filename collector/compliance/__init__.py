@@ -1,0 +1,1 @@
+"""Continuous compliance: the policy evaluation kept current at ingest (`state`), its scope (`scope`)."""

@@ -1,0 +1,249 @@
+"""The collector's compliance state under its pack, kept current at ingest: what the Ack, the metrics and the
+dashboard read (API in docs/architecture.md).
+
+- `refresh()` evaluates the store's whole inventory exactly as `gpucensus-collector report` does (same store read,
+  same scenario, same date). It runs at start-up, when the registry version moves (a CLI write or another
+  collector's), when the UTC date changes (the rules are dated), and every `[policy] refresh_seconds` (to take in
+  attestations other collectors sharing the database accepted).
+- `accepted(node, site, devices)` is the ingest hook: when the node's device set differs from the one this
+  collector last saw for it, only that site is read again from the store, and only the sites of its country and
+  entity are evaluated (from the inventory kept since the last full read) and merged (`collector.compliance.scope`,
+  equal to a full evaluation). Unchanged inventories cost one comparison. Sites changed by another collector
+  sharing the database are read at the next periodic refresh.
+- Every evaluation is reconciled with the store's `policy_findings`: findings open and clear with times there.
+
+One lock serializes evaluations; `current()` returns an immutable snapshot and never waits for one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+from collector.compliance.scope import Scope, merge, partial_scenario, scope_of
+from collector.policy import Evaluation, Pack, Scenario, evaluate, parse_scenario
+from collector.store.base import DeviceRecord, PolicyFinding, Store
+from common.accounting import Rules
+from common.catalogue import Catalogue
+
+log = logging.getLogger(__name__)
+
+_RANK = {"violation": 3, "warning": 2, "info": 1}
+CHECK_SECONDS = 1.0  # how often the watcher compares the registry version and the date
+
+
+@dataclass(frozen=True)
+class OpenFinding:
+    rule: str
+    severity: str
+    subject: str
+    message: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class SubjectStatus:
+    kind: str  # country | entity | site
+    id: str
+    status: str  # compliant | warning | violation
+    tpp: int  # every device of established TPP (counted class or not)
+    counted_tpp: int  # devices of the classes the pack counts
+    h100e_milli: int  # tpp in thousandths of the pack's H100 reference
+    tier: int | None = None  # countries and sites
+    allocation_tpp: int | None = None  # countries with an allocation (Tier 2)
+    allocation_used_tpp: int | None = None
+    gpus: int | None = None  # sites
+    unknown: int | None = None  # sites: devices of unknown TPP (never counted as zero)
+    country: str = ""  # sites
+    entity: str = ""  # sites
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pack: dict[str, Any]
+    as_of: date | None
+    evaluated_at: datetime | None
+    countries: tuple[SubjectStatus, ...] = ()
+    entities: tuple[SubjectStatus, ...] = ()
+    sites: tuple[SubjectStatus, ...] = ()
+    findings: tuple[OpenFinding, ...] = ()
+    _site_subjects: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    def for_site(self, site: str) -> tuple[OpenFinding, ...]:
+        """The open findings that apply to `site`: about it, its country and its entity."""
+        subjects = set(self._site_subjects.get(site, (f"site:{site}",)))
+        return tuple(f for f in self.findings if f.subject in subjects)
+
+
+class ComplianceState:
+    def __init__(
+        self,
+        store: Store,
+        pack: Pack,
+        catalogue: Catalogue,
+        rules: Rules,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        refresh_seconds: float = 60,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self.pack = pack
+        self._catalogue = catalogue
+        self._rules = rules
+        self._clock = clock
+        self._refresh_seconds = refresh_seconds
+        self._monotonic = monotonic
+        self._lock = threading.RLock()  # refresh() may run inside site_changed()
+        self._snapshot = Snapshot(pack.summary(), None, None)
+        self.evaluation: Evaluation | None = None
+        self._scenario = Scenario(date.min, (), ())  # the inventory evaluated last, kept to re-read one site only
+        self._registry: list[tuple[str, str, str]] = []  # (site, country, entity) as last read
+        self._version = -1
+        self._refreshed_at = float("-inf")
+        self._seen: dict[str, tuple[str, tuple[tuple[Any, ...], ...]]] = {}  # node -> (site, device fingerprint)
+
+    # --- reading --------------------------------------------------------------------------------------------
+    def current(self) -> Snapshot:
+        return self._snapshot
+
+    def history(self, subject: str | None = None) -> list[PolicyFinding]:
+        return self._store.policy_findings(self.pack.name, subject=subject)
+
+    # --- keeping it current ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Evaluate the whole inventory (as `report` does) and record what opened and cleared."""
+        with self._lock:
+            version = self._store.registry_version()
+            now = self._clock()
+            self._scenario = parse_scenario(self._store.inventory(now), "live inventory")
+            result = evaluate(self._scenario, self.pack, self._catalogue, self._rules)
+            self._registry = [(s.id, s.country, s.entity) for s in self._scenario.sites]
+            self._version = version
+            self._refreshed_at = self._monotonic()
+            self._seen.clear()  # the next attestation of each node is compared again
+            self._settle(result, None, now)
+
+    def accepted(self, node_id: str, site: str, devices: Sequence[DeviceRecord]) -> tuple[OpenFinding, ...]:
+        """The ingest hook, after the attestation is stored: re-evaluate what it touches if the node's device
+        set changed; the site's open findings for its Ack."""
+        fingerprint = (site, tuple(sorted(_device_key(d) for d in devices)))
+        if self._seen.get(node_id) != fingerprint or self.evaluation is None:
+            self.site_changed(site)
+            self._seen[node_id] = fingerprint
+        return self._snapshot.for_site(site)
+
+    def site_changed(self, site: str) -> None:
+        """Re-evaluate the sites of `site`'s country and entity and merge them into the state."""
+        with self._lock:
+            if self.evaluation is None or site not in {s for s, _, _ in self._registry}:
+                self.refresh()  # not evaluated yet, or a site registered since: the registry moved
+                return
+            now = self._clock()
+            fresh = parse_scenario(self._store.inventory(now, [site]), "live inventory")  # this site only
+            if len(fresh.sites) != 1 or (fresh.as_of, fresh.entities) != (
+                self._scenario.as_of,
+                self._scenario.entities,
+            ):
+                self.refresh()  # a new day (every dated rule may move), or the registry moved
+                return
+            (changed,) = fresh.sites
+            sites = tuple(changed if s.id == site else s for s in self._scenario.sites)
+            self._scenario = replace(self._scenario, sites=sites)
+            scope = scope_of(self._registry, [site])
+            partial = evaluate(partial_scenario(self._scenario, scope), self.pack, self._catalogue, self._rules)
+            self._settle(merge(self.evaluation, partial, scope), scope, now)
+
+    def check(self) -> bool:
+        """Refresh when the registry version moved, the date changed or the refresh period passed; True if so."""
+        due = self._monotonic() - self._refreshed_at >= self._refresh_seconds > 0
+        moved = self._store.registry_version() != self._version
+        new_day = self.evaluation is not None and self._clock().date() != self.evaluation.as_of
+        if due or moved or new_day or self.evaluation is None:
+            self.refresh()
+            return True
+        return False
+
+    def watch(self, stop: threading.Event, every: float = CHECK_SECONDS) -> threading.Thread:
+        """A daemon thread calling `check()` every `every` seconds until `stop` is set (errors are logged)."""
+
+        def loop() -> None:
+            failing = False
+            while not stop.wait(every):
+                try:
+                    self.check()
+                except Exception as err:  # a store outage must not end the watcher: it tries again
+                    if not failing:
+                        log.warning("compliance: cannot re-evaluate (will retry): %s", err)
+                    failing = True
+                else:
+                    failing = False
+
+        thread = threading.Thread(target=loop, name="compliance-watch", daemon=True)
+        thread.start()
+        return thread
+
+    # --- internals ------------------------------------------------------------------------------------------
+    def _settle(self, result: Evaluation, scope: Scope | None, now: datetime) -> None:
+        """Record `result`'s findings (those in `scope`, or all) and publish the new snapshot. Lock held."""
+        wanted = [PolicyFinding(f.rule, f.severity, f.subject, f.message) for f in result.findings]
+        subjects = None if scope is None else _settled_subjects(result, scope)
+        opened, cleared = self._store.reconcile_policy_findings(self.pack.name, subjects, wanted, now)
+        for f in opened:
+            log.info("compliance: %s %s opened on %s: %s", f.severity, f.rule_id, f.subject, f.message)
+        for f in cleared:
+            log.info("compliance: %s %s cleared on %s", f.severity, f.rule_id, f.subject)
+        self.evaluation = result
+        self._snapshot = _snapshot(result, self._store.policy_findings(self.pack.name, open_only=True), now)
+
+
+def _settled_subjects(result: Evaluation, scope: Scope) -> set[str]:
+    policy = {f.subject for f in result.findings if f.subject.startswith("policy:")}
+    return set(scope.subjects) | policy | {f"policy:{result.policy['name']}"}
+
+
+def _device_key(d: DeviceRecord) -> tuple[Any, ...]:
+    return (d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, d.status)
+
+
+def _snapshot(result: Evaluation, open_rows: Iterable[PolicyFinding], now: datetime) -> Snapshot:
+    opened_at: dict[tuple[str, ...], list[datetime]] = defaultdict(list)
+    for row in open_rows:
+        opened_at[row.identity].append(row.opened_at or now)
+    findings = []
+    for f in result.findings:
+        times = opened_at.get(PolicyFinding(f.rule, f.severity, f.subject, f.message).identity)
+        findings.append(OpenFinding(f.rule, f.severity, f.subject, f.message, times.pop(0) if times else now))
+    findings.sort(key=lambda f: (-_RANK[f.severity], -f.opened_at.timestamp(), f.rule, f.subject, f.message))
+    ref = result.h100_reference_tpp
+    all_tpp: dict[tuple[str, str], int] = defaultdict(int)
+    site_of_entity: dict[str, list[str]] = defaultdict(list)
+    sites = []
+    for s in result.sites:
+        tpp = sum(d.total_tpp for d in s.devices)
+        for key in (("country", s.country), ("entity", s.entity)):
+            all_tpp[key] += tpp
+        site_of_entity[s.entity].append(s.id)
+        sites.append(SubjectStatus("site", s.id, s.status, tpp, s.tpp, tpp * 1000 // ref, s.tier, gpus=s.gpus,
+                                   unknown=s.unknown, country=s.country, entity=s.entity))  # fmt: skip
+    countries = tuple(
+        SubjectStatus("country", c.country, c.status, all_tpp[("country", c.country)], c.tpp,
+                      all_tpp[("country", c.country)] * 1000 // ref, c.tier, c.allocation_tpp, c.allocation_used_tpp)
+        for c in result.countries
+    )  # fmt: skip
+    entities = tuple(
+        SubjectStatus("entity", e.id, e.status, all_tpp[("entity", e.id)], e.tpp,
+                      all_tpp[("entity", e.id)] * 1000 // ref)
+        for e in result.entities
+    )  # fmt: skip
+    subjects = {s.id: (f"site:{s.id}", f"country:{s.country}", f"entity:{s.entity}") for s in result.sites}
+    return Snapshot(result.policy, result.as_of, now, countries, entities, tuple(sites), tuple(findings), subjects)
+
+
+__all__ = ["ComplianceState", "OpenFinding", "Snapshot", "SubjectStatus"]
