@@ -72,7 +72,9 @@ def serve(args: argparse.Namespace) -> int:
             )
         if config.dashboard.listen:
             try:
-                dashboard = start_dashboard(config.dashboard, store, config.policy.pack, config.nodes, utc_now)
+                dashboard = start_dashboard(
+                    config.dashboard, store, config.policy.pack, config.nodes, utc_now, server.compliance
+                )
             except BaseException:
                 server.stop(None).wait()
                 raise

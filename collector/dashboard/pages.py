@@ -119,6 +119,12 @@ def overview(doc: dict[str, Any], pack: str | None) -> str:
         + "</section>"
     )
     parts.append(
+        '<section id="finding-history"><h2>Findings opened and cleared</h2><p>As the collector recorded them under '
+        "this pack while attestations arrived (newest change first).</p>"
+        + render_table("overview", "finding_history", doc["tables"]["finding_history"], {"pack": pack}, {})
+        + "</section>"
+    )
+    parts.append(
         '<section id="ingest"><h2>Recent ingest findings</h2>'
         + render_table("overview", "ingest_findings", doc["tables"]["ingest_findings"], {"pack": pack}, {})
         + "</section>"

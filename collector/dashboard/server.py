@@ -32,6 +32,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from collector.compliance.state import ComplianceState
 from collector.config import DashboardConfig, NodesConfig
 from collector.dashboard import pages, views
 from collector.dashboard.access import BasicAuth, common_name
@@ -189,9 +190,15 @@ class Dashboard:
     """The routes over one store; `answer(path)` -> (status, content type, body, extra headers)."""
 
     def __init__(
-        self, store: Store, pack: str, nodes: NodesConfig, clock: Callable[[], datetime], settings: DashboardConfig
+        self,
+        store: Store,
+        pack: str,
+        nodes: NodesConfig,
+        clock: Callable[[], datetime],
+        settings: DashboardConfig,
+        compliance: ComplianceState | None = None,
     ) -> None:
-        self.ctx = views.Context(store, ComplianceSource(store, pack, clock), nodes, clock)
+        self.ctx = views.Context(store, ComplianceSource(store, pack, clock, compliance), nodes, clock)
         self.clients = frozenset(settings.clients)
         self.basic_auth = (
             BasicAuth(settings.basic_auth_user, settings.basic_auth_password_hash) if settings.basic_auth_user else None
@@ -294,11 +301,17 @@ class DashboardService:
 
 
 def start_dashboard(
-    settings: DashboardConfig, store: Store, pack: str, nodes: NodesConfig, clock: Callable[[], datetime]
+    settings: DashboardConfig,
+    store: Store,
+    pack: str,
+    nodes: NodesConfig,
+    clock: Callable[[], datetime],
+    compliance: ComplianceState | None = None,
 ) -> DashboardService:
-    """Serve the dashboard on `settings.listen` (validated by `collector.config`); port 0 = any free port."""
+    """Serve the dashboard on `settings.listen` (validated by `collector.config`); port 0 = any free port.
+    `compliance`: the running collector's state (its pack's figures and open findings come from it)."""
     host, _, port = settings.listen.rpartition(":")
-    app = Dashboard(store, pack, nodes, clock, settings)
+    app = Dashboard(store, pack, nodes, clock, settings, compliance)
     try:
         http = DashboardHTTPServer((host.strip("[]"), int(port)), app, tls_context(settings))
     except OSError as err:

@@ -1,10 +1,9 @@
-"""Where the dashboard reads compliance from: the ONE module to change when the source changes.
+"""Where the dashboard reads compliance from: the ONE module that knows the source.
 
-Today: an evaluation of the store's current inventory under the pack asked for (as `report` does), with the
-collector's configured pack (`[policy] pack`) as the default. Open findings carry `opened_at` = None: an
-on-demand evaluation does not know when a finding opened. When the collector keeps its compliance state at ingest
-(`collector/compliance/state.py`), `overview` reads the configured pack's snapshot from it instead, and findings
-get their real opening times; nothing else in the dashboard changes.
+For the collector's configured pack (`[policy] pack`): the compliance state the collector keeps current at ingest
+(`collector/compliance/state.py`): its last evaluation and its open findings, with the time each opened. For any
+other pack (`?pack=`), or without a state (a dashboard over a store with no collector running): an evaluation of
+the store's current inventory when asked (as `report` does), whose findings carry no opening time.
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from collector.compliance.state import ComplianceState
 from collector.errors import ConfigError
 from collector.policy import Evaluation, Pack, evaluate, load_pack, parse_scenario
 from collector.policy.pack import builtin_names
 from collector.policy.result import sort_findings
-from collector.store.base import Store
+from collector.store.base import PolicyFinding, Store
 from common.accounting import load_rules
 from common.catalogue import load_catalogue
 
@@ -40,10 +40,13 @@ class Compliance:
 
 
 class ComplianceSource:
-    def __init__(self, store: Store, default_pack: str, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: Store, default_pack: str, clock: Callable[[], datetime], state: ComplianceState | None = None
+    ) -> None:
         self._store = store
         self.default_pack = default_pack
         self._clock = clock
+        self._state = state
         self._catalogue, self._rules = load_catalogue(), load_rules()
 
     def pack_names(self) -> list[str]:
@@ -60,6 +63,14 @@ class ComplianceSource:
 
     def overview(self, pack_name: str | None = None) -> Compliance:
         pack = self.pack(pack_name)
+        state = self._state
+        if state is not None and state.pack.name == pack.name and state.evaluation is not None:
+            findings = tuple(
+                OpenFinding(f.severity, f.rule, f.subject, f.message, f.opened_at)
+                for f in state.current().findings
+                if f.severity != "info"
+            )
+            return Compliance(state.pack, state.evaluation, findings)
         now = self._clock()
         scenario = parse_scenario(self._store.inventory(now), "live inventory", now.date())
         ev = evaluate(scenario, pack, self._catalogue, self._rules)
@@ -69,6 +80,12 @@ class ComplianceSource:
             if f.severity != "info"
         )
         return Compliance(pack, ev, findings)
+
+    def finding_history(self, pack: Pack, limit: int = 50) -> list[PolicyFinding]:
+        """The newest `limit` findings recorded under `pack` by the collector's continuous evaluation, opened and
+        cleared (empty for a pack no collector keeps state under)."""
+        recorded = self._store.policy_findings(pack.name)
+        return sorted(recorded, key=lambda f: max(t for t in (f.opened_at, f.cleared_at) if t), reverse=True)[:limit]
 
     def evaluation_context(self) -> tuple[Any, Any]:
         """The catalogue and 3A090 rules (for history evaluations)."""

@@ -102,6 +102,9 @@ def overview(ctx: Context, pack_name: str | None) -> dict[str, Any]:
                  for n, s in zip(nodes, states, strict=True) if s in ("stale", "never seen")]  # fmt: skip
     ingest = [{"severity": f.severity, "rule": f.rule_id, "subject": f.subject, "message": f.message,
                "created_at": when(f.created_at)} for f in ctx.store.list_findings(limit=20)]  # fmt: skip
+    recorded = [{"severity": f.severity, "rule": f.rule_id, "subject": f.subject, "opened_at": when(f.opened_at),
+                 "cleared_at": when(f.cleared_at), "message": f.message}
+                for f in ctx.source.finding_history(pack)]  # fmt: skip
     summary = pack.summary()
     return {
         "title": "Overview",
@@ -117,6 +120,7 @@ def overview(ctx: Context, pack_name: str | None) -> dict[str, Any]:
                                "tier1_min_share", "largest_tier2_country", "largest_tier2_share",
                                "country_max_share", "nveu_limit_tpp", "status"], entities),
             "findings": table(["severity", "rule", "subject", "message", "opened_at"], findings),
+            "finding_history": table(["severity", "rule", "subject", "opened_at", "cleared_at", "message"], recorded),
             "nodes": table(["node", "site", "state", "last_attested_at"], attention),
             "ingest_findings": table(["severity", "rule", "subject", "message", "created_at"], ingest),
         },

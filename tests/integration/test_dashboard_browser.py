@@ -115,7 +115,7 @@ def loaded() -> Iterator[Loaded]:
                 assert acks[0].status == pb.ACK_STATUS_ACCEPTED, acks[0]
                 sent[(node.keyid, sequence)] = envelope
         dashboard = start_dashboard(DashboardConfig(listen="127.0.0.1:0"), store, PolicyConfig().pack, NodesConfig(),
-                                    clock)  # fmt: skip
+                                    clock, server.compliance)  # fmt: skip
         yield Loaded(dashboard, nodes, sent)
     finally:
         if dashboard is not None:
@@ -174,9 +174,12 @@ def test_overview_shows_the_totals_and_the_violation(loaded: Loaded, browser) ->
     assert "status-violation" in bars["CN"].find_element(By.CSS_SELECTOR, "rect.value").get_attribute("class")
     findings = browser.find_element(By.ID, "table-findings").text
     assert "tier3.prohibited" in findings and "site:cn-shanghai-1" in findings
-    first = browser.find_elements(By.CSS_SELECTOR, "#table-findings tbody tr")[0]
-    assert first.find_elements(By.TAG_NAME, "td")[0].text == "violation"  # violations first
+    first = browser.find_elements(By.CSS_SELECTOR, "#table-findings tbody tr")[0].find_elements(By.TAG_NAME, "td")
+    assert first[0].text == "violation"  # violations first
+    assert first[4].text == START.strftime("%Y-%m-%dT%H:%M:%SZ")  # opened when the Chinese node first attested
     assert "violation" in browser.find_element(By.ID, "verdict").text
+    recorded = browser.find_element(By.ID, "table-finding_history").text
+    assert "tier3.prohibited" in recorded and START.strftime("%Y-%m-%dT%H:%M:%SZ") in recorded
     fresh = {e.get_attribute("data-state"): e.text for e in browser.find_elements(By.CSS_SELECTOR, ".fresh")}
     assert fresh["reporting"].endswith(": 4")
     shot(browser, "overview")
