@@ -175,12 +175,14 @@ def site(ctx: Context, site_id: str) -> dict[str, Any]:
 
 
 def node(ctx: Context, node_id: str) -> dict[str, Any]:
-    found = [n for n in ctx.store.list_nodes() if n.node_id == node_id]
+    attestations = ctx.store.node_attestations(node_id)
+    # the site of its newest attestation is where to look first (one site's nodes, not the fleet's)
+    nearby = ctx.store.list_nodes(attestations[0].site) if attestations else []
+    found = [n for n in nearby if n.node_id == node_id] or [n for n in ctx.store.list_nodes() if n.node_id == node_id]
     if not found:
         raise NotFound(f"no node {node_id!r}")
     status = found[0]
     record = ctx.store.get_site(status.site)
-    attestations = ctx.store.node_attestations(node_id)
     latest = next((a for a in attestations if (a.keyid, a.sequence) == (status.keyid, status.last_sequence)), None)
     devices = ctx.store.node_devices(node_id)
     states = ctx.store.gpu_states(d.uuid for d in devices if d.uuid)
