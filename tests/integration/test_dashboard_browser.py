@@ -147,7 +147,8 @@ def browser() -> Iterator[object]:
 
 
 def shot(driver, name: str) -> None:
-    """A full-page screenshot: the window stretched to the page's height first."""
+    """A full-page screenshot: the window fitted to the page's height first."""
+    driver.set_window_size(1280, 800)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(int(height) + 40, 800), 6000))
     path = ARTIFACTS / f"{name}.png"
