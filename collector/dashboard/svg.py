@@ -22,27 +22,30 @@ def _e(value: Any) -> str:
 
 
 def bars(rows: list[dict[str, Any]], label: str, title: str) -> str:
-    """One bar per row: `used_tpp` against `limit_tpp` (the limit is the full width; over it, the bar runs red past a
-    marker), or, with no limit, against the largest value. Coloured by `status`."""
-    top = max([r["used_tpp"] or 0 for r in rows] + [r["limit_tpp"] or 0 for r in rows] + [1])
+    """One bar per row: `used_tpp` against `limit_tpp`. A limit is a marker at 80 % of the track (a bar over it runs
+    on, up to 125 % of it); a limit of 0 (prohibited) is a marker at the start; with no limit the bar is measured
+    against the largest value on the chart. Coloured by `status`."""
+    top = max([r["used_tpp"] or 0 for r in rows] + [1])
+    full = BAR_WIDTH / 1.25  # where a limit sits
     height = ROW * len(rows) + 8
     out = [f'<svg class="bars" viewBox="0 0 {LABEL + BAR_WIDTH + 170} {height}" role="img" aria-label="{_e(title)}">']
     for i, r in enumerate(rows):
         y = 4 + i * ROW
         used, limit = r["used_tpp"] or 0, r["limit_tpp"]
-        scale = limit if limit else top
-        width = BAR_WIDTH * min(used / scale, 1.25) / 1.25 if scale else (BAR_WIDTH / 1.25 if used else 0)
-        full = BAR_WIDTH / 1.25
-        share = f"{used / limit:.0%} of {limit:,}" if limit else ("prohibited" if limit == 0 else "no limit")
+        if limit:
+            width, marker, note = full * min(used / limit, 1.25), full, f"{used / limit:.0%} of {limit:,}"
+        else:
+            width, marker = full * used / top, (0.0 if limit == 0 else None)
+            note = "prohibited" if limit == 0 else "no limit"
         out.append(f'<g class="bar" data-id="{_e(r[label])}" data-used="{used}" data-limit="{_e(limit)}">')
         out.append(f'<text x="0" y="{y + 17}" class="label">{_e(r[label])}</text>')
-        out.append(f'<rect x="{LABEL}" y="{y}" width="{full:.1f}" height="{ROW - 6}" class="track"/>')
+        out.append(f'<rect x="{LABEL}" y="{y}" width="{BAR_WIDTH}" height="{ROW - 6}" class="track"/>')
         out.append(f'<rect x="{LABEL}" y="{y}" width="{width:.1f}" height="{ROW - 6}" '
                    f'class="value status-{_e(r["status"])}"/>')  # fmt: skip
-        if limit is not None:
-            out.append(f'<line x1="{LABEL + full:.1f}" x2="{LABEL + full:.1f}" y1="{y - 2}" y2="{y + ROW - 4}" '
+        if marker is not None:
+            out.append(f'<line x1="{LABEL + marker:.1f}" x2="{LABEL + marker:.1f}" y1="{y - 2}" y2="{y + ROW - 4}" '
                        'class="limit"/>')  # fmt: skip
-        out.append(f'<text x="{LABEL + BAR_WIDTH + 8}" y="{y + 17}" class="figure">{used:,} TPP · {_e(share)}</text>')
+        out.append(f'<text x="{LABEL + BAR_WIDTH + 8}" y="{y + 17}" class="figure">{used:,} TPP · {_e(note)}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)
