@@ -77,8 +77,9 @@ def handle(args: argparse.Namespace) -> int:
     store = open_store(config.store.kind, **config.store.open_options())
     try:
         inventory = store.inventory(now) if at is None else store.inventory_at(at)
-        stale = store.stale_nodes(now, config.nodes.stale_intervals, config.nodes.interval_seconds)
-        ingest = store.list_findings(limit=args.findings) if args.findings else []
+        now_only = at is None  # stale nodes and ingest findings describe the present: not part of a past instant
+        stale = store.stale_nodes(now, config.nodes.stale_intervals, config.nodes.interval_seconds) if now_only else []
+        ingest = store.list_findings(limit=args.findings) if args.findings and now_only else []
     finally:
         store.close()
     scenario = parse_scenario(inventory, "live inventory" if at is None else f"inventory at {history.iso(at)}", as_of)
