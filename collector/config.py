@@ -23,6 +23,8 @@ file's directory. Example:
     [log]
     origin = "census.example.org/log"   # the checkpoints' origin line; default: the log key's name
     checkpoint_interval = 1            # seconds between signed checkpoints, at most
+    [dashboard]
+    listen = "127.0.0.1:8443"  # read-only web dashboard; empty = none (see collector/dashboard)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.dashboard.access import check_password_hash, is_loopback
 from collector.errors import ConfigError
 from collector.policy.packs import DEFAULT_PACK
 
@@ -43,7 +46,8 @@ MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
 MAX_SECONDS = MAX_C_INT // 1000  # grpc takes times in milliseconds: about 24 days
 _PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
               ("server", "client_ca"), ("enrollment", "ca_cert"), ("enrollment", "ca_key"), ("log", "key_file"),
-              ("log", "checkpoint_file")}  # fmt: skip
+              ("log", "checkpoint_file"), ("dashboard", "tls_cert"), ("dashboard", "tls_key"),
+              ("dashboard", "client_ca")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,20 @@ class LocationSection:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """The read-only web dashboard (`collector.dashboard`). Off unless `listen` is set; an address other than
+    loopback needs TLS and an access rule: client certificates (`client_ca` + `clients`) or basic auth."""
+
+    listen: str = ""  # host:port, e.g. "127.0.0.1:8443" (port 0 = any); empty = no dashboard
+    tls_cert: str = ""  # PEM certificate chain; with tls_key: HTTPS
+    tls_key: str = ""
+    client_ca: str = ""  # CA of client certificates: every client must present one it signed
+    clients: tuple[str, ...] = ()  # with client_ca: the certificate common names allowed in
+    basic_auth_user: str = ""  # with TLS: HTTP basic auth, this user and ...
+    basic_auth_password_hash: str = ""  # ... this hash (`gpucensus-collector dashboard-password`)
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -169,12 +187,14 @@ class CollectorConfig:
     log: LogConfig = field(default_factory=LogConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     location: LocationSection = field(default_factory=LocationSection)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
     "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "location": LocationSection, "log": LogConfig,
+    "dashboard": DashboardConfig,
 }  # fmt: skip
 
 
@@ -348,6 +368,8 @@ def validate(config: CollectorConfig) -> None:
     if config.policy.refresh_seconds < 0:
         raise ConfigError(f"{where}[policy] refresh_seconds must not be negative")
     _check_location(where, config.location)
+    if config.dashboard.listen:
+        _check_dashboard(where, config.dashboard)
     interval = config.log.checkpoint_interval
     if not 0 < interval <= MAX_SECONDS:  # also refuses NaN
         raise ConfigError(f"{where}[log] checkpoint_interval must be greater than 0 and at most {MAX_SECONDS}")
@@ -359,6 +381,30 @@ def validate(config: CollectorConfig) -> None:
 def _printable_line(text: str) -> bool:
     """A C2SP signed-note key name: printable, no spaces and no '+'."""
     return all(33 <= ord(c) < 127 and c != "+" for c in text)
+
+
+def _check_dashboard(where: str, d: DashboardConfig) -> None:
+    _check_listen(where, "dashboard", d.listen, "127.0.0.1:8443")
+    if bool(d.tls_cert) != bool(d.tls_key):
+        raise ConfigError(f"{where}[dashboard] tls_cert and tls_key must be set together")
+    if (d.client_ca or d.clients) and not (d.client_ca and d.clients):
+        raise ConfigError(
+            f"{where}[dashboard] client_ca and clients go together",
+            hint='clients lists the common names allowed in, e.g. clients = ["compliance-team"]',
+        )
+    if bool(d.basic_auth_user) != bool(d.basic_auth_password_hash):
+        raise ConfigError(f"{where}[dashboard] basic_auth_user and basic_auth_password_hash must be set together")
+    if d.basic_auth_password_hash:
+        check_password_hash(d.basic_auth_password_hash, f"{where}[dashboard] basic_auth_password_hash")
+    if (d.client_ca or d.basic_auth_user) and not d.tls_cert:
+        raise ConfigError(f"{where}[dashboard] client certificates and basic auth need tls_cert and tls_key",
+                          hint="a password or a client certificate is only worth something over TLS")  # fmt: skip
+    if not is_loopback(d.listen.rpartition(":")[0]) and not (d.tls_cert and (d.client_ca or d.basic_auth_user)):
+        raise ConfigError(
+            f"{where}[dashboard] listen {d.listen!r} is not a loopback address: it needs tls_cert and tls_key, and "
+            "client_ca + clients or basic_auth_user + basic_auth_password_hash",
+            hint='or listen on loopback, e.g. listen = "127.0.0.1:8443", behind a proxy that authenticates',
+        )
 
 
 def _check_location(where: str, location: LocationSection) -> None:

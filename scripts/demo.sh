@@ -2,10 +2,12 @@
 # gpucensus demo (`make demo`): one collector on its embedded default store (SQLite in a temporary data
 # directory), three entities with one site each in three countries, three mock GPU nodes enrolled with
 # single-use tokens, a few attestation rounds over real gRPC on loopback, then the site and country totals
-# (from the collector's query RPCs) and the compliance report. Everything started here is stopped on exit.
+# (from the collector's query RPCs), the compliance report and the web dashboard (on loopback; its URL is
+# printed). Everything started here is stopped on exit.
 #
 #   scripts/demo.sh            # ROUNDS=3 INTERVAL=1 by default
 #   KEEP=1 scripts/demo.sh     # keep the work directory (configs, keys, spools, collector.db, logs)
+#   HOLD=1 scripts/demo.sh     # keep the collector and its dashboard running until Ctrl-C
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,8 +44,10 @@ for tool in gpucensus-collector gpucensus-agent python; do
   [ -x "$BIN/$tool" ] || { echo "demo: $BIN/$tool not found; run 'make demo' (it installs the venv)" >&2; exit 1; }
 done
 
-PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT="$(free_port)"
 ADDRESS="127.0.0.1:$PORT"
+DASHBOARD="127.0.0.1:$(free_port)"
 cat >"$WORK/collector.toml" <<EOF
 [store]
 kind = "sqlite"
@@ -52,6 +56,8 @@ data_dir = "$DATA"
 listen = "$ADDRESS"
 [nodes]
 interval_seconds = 10
+[dashboard]
+listen = "$DASHBOARD"
 EOF
 
 step "registry: entities and sites (store: SQLite in $DATA)"
@@ -87,7 +93,7 @@ with grpc.insecure_channel(sys.argv[1]) as channel:
             sys.exit("demo: the collector did not start; see collector.log")
         time.sleep(0.1)
 EOF
-echo "serving"
+echo "serving; dashboard on http://$DASHBOARD/ (read-only, loopback)"
 
 step "agents: keygen, one-time enrollment token, $ROUNDS rounds every ${INTERVAL}s"
 AGENT_PIDS=()
@@ -173,6 +179,22 @@ if collector report --help >/dev/null 2>&1; then
   esac
 else
   echo "TODO(lead): 'gpucensus-collector report' is not available yet; the totals above are the demo's result"
+fi
+
+step "dashboard: http://$DASHBOARD/ (the same figures, with drill-down and history; JSON under /api)"
+"$PY" - "http://$DASHBOARD" <<'EOF'
+import json, sys, urllib.request
+with urllib.request.urlopen(f"{sys.argv[1]}/api/overview", timeout=30) as answer:
+    doc = json.load(answer)
+p = doc["policy"]
+print(f"policy {p['name']} ({p['status']}): {p['violations']} violation(s), {p['warnings']} warning(s)")
+for c in doc["tables"]["countries"]["rows"]:
+    print(f"  {c['country']}  tier {c['tier']}  {c['counted_tpp']:>9,} TPP  {c['status']}")
+print("pages: / (overview), /country?cc=IN, /site?id=in-mumbai-1, /node?id=node-in-mumbai-1, /history")
+EOF
+if [ "${HOLD:-0}" = 1 ]; then
+  echo "HOLD=1: the collector and its dashboard keep running at http://$DASHBOARD/ until Ctrl-C"
+  wait "${PIDS[0]}" || true
 fi
 
 step "stopping the collector"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the system tools the tests and the demo use (the C compiler for the fake libnvidia-ml, jq and OpenSSL
-# for the regulator's verification recipe, systemd-analyze/-sysusers/-tmpfiles for the deploy/systemd checks) when
-# they are missing, promtool (package prometheus) for the alerting rules, from Debian's packages.
+# for the regulator's verification recipe, systemd-analyze/-sysusers/-tmpfiles for the deploy/systemd checks, chromium
+# and its WebDriver for the dashboard's browser tests) when they are missing, promtool (package prometheus) for the
+# alerting rules, from Debian's packages.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v jq >/dev/null || missing+=(jq)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v promtool >/dev/null || missing+=(prometheus)
 for tool in systemd-analyze systemd-sysusers systemd-tmpfiles; do
   command -v "$tool" >/dev/null || { missing+=(systemd); break; }

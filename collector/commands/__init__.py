@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
-from collector.commands import entity, evaluate, export, gpu, landmark, log, node, policy, report, serve, site, token
+from collector.commands import (
+    dashboard_password,
+    entity,
+    evaluate,
+    export,
+    gpu,
+    landmark,
+    log,
+    node,
+    policy,
+    report,
+    serve,
+    site,
+    token,
+)
 
-COMMANDS: list = [serve, evaluate, policy, report, entity, site, token, gpu, node, landmark, log, export]
+COMMANDS: list = [
+    serve,
+    evaluate,
+    policy,
+    report,
+    entity,
+    site,
+    token,
+    gpu,
+    node,
+    landmark,
+    log,
+    export,
+    dashboard_password,
+]

@@ -1,5 +1,8 @@
 """`gpucensus-collector evaluate`: evaluate a scenario file under a policy pack (optionally compared with another).
 
+`--live` evaluates the collector's stored inventory instead (`--at TIME`: as it was at that instant, see
+`collector.history`).
+
 Exit 0 compliant, 1 violations, 2 bad input (a message naming the field, no traceback).
 """
 
@@ -7,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 
+from collector import history
+from collector.commands.common import add_store_arguments, config_from_args, store_from_args
 from collector.errors import ConfigError
-from collector.policy import evaluate, load_pack, load_scenario
+from collector.policy import Scenario, evaluate, load_pack, load_scenario, parse_scenario
 from collector.policy.compare import render_compare
 from collector.policy.fields import iso_date
 from collector.policy.render import FORMATS, render
@@ -45,15 +50,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prohibition, LPP, Tier 2 country allocations, UVEU/NVEU limits. Exit 0 compliant, 1 violations, "
         "2 bad input.",
     )
-    parser.add_argument("--scenario", required=True, metavar="FILE", help="the scenario file")
-    add_policy_arguments(parser, policy_required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--scenario", metavar="FILE", help="the scenario file")
+    what.add_argument("--live", action="store_true", help="the collector's stored inventory (--config / --data-dir)")
+    parser.add_argument("--at", default=None, metavar="TIME",
+                        help="with --live: the inventory as it was at TIME (YYYY-MM-DDTHH:MM:SSZ, or a date: the end "
+                        "of that day, UTC; default: now)")  # fmt: skip
+    add_store_arguments(parser)
+    add_policy_arguments(parser, policy_required=False)
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    pack = load_pack(args.policy)
+    if args.policy is None and not args.live:
+        raise ConfigError("--policy is required with --scenario", hint="with --live it defaults to [policy] pack")
+    pack = load_pack(args.policy or config_from_args(args).policy.pack)
     other = load_pack(args.compare) if args.compare else None
-    scenario = load_scenario(args.scenario, parse_as_of(args.as_of))
+    as_of = parse_as_of(args.as_of)
+    if not args.live:
+        if args.at is not None or args.config is not None or args.data_dir is not None:
+            raise ConfigError("--at, --config and --data-dir go with --live (a scenario file carries its own date)")
+        scenario = load_scenario(args.scenario, as_of)
+    else:
+        scenario = _live_scenario(args, as_of)
     catalogue, rules = load_catalogue(), load_rules()
     result = evaluate(scenario, pack, catalogue, rules)
     if other is None:
@@ -61,3 +80,12 @@ def handle(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_compare(result, evaluate(scenario, other, catalogue, rules), args.format))
     return 0 if result.compliant else 1
+
+
+def _live_scenario(args: argparse.Namespace, as_of: date | None) -> Scenario:
+    at = history.parse_instant(args.at) if args.at is not None else None
+    with store_from_args(args) as store:
+        if at is None:
+            now = datetime.now(UTC)
+            return parse_scenario(store.inventory(now), "live inventory", as_of or now.date())
+        return parse_scenario(store.inventory_at(at), f"inventory at {history.iso(at)}", as_of or at.date())

@@ -14,6 +14,8 @@ import sys
 import threading
 
 from collector.config import load_config
+from collector.dashboard.server import start_dashboard
+from collector.ingest.pipeline import utc_now
 from collector.server import run_server
 from collector.store import open_store
 
@@ -26,12 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the collector's gRPC service (enrollment, attestations, queries)",
         description="Receive, verify and store attestations over gRPC until SIGTERM. "
         "Keeps compliance under [policy] pack current as attestations arrive (policy findings in each Ack). "
-        "Settings: [store], [server], [policy], [nodes] and [metrics] in the config file (see collector/config.py).",
+        "Settings: [store], [server], [policy], [nodes], [metrics], [log], [enrollment], [location] and [dashboard] "
+        "in the config file (see collector/config.py).",
     )
     parser.add_argument("--config", default=None, metavar="FILE", help="collector config file (TOML)")
     parser.add_argument("--listen", default=None, metavar="HOST:PORT", help="override [server] listen (port 0: any)")
     parser.add_argument(
         "--metrics-listen", default=None, metavar="HOST:PORT", help="override [metrics] listen (Prometheus endpoint)"
+    )
+    parser.add_argument(
+        "--dashboard-listen", default=None, metavar="HOST:PORT", help="override [dashboard] listen (web dashboard)"
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(func=serve)
@@ -42,12 +48,18 @@ def serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = load_config(
-        args.config, overrides={"server": {"listen": args.listen}, "metrics": {"listen": args.metrics_listen}}
+        args.config,
+        overrides={
+            "server": {"listen": args.listen},
+            "metrics": {"listen": args.metrics_listen},
+            "dashboard": {"listen": args.dashboard_listen},
+        },
     )
     store = open_store(config.store.kind, **config.store.open_options())
     # handlers first: a SIGTERM right after the "serving" lines (a supervisor, a test) must stop it gracefully
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    dashboard = None
     try:
         server, port = run_server(config, store)
         host = config.server.listen.rpartition(":")[0]
@@ -59,7 +71,18 @@ def serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        if config.dashboard.listen:
+            try:
+                dashboard = start_dashboard(
+                    config.dashboard, store, config.policy.pack, config.nodes, utc_now, server.compliance
+                )
+            except BaseException:
+                server.stop(None).wait()
+                raise
+            print(f"gpucensus-collector: dashboard on {dashboard.url}", file=sys.stderr, flush=True)
         stop.wait()
+        if dashboard is not None:
+            dashboard.stop()
         log.info("stopping: finishing in-flight envelopes (up to %d s)", config.server.shutdown_grace_seconds)
         server.stop(config.server.shutdown_grace_seconds).wait()
         log.info("stopped; %d envelope(s) judged", server.timings.envelopes)

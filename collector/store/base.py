@@ -209,6 +209,21 @@ class AttestationRecord:
     id: int | None = None
 
 
+@dataclass(frozen=True)
+class AttestationSummary:
+    """One stored attestation without its bytes (a node's history): fetch the envelope with `get_attestation`."""
+
+    keyid: str
+    sequence: int
+    digest: str
+    node_id: str
+    site: str
+    timestamp: datetime  # the statement's timestamp
+    received_at: datetime
+    log_index: int  # the transparency-log index (the attestation id where no log exists)
+    gpus: int
+
+
 class ChainHead(NamedTuple):
     sequence: int
     digest: str
@@ -489,4 +504,13 @@ class Store(LocationStore, Protocol):
 
     def inventory_changes(self, since: datetime) -> list[tuple[int, str]]:
         """The (id, site) noted at or after `since`, by id."""
+
+    def inventory_at(self, at: datetime, as_of: datetime | None = None) -> dict[str, Any]:
+        """The inventory at the instant `at` in the same shape: each node's last attestation stated at or before
+        `at` (at the site that attestation names), less the GPUs decommissioned by then (see `collector.history`).
+        `as_of` (default `at`) is the date the scenario carries."""
+        ...
+
+    def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:
+        """The node's stored attestations, newest statement first."""
         ...

@@ -8,6 +8,7 @@ keep the section shared by every collector short) so concurrent writers never de
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 from collector.store.base import (
     AttestationRecord,
+    AttestationSummary,
     ChainHead,
     ConflictError,
     CountryTotals,
@@ -204,35 +206,67 @@ class SqlStore(SqlLog, SqlLocation, SqlCompliance):
 
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(
-        self, only: Iterable[str] | None = None, last_attested: bool = True
+        self, only: Iterable[str] | None = None, last_attested: bool = True, at: datetime | None = None
     ) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
         """One consistent read: registry, the devices of each node's latest attestation, last attested (unless
-        not wanted: it reads every node); with `only`, the sites named and their devices (every entity still)."""
+        not wanted: it reads every node); with `only`, the sites named and their devices (every entity still).
+
+        With `at`: each node's last attestation stated at or before `at` (one seek per node on the index
+        `attestations_node_stated`), at the site it names, less the GPUs decommissioned by then (see
+        `collector.history`); no last-attested times."""
         wanted = None if only is None else sorted(set(only))
-        in_sites = "" if wanted is None else f" AND n.site IN ({', '.join('?' * len(wanted)) or 'NULL'})"
+        site = "n.site" if at is None else "a.site"
+        in_sites = "" if wanted is None else f" AND {site} IN ({', '.join('?' * len(wanted)) or 'NULL'})"
+        if at is None:
+            sql = _DEVICES_SQL.format(site=site, when="a.received_at", attestation="n.last_attestation_id", at="")
+            params: tuple[Any, ...] = ()
+        else:
+            sql = _DEVICES_SQL.format(site=site, when="a.stated_at", attestation=_AT_OR_BEFORE,
+                                      at=" OR g.decommissioned_at > ?")  # fmt: skip
+            params = (self._t(at), self._t(at))
         with self._tx(False) as cur:
             entities = [Entity(*r) for r in cur.execute("SELECT id, headquarters, auth FROM entities").fetchall()]
             sites = [Site(*r) for r in cur.execute("SELECT id, country, entity FROM sites").fetchall()]
             if wanted is not None:
                 sites = [s for s in sites if s.id in set(wanted)]
-            rows = cur.execute(
-                "SELECT n.site, n.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, "
-                "d.datacenter, COALESCE(g.acquired, a.received_at) "
-                "FROM nodes n JOIN attestations a ON a.id = n.last_attestation_id "
-                "JOIN attestation_devices d ON d.attestation_id = a.id "
-                "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' "
-                "WHERE g.decommissioned_at IS NULL" + in_sites,
-                tuple(wanted or ()),
-            ).fetchall()
+            rows = cur.execute(sql + in_sites, (*params, *(wanted or ()))).fetchall()
             last = (
                 cur.execute("SELECT node_id, last_attested_at FROM nodes WHERE last_attested_at IS NOT NULL").fetchall()
-                if last_attested
+                if last_attested and at is None
                 else []
             )
+        acquired = functools.lru_cache(maxsize=4096)(self._acquired)  # a node's GPUs share their times: parse once
         devices = [
-            CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), self._dt(r[9])) for r in rows
+            CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), acquired(r[9], r[10], at))
+            for r in rows
         ]
         return entities, sites, devices, {r[0]: self._dt(r[1]) for r in last}
+
+    def _acquired(self, acquired: Any, when: Any, at: datetime | None) -> datetime | None:
+        """The GPU's first sighting (else the attestation's reception); at an instant, the attestation's own time
+        when earlier: one delivered late still dates what it saw."""
+        first, fallback = self._dt(acquired), self._dt(when)
+        if first is None or (at is not None and fallback is not None and fallback < first):
+            return fallback
+        return first
+
+    def inventory_at(self, at: datetime, as_of: datetime | None = None) -> dict[str, Any]:
+        entities, sites, devices, _ = self._current_devices(last_attested=False, at=at)
+        return build_inventory(as_of or at, entities, sites, devices)
+
+    def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:
+        with self._tx(False) as cur:
+            rows = cur.execute(
+                "SELECT a.id, a.keyid, a.sequence, a.digest, a.site, a.stated_at, a.received_at, a.log_index, "
+                "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = a.id) "
+                "FROM attestations a WHERE a.node_id = ? ORDER BY a.stated_at DESC, a.id DESC LIMIT ?",
+                (node_id, limit),
+            ).fetchall()
+        return [
+            AttestationSummary(r[1], r[2], r[3], node_id, r[4], self._dt(r[5]), self._dt(r[6]),
+                               r[7] if r[7] is not None else r[0], int(r[8]))  # type: ignore[arg-type]
+            for r in rows
+        ]  # fmt: skip
 
     def site_status(self) -> list[SiteStatus]:
         _, sites, devices, last = self._current_devices()
@@ -245,6 +279,22 @@ class SqlStore(SqlLog, SqlLocation, SqlCompliance):
     def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
         entities, registered, devices, _ = self._current_devices(sites, last_attested=False)
         return build_inventory(as_of, entities, registered, devices)
+
+
+# the devices of one attestation per node: {attestation} names it, {site} the node's site (now: the node's; at
+# an instant: the attestation's), {when} the fallback acquisition time, {at} widens the decommission filter
+_DEVICES_SQL = (
+    "SELECT {site}, n.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, "
+    "g.acquired, {when} "
+    "FROM nodes n JOIN attestations a ON a.id = {attestation} "
+    "JOIN attestation_devices d ON d.attestation_id = a.id "
+    "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' "
+    "WHERE (g.decommissioned_at IS NULL{at})"
+)
+_AT_OR_BEFORE = (
+    "(SELECT b.id FROM attestations b WHERE b.node_id = n.node_id AND b.stated_at <= ? "
+    "ORDER BY b.stated_at DESC, b.id DESC LIMIT 1)"
+)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
