@@ -125,6 +125,16 @@ def overview(doc: dict[str, Any], pack: str | None) -> str:
         + "</section>"
     )
     parts.append(
+        '<section id="locations"><h2>Location evidence</h2><p>Each site against the round-trip bounds its nodes\' '
+        "landmarks measured (in-country, unproven, implausible, stale, unmeasured, unlocated)"
+        + ("." if doc["landmarks"] else ": no landmark is registered, so no site has location evidence.")
+        + "</p>"
+        + render_table(
+            "overview", "locations", doc["tables"]["locations"], {"pack": pack}, {"site": lambda v: href("/site", id=v)}
+        )
+        + "</section>"
+    )
+    parts.append(
         '<section id="ingest"><h2>Recent ingest findings</h2>'
         + render_table("overview", "ingest_findings", doc["tables"]["ingest_findings"], {"pack": pack}, {})
         + "</section>"

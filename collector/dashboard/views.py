@@ -18,6 +18,7 @@ from collector import history
 from collector.config import NodesConfig
 from collector.dashboard.source import ComplianceSource
 from collector.errors import ConfigError
+from collector.location.status import current_statuses, location_rows
 from collector.store.base import NodeStatus, Store
 
 HISTORY_MAX_POINTS = 200  # a dashboard history is one page: coarser steps for longer ranges
@@ -105,6 +106,10 @@ def overview(ctx: Context, pack_name: str | None) -> dict[str, Any]:
     recorded = [{"severity": f.severity, "rule": f.rule_id, "subject": f.subject, "opened_at": when(f.opened_at),
                  "cleared_at": when(f.cleared_at), "message": f.message}
                 for f in ctx.source.finding_history(pack)]  # fmt: skip
+    located = location_rows(ctx.store, [s.id for s in ctx.store.list_sites()])
+    locations = [{"site": r["site"], "location": r["status"], "latitude": r["latitude"], "longitude": r["longitude"],
+                  "nodes": ", ".join(f"{n['node_id']}: {n['status']}" for n in r["nodes"])}
+                 for r in located or []]  # fmt: skip
     summary = pack.summary()
     return {
         "title": "Overview",
@@ -113,6 +118,7 @@ def overview(ctx: Context, pack_name: str | None) -> dict[str, Any]:
                    "violations": ev.count("violation"), "warnings": ev.count("warning"), "compliant": ev.compliant},
         "packs": ctx.source.pack_names(),
         "freshness": freshness,
+        "landmarks": located is not None,  # False: no landmark registered, so no site has location evidence
         "tables": {
             "countries": table(["country", "tier", "counted_tpp", "h100e", "limit_kind", "used_tpp", "limit_tpp",
                                 "status"], countries),
@@ -123,6 +129,7 @@ def overview(ctx: Context, pack_name: str | None) -> dict[str, Any]:
             "finding_history": table(["severity", "rule", "subject", "opened_at", "cleared_at", "message"], recorded),
             "nodes": table(["node", "site", "state", "last_attested_at"], attention),
             "ingest_findings": table(["severity", "rule", "subject", "message", "created_at"], ingest),
+            "locations": table(["site", "location", "latitude", "longitude", "nodes"], locations),
         },
     }  # fmt: skip
 
@@ -133,6 +140,7 @@ def overview(ctx: Context, pack_name: str | None) -> dict[str, Any]:
 def country(ctx: Context, code: str, pack_name: str | None) -> dict[str, Any]:
     ev = ctx.source.overview(pack_name).evaluation
     status = {s.site: s for s in ctx.store.site_status()}
+    located = current_statuses(ctx.store)
     rows = []
     for s in ev.sites:
         if s.country != code:
@@ -140,6 +148,7 @@ def country(ctx: Context, code: str, pack_name: str | None) -> dict[str, Any]:
         st = status.get(s.id)
         rows.append({"site": s.id, "entity": s.entity, "tier": s.tier, "nodes": st.nodes if st else 0,
                      "gpus": s.gpus, "counted_tpp": s.tpp, "unknown": s.unknown, "status": s.status,
+                     "location": located.get(s.id, ""),
                      "last_attested_at": when(st.last_attested_at) if st else None})  # fmt: skip
     result = next((c for c in ev.countries if c.country == code), None)
     if result is None and not rows:
@@ -152,7 +161,7 @@ def country(ctx: Context, code: str, pack_name: str | None) -> dict[str, Any]:
         "allocation_tpp": result.allocation_tpp if result else None,
         "allocation_used_tpp": result.allocation_used_tpp if result else None,
         "tables": {"sites": table(["site", "entity", "tier", "nodes", "gpus", "counted_tpp", "unknown", "status",
-                                   "last_attested_at"], rows)},
+                                   "location", "last_attested_at"], rows)},
     }  # fmt: skip
 
 

@@ -7,14 +7,18 @@ import base64
 import json
 import subprocess
 import sys
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 
+from collector.config import DashboardConfig, NodesConfig
+from collector.dashboard.server import start_dashboard
 from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation
 from collector.policy.pack import pack_text
+from collector.policy.packs import DEFAULT_PACK
 from common import jcs
 from protos import census_pb2 as pb
 from tests.ingest_nodes import NOW, TestNode
@@ -183,3 +187,25 @@ def test_a_bad_measurement_is_rejected_with_its_reason(collector: Collector, rea
     assert f"location_evidence[0] rejected ({reason})" in rules(ack)["location.evidence-rejected"]
     assert collector.store.list_measurements(node.node_id) == []
     assert node.node_id not in collector.store.node_locations()
+
+
+def test_the_dashboard_shows_each_sites_location(collector: Collector) -> None:
+    honest = setup(collector, "fra1", "DE", SiteLocation("fra1", FRANKFURT_DC.lat, FRANKFURT_DC.lon))
+    collector.report([with_evidence(honest, evidence(honest))])
+    moved = TestNode("node-sin1")  # measured near Frankfurt, registered at a site in Singapore
+    collector.enroll(moved, site="sin1", country="SG")
+    collector.store.set_site_location(SiteLocation("sin1", SINGAPORE_DC.lat, SINGAPORE_DC.lon), NOW)
+    collector.report([with_evidence(moved, evidence(moved))])
+    service = start_dashboard(DashboardConfig(listen="127.0.0.1:0"), collector.store, DEFAULT_PACK, NodesConfig(),
+                              lambda: NOW)  # fmt: skip
+    try:
+        overview = json.loads(urllib.request.urlopen(service.url + "api/overview", timeout=DEADLINE).read())
+        rows = {r["site"]: (r["location"], r["nodes"]) for r in overview["tables"]["locations"]["rows"]}
+        assert rows == {"fra1": ("in-country", "node-fra1: in-country"),
+                        "sin1": ("implausible", "node-sin1: implausible")}  # fmt: skip
+        page = urllib.request.urlopen(service.url, timeout=DEADLINE).read().decode()
+        assert '<section id="locations">' in page and "no landmark is registered" not in page
+        country = json.loads(urllib.request.urlopen(service.url + "api/country?cc=SG", timeout=DEADLINE).read())
+        assert [(r["site"], r["location"]) for r in country["tables"]["sites"]["rows"]] == [("sin1", "implausible")]
+    finally:
+        service.stop()
