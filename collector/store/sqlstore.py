@@ -16,18 +16,17 @@ from collector.store.base import (
     AttestationRecord,
     ChainHead,
     ConflictError,
-    CountryTotals,
     DeviceRecord,
     Entity,
     GpuState,
     NodeStatus,
     Site,
-    SiteStatus,
+    is_stale,
 )
-from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
+from collector.store.inventory import CurrentDevice, build_inventory
 from collector.store.sqlbase import where_equal
+from collector.store.sqlcurrent import SqlCurrent
 from collector.store.sqlfindings import FINDING_COLUMNS
-from collector.store.sqlnodes import SqlNodes
 
 _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
@@ -39,7 +38,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlNodes):
+class SqlStore(SqlCurrent):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -90,7 +89,7 @@ class SqlStore(SqlNodes):
                      for pos, d in enumerate(record.devices)],
                 )  # fmt: skip
             self._update_node(cur, record, attestation_id)
-            self._update_gpus(cur, record)
+            self._store_current(cur, record, attestation_id)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
         return replace(record, id=attestation_id)
 
@@ -167,9 +166,12 @@ class SqlStore(SqlNodes):
                 "UPDATE gpus SET decommissioned_at = ?, decommission_reason = ? WHERE uuid = ?",
                 (self._t(now), reason, uuid),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            self._refresh_listing(cur, [uuid])
+            return True
 
-    def list_nodes(self, site: str | None = None) -> list[NodeStatus]:
+    def list_nodes(self, site: str | None = None, *, after: str = "", limit: int | None = None) -> list[NodeStatus]:
         sql = (
             "SELECT n.node_id, n.site, n.keyid, n.enrolled_at, n.last_attested_at, n.last_sequence, "
             "n.interval_seconds, (SELECT COUNT(*) FROM attestation_devices d "
@@ -177,23 +179,18 @@ class SqlStore(SqlNodes):
             "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
         )
         sql, params = where_equal(sql, "n.site", site)
+        if after:  # a page of one site's nodes: index nodes_site
+            sql, params = sql + (" AND" if site is not None else " WHERE") + " n.node_id > ?", (*params, after)
+        sql += " ORDER BY n.site, n.node_id" + (f" LIMIT {int(limit)}" if limit is not None else "")
         with self._tx(False) as cur:
-            rows = cur.execute(sql + " ORDER BY n.site, n.node_id", params).fetchall()
+            rows = cur.execute(sql, params).fetchall()
         return [
             NodeStatus(r[0], r[1], r[2], self._dt(r[3]), self._dt(r[4]), r[5], r[6], int(r[7]), r[8] is not None)
             for r in rows
         ]
 
     def stale_nodes(self, now: datetime, intervals: int = 3, default_interval_seconds: int = 60) -> list[NodeStatus]:
-        stale = []
-        for node in self.list_nodes():
-            if node.revoked:
-                continue
-            since = node.last_attested_at or node.enrolled_at
-            interval = node.interval_seconds or default_interval_seconds
-            if (now - since).total_seconds() > intervals * interval:
-                stale.append(node)
-        return stale
+        return [n for n in self.list_nodes() if is_stale(n, now, intervals, default_interval_seconds)]
 
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(self) -> tuple[list[Entity], list[Site], list[CurrentDevice], dict[str, datetime]]:
@@ -216,14 +213,6 @@ class SqlStore(SqlNodes):
             CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), self._dt(r[9])) for r in rows
         ]
         return entities, sites, devices, {r[0]: self._dt(r[1]) for r in last}
-
-    def site_status(self) -> list[SiteStatus]:
-        _, sites, devices, last = self._current_devices()
-        return build_site_status(sites, self.list_nodes(), devices, last)
-
-    def country_totals(self) -> list[CountryTotals]:
-        _, sites, devices, _ = self._current_devices()
-        return build_country_totals(sites, devices)
 
     def inventory(self, as_of: datetime) -> dict[str, Any]:
         entities, sites, devices, _ = self._current_devices()
