@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry
 
-from collector import codec, limits
+from collector import codec, limits, site_pages
 from collector.enrolment_ca import EnrolmentCA
 from collector.ingest.errors import (
     BindingError,
@@ -214,19 +214,17 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self, request: pb.GetSiteStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSiteStatusResponse:
         await _refuse_undecodable(context, request)
-        query = self._query(context, lambda: self._site_status(request.site))
+        query = self._query(context, lambda: self._site_status(request))
         return await _answer(context, self._unary_pool, query)
 
-    def _site_status(self, site_id: str) -> pb.GetSiteStatusResponse:
-        sites = [s for s in self._store.site_status() if not site_id or s.site == site_id]
-        if site_id and not sites:
-            raise RecordNotFoundError(f"no site {site_id!r}")
-        stale_nodes = self._store.stale_nodes(
-            self._clock(), intervals=self._stale_intervals, default_interval_seconds=self._default_interval
-        )
-        stale = {n.node_id for n in stale_nodes}
-        return pb.GetSiteStatusResponse(
-            sites=[codec.site_status_to_pb(s, self._store.list_nodes(s.site), stale) for s in sites]
+    def _site_status(self, request: pb.GetSiteStatusRequest) -> pb.GetSiteStatusResponse:
+        return site_pages.site_status_page(
+            self._store,
+            request,
+            now=self._clock(),
+            stale_intervals=self._stale_intervals,
+            default_interval_seconds=self._default_interval,
+            max_bytes=self._max_ack_bytes,  # the server's message limit
         )
 
     async def GetCountryTotals(
