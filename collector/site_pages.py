@@ -70,12 +70,13 @@ def site_status_page(
     used = page_nodes = 0
     for status in _statuses(store, ids):
         after = after_node if status.site == start_site else ""
-        entry = codec.site_status_to_pb(status, [], set())
-        cost = entry.ByteSize() + 8
+        header = codec.site_status_to_pb(status, [], set())
+        cost = header.ByteSize() + 8
         if response.sites and (nodes_left == 0 or used + cost > budget):
             response.next_page_token = page_token(status.site, after)
             break
-        response.sites.append(entry)
+        entry = response.sites.add()  # appended by reference: `append` would copy it
+        entry.CopyFrom(header)
         used += cost
         nodes = store.list_nodes(status.site, after=after, limit=nodes_left + 1)
         for node in nodes:

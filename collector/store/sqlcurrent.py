@@ -47,6 +47,8 @@ def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissio
 
 
 class SqlCurrent(SqlNodes):
+    """Current-state writes and the reads summed from them (see the module docstring)."""
+
     def _update_gpus(self, cur: Any, record: AttestationRecord) -> None:
         raise NotImplementedError  # sqlstore
 
@@ -91,12 +93,44 @@ class SqlCurrent(SqlNodes):
     def _write_totals(
         self, cur: Any, node_id: str, devices: Iterable[tuple[str, int | None, str]], decommissioned: set[str]
     ) -> None:
+        """Replace the node's totals and move its site's by the difference; nothing is written when they are
+        unchanged (the steady state: one indexed read per report)."""
+        new = {r[0]: tuple(r[1:]) for r in node_totals_rows(devices, decommissioned)}
+        rows = cur.execute("SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?", (node_id,))
+        old = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
+        if new == old:
+            return
+        site = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (node_id,)).fetchone()[0]
+        self._add_site_totals(cur, site, new, old)
         cur.execute("DELETE FROM node_totals WHERE node_id = ?", (node_id,))
-        rows = node_totals_rows(devices, decommissioned)
-        if rows:
+        if new:
             cur.executemany(
                 "INSERT INTO node_totals (node_id, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?)",
-                [(node_id, *r) for r in rows],
+                [(node_id, eccn, *values) for eccn, values in sorted(new.items())],
+            )
+
+    def _move_totals(self, cur: Any, node_id: str, old_site: str, new_site: str) -> None:
+        """A node moved: its totals leave the old site's and join the new site's (same transaction)."""
+        rows = cur.execute("SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?", (node_id,))
+        totals = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
+        for site, add, remove in sorted([(old_site, {}, totals), (new_site, totals, {})], key=lambda x: x[0]):
+            self._add_site_totals(cur, site, add, remove)
+
+    def _add_site_totals(
+        self, cur: Any, site: str, add: dict[str, tuple[int, ...]], remove: dict[str, tuple[int, ...]]
+    ) -> None:
+        zero = (0, 0, 0)
+        delta = []
+        for eccn in sorted(add.keys() | remove.keys()):
+            change = tuple(a - r for a, r in zip(add.get(eccn, zero), remove.get(eccn, zero), strict=True))
+            if change != zero:
+                delta.append((site, eccn, *change))
+        if delta:
+            cur.executemany(
+                "INSERT INTO site_totals (site, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (site, eccn) DO UPDATE SET gpus = site_totals.gpus + excluded.gpus, "
+                "tpp = site_totals.tpp + excluded.tpp, unaccounted = site_totals.unaccounted + excluded.unaccounted",
+                delta,
             )
 
     def _decommissioned(self, cur: Any, uuids: Iterable[str]) -> set[str]:
@@ -125,8 +159,8 @@ class SqlCurrent(SqlNodes):
                 ).fetchall():
                     nodes[r[0]] = (int(r[1]), self._dt(r[2]))
                 for r in cur.execute(
-                    "SELECT n.site, SUM(t.gpus), SUM(t.tpp), SUM(t.unaccounted) FROM nodes n "
-                    f"JOIN node_totals t ON t.node_id = n.node_id{where('n.site')} GROUP BY n.site",
+                    f"SELECT site, SUM(gpus), SUM(tpp), SUM(unaccounted) FROM site_totals t{where('t.site')} "
+                    "GROUP BY site",
                     params,
                 ).fetchall():
                     totals[r[0]] = (int(r[1]), int(r[2]), int(r[3]))
@@ -140,8 +174,8 @@ class SqlCurrent(SqlNodes):
     def country_totals(self) -> list[CountryTotals]:
         with self._tx(False) as cur:
             rows = cur.execute(
-                "SELECT s.country, t.eccn, SUM(t.gpus), SUM(t.tpp), SUM(t.unaccounted) FROM node_totals t "
-                "JOIN nodes n ON n.node_id = t.node_id JOIN sites s ON s.id = n.site GROUP BY s.country, t.eccn"
+                "SELECT s.country, t.eccn, SUM(t.gpus), SUM(t.tpp), SUM(t.unaccounted) FROM site_totals t "
+                "JOIN sites s ON s.id = t.site GROUP BY s.country, t.eccn HAVING SUM(t.gpus) > 0"
             ).fetchall()
         sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         by_eccn: dict[str, dict[str, EccnTotals]] = defaultdict(dict)

@@ -156,9 +156,7 @@ def _client(args: tuple[str, list[list[bytes]], float, float]) -> tuple[list[flo
     return latencies, sum(r[1] for r in results), first, time.time()
 
 
-def drive(
-    address: str, nodes: list[FleetNode], streams: int, processes: int, rate: float = 0.0
-) -> LoadResult:
+def drive(address: str, nodes: list[FleetNode], streams: int, processes: int, rate: float = 0.0) -> LoadResult:
     """Send every node's envelopes over `streams` streams from `processes` client processes; `rate` > 0 paces the
     whole load to that many envelopes per second (spread evenly over the streams)."""
     per_stream: list[list[bytes]] = [list(interleaved(nodes[i::streams])) for i in range(streams)]
