@@ -139,14 +139,15 @@ def _stream(address: str, envelopes: list[bytes], interval: float, results: list
     results.append((latencies, refused))
 
 
-def _client(args: tuple[str, list[list[bytes]], float, float]) -> tuple[list[float], int, float, float]:
+def _client(args: tuple[str, list[tuple[float, list[bytes]]], float, float]) -> tuple[list[float], int, float, float]:
     """One client process: its streams in threads; returns latencies, refusals, first send and last ack."""
     address, streams, interval, start_at = args
     time.sleep(max(0.0, start_at - time.time()))
     first, begin = time.time(), time.perf_counter()
     results: list = []
-    threads = [
-        threading.Thread(target=_stream, args=(address, envelopes, interval, results, begin)) for envelopes in streams
+    threads = [  # paced streams start spread over one interval, so their sends do not arrive together
+        threading.Thread(target=_stream, args=(address, envelopes, interval, results, begin + interval * phase))
+        for phase, envelopes in streams
     ]
     for thread in threads:
         thread.start()
@@ -162,7 +163,8 @@ def drive(address: str, nodes: list[FleetNode], streams: int, processes: int, ra
     per_stream: list[list[bytes]] = [list(interleaved(nodes[i::streams])) for i in range(streams)]
     per_stream = [s for s in per_stream if s]
     interval = len(per_stream) / rate if rate > 0 else 0.0
-    plan = [(address, per_stream[p::processes], interval) for p in range(processes) if per_stream[p::processes]]
+    phased = [(i / len(per_stream), envelopes) for i, envelopes in enumerate(per_stream)]
+    plan = [(address, phased[p::processes], interval) for p in range(processes) if phased[p::processes]]
     with multiprocessing.get_context("spawn").Pool(len(plan)) as pool:
         pool.map(abs, range(len(plan)))  # the client processes start before the clock does
         start_at = time.time() + 0.5
