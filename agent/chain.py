@@ -172,7 +172,7 @@ class ChainStore:
             self.save(replace(self.load(), spool=spool_id))
 
     def record_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Remember the latest checkpoint the collector acknowledged (goes into the next statement); one that
+        """Remember the latest checkpoint the log monitor verified (goes into the next statement); one that
         could not be read back at start-up is logged and ignored."""
         problem = checkpoint_problem(checkpoint)
         if problem:

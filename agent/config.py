@@ -35,6 +35,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "timeout_seconds": 10.0,
         "retry_initial_seconds": 1.0,
         "retry_max_seconds": 60.0,
+        "log_vkey": "",
     },
     "node": {"id": "", "site": "", "key_path": "", "state_dir": "/var/lib/gpucensus"},
     "enrollment": {"token": "", "token_file": ""},
@@ -42,6 +43,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "schedule": {"interval_seconds": 60.0, "jitter_fraction": 0.1},
     "inventory": {"backend": "nvml", "profile": "", "sysfs_root": ""},
     "metrics": {"listen": ""},
+    "location": {"interval_seconds": 3600.0, "samples": 5, "timeout_seconds": 10.0},
 }
 PATH_KEYS = {
     "collector.tls_ca_file",
@@ -67,6 +69,7 @@ class AgentConfig:
     collector_timeout_seconds: float
     collector_retry_initial_seconds: float
     collector_retry_max_seconds: float
+    collector_log_vkey: str
     node_id: str
     node_site: str
     node_key_path: str
@@ -82,6 +85,9 @@ class AgentConfig:
     inventory_profile: str
     inventory_sysfs_root: str
     metrics_listen: str
+    location_interval_seconds: float
+    location_samples: int
+    location_timeout_seconds: float
     source: str = "<defaults>"
 
     @property
@@ -247,6 +253,9 @@ def _validate(config: AgentConfig, origins: Mapping[str, str]) -> None:
         (config.schedule_interval_seconds > 0, "schedule.interval_seconds must be > 0"),
         (0 <= config.schedule_jitter_fraction < 1, "schedule.jitter_fraction must be in [0, 1)"),
         (config.spool_max_bytes > 0, "spool.max_bytes must be > 0"),
+        (config.location_interval_seconds >= 0, "location.interval_seconds must be >= 0 (0: no measurements)"),
+        (1 <= config.location_samples <= 16, "location.samples must be 1..16"),
+        (config.location_timeout_seconds > 0, "location.timeout_seconds must be > 0"),
         (config.spool_keep_delivered >= 0, "spool.keep_delivered must be >= 0"),
         (config.collector_timeout_seconds > 0, "collector.timeout_seconds must be > 0"),
         (config.collector_retry_initial_seconds > 0, "collector.retry_initial_seconds must be > 0"),

@@ -308,6 +308,14 @@ class Spool:
             self._refresh_metrics()
         return out
 
+    def since(self, row_id: int, limit: int) -> list[tuple[int, str, int | None, bytes]]:
+        """(row id, state, log index, envelope bytes) of the rows from `row_id` on, in the order they were
+        written: the log monitor walks them to check its delivered envelopes are in the log."""
+        rows = self._db.execute(
+            "SELECT id, state, log_index, envelope FROM envelopes WHERE id >= ? ORDER BY id LIMIT ?", (row_id, limit)
+        ).fetchall()
+        return [(int(i), state, index, bytes(envelope)) for i, state, index, envelope in rows]
+
     def counts(self) -> dict[str, int]:
         """Number of rows per state (every state present, zero if none)."""
         counts = dict.fromkeys((PENDING, DELIVERED, REJECTED, QUARANTINED), 0)

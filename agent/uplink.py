@@ -13,8 +13,6 @@ attempt comes after the backoff. Every call has a deadline; messages are capped 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import random
@@ -128,9 +126,18 @@ class Uplink:
         self._stub = census_pb2_grpc.CensusStub(channel)
         self.timeout_seconds = timeout_seconds
 
+    @property
+    def stub(self) -> census_pb2_grpc.CensusStub:
+        """The channel's Census stub (the log monitor asks its proofs over the same connection)."""
+        return self._stub
+
     def enroll(self, token: str, node_id: str, public_key_pem: str) -> census_pb2.EnrollResponse:
         request = census_pb2.EnrollRequest(token=token, node_id=node_id, public_key_pem=public_key_pem)
         return self._stub.Enroll(request, timeout=self.timeout_seconds)
+
+    def list_landmarks(self) -> list[census_pb2.Landmark]:
+        """The landmarks to measure with (`agent.location`); a grpc.RpcError when the collector cannot say."""
+        return list(self._stub.ListLandmarks(census_pb2.ListLandmarksRequest(), timeout=self.timeout_seconds).landmarks)
 
     def drain(self, spool: Spool, on_ack: Callable[[census_pb2.Ack], None] | None = None) -> DrainResult:
         """Send the spool's pending envelopes (up to MAX_BATCH) on one stream and apply the acks.
@@ -226,24 +233,6 @@ def _apply_ack(spool: Spool, entry: SpoolEntry, ack: census_pb2.Ack, result: Dra
 def _hint_suffix(reason: str) -> str:
     hint = rejection_hint(reason)
     return f" (hint: {hint})" if hint else ""
-
-
-def parse_checkpoint(note: bytes) -> dict[str, Any]:
-    """{size, root} of a C2SP tlog-checkpoint note (origin, size, base64 root, ...); {} if empty or malformed.
-
-    The agent only echoes it in its next statement (`last_checkpoint`); auditors verify the signature.
-    """
-    if not note:
-        return {}
-    try:
-        lines = note.decode("utf-8").split("\n\n", 1)[0].split("\n")
-        size, root = int(lines[1]), lines[2]
-        if size < 0 or len(base64.b64decode(root, validate=True)) != 32:
-            raise ValueError("bad size or root")
-    except (UnicodeDecodeError, IndexError, ValueError, binascii.Error) as err:
-        log.warning("ignoring a malformed checkpoint in an ack: %s", err)
-        return {}
-    return {"size": size, "root": root}
 
 
 def ensure_enrolled(

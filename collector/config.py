@@ -14,11 +14,14 @@ file's directory. Example:
     client_ca = "nodes-ca.pem"
     require_client_auth = true
     [policy]
-    pack = "ai-diffusion-2025"
+    pack = "us-2026"           # the default (collector.policy.packs.DEFAULT_PACK)
     [nodes]
     interval_seconds = 60
     [metrics]
     listen = "127.0.0.1:9465"  # Prometheus endpoint; empty = none
+    [log]
+    origin = "census.example.org/log"   # the checkpoints' origin line; default: the log key's name
+    checkpoint_interval = 1            # seconds between signed checkpoints, at most
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import ConfigError
+from collector.policy.packs import DEFAULT_PACK
 
 ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
 MAX_SECONDS = MAX_C_INT // 1000  # grpc takes times in milliseconds: about 24 days
 _PATH_KEYS = {("store", "data_dir"), ("store", "path"), ("server", "tls_cert"), ("server", "tls_key"),
-              ("server", "client_ca"), ("enrollment", "ca_cert"), ("enrollment", "ca_key")}  # fmt: skip
+              ("server", "client_ca"), ("enrollment", "ca_cert"), ("enrollment", "ca_key"), ("log", "key_file"),
+              ("log", "checkpoint_file")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    pack: str = "ai-diffusion-2025"  # a shipped pack name or a path to a pack file
+    pack: str = DEFAULT_PACK  # a shipped pack name or a path to a pack file
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,24 @@ class NodesConfig:
 class MetricsConfig:
     listen: str = ""  # host:port of the Prometheus endpoint (e.g. "127.0.0.1:9465"); empty = no endpoint
     refresh_seconds: int = 10  # store figures (nodes, GPUs, TPP) are read at most this often; 0 = every scrape
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    # the checkpoints' origin line, and the log key's name when the key is generated; "" = the key's name (a new
+    # key is named "<this host's name>/gpucensus-log"). Collectors sharing a database share one log: one key file.
+    origin: str = ""
+    key_file: str = ""  # the log's Ed25519 signing key (signed-note key string); default <data_dir>/log.key
+    checkpoint_file: str = ""  # the last checkpoint this collector signed; default <data_dir>/checkpoint
+    checkpoint_interval: float = 1.0  # seconds: a new checkpoint is signed at most this often
+    integrate: bool = True  # integrate and sign in the background (false: sequence only, e.g. to measure)
+    witness_keys: tuple[str, ...] = ()  # verifier keys (vkey strings) whose cosignatures `log cosign` accepts
+
+    def key_path(self, data_dir: str) -> Path:
+        return Path(self.key_file or Path(data_dir) / "log.key")
+
+    def checkpoint_path(self, data_dir: str) -> Path:
+        return Path(self.checkpoint_file or Path(data_dir) / "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -121,19 +144,32 @@ class EnrollmentConfig:
 
 
 @dataclass(frozen=True)
+class LocationSection:
+    """Location evidence (docs/compliance.md): how a landmark's round-trip time becomes a distance bound."""
+
+    fibre_speed_km_per_s: int = 199_862  # 2/3 c, light in glass of refractive index 1.5; up to c = 299_792
+    processing_allowance_us: int = 20  # taken off each round trip: below the smallest node overhead measured
+    border_margin_km: int = 20  # "in-country" only when the measured region keeps this clear of the border
+    max_age_seconds: int = 7200  # a measurement older than this when it arrives is rejected
+    stale_after_seconds: int = 10800  # no valid measurement for this long: location.stale
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
+    location: LocationSection = field(default_factory=LocationSection)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
-    "metrics": MetricsConfig, "enrollment": EnrollmentConfig,
+    "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "location": LocationSection, "log": LogConfig,
 }  # fmt: skip
 
 
@@ -172,6 +208,8 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _type_ok(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is tuple:
@@ -180,7 +218,8 @@ def _type_ok(value: Any, expected: type) -> bool:
 
 
 def _type_name(expected: type) -> str:
-    return {bool: "true or false", int: "an integer", str: "a string", tuple: "an array of strings"}[expected]
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "an array of strings"}
+    return names[expected]
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -203,6 +242,11 @@ def _parse_env(name: str, raw: str, expected: type) -> Any:
     elif expected is int:
         try:
             return int(text)
+        except ValueError:
+            pass
+    elif expected is float:
+        try:
+            return float(text)
         except ValueError:
             pass
     elif expected is tuple:  # comma-separated: GPUCENSUS_SERVER_QUERY_CLIENTS=dashboard,compliance-cli
@@ -296,6 +340,26 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[nodes] interval_seconds and stale_intervals must be greater than 0")
     if not config.policy.pack:
         raise ConfigError(f"{where}[policy] pack must not be empty")
+    _check_location(where, config.location)
+    interval = config.log.checkpoint_interval
+    if not 0 < interval <= MAX_SECONDS:  # also refuses NaN
+        raise ConfigError(f"{where}[log] checkpoint_interval must be greater than 0 and at most {MAX_SECONDS}")
+    if config.log.origin and not _printable_line(config.log.origin):
+        raise ConfigError(f"{where}[log] origin must be one line of printable text without '+' or spaces",
+                          hint='e.g. origin = "census.example.org/log"')  # fmt: skip
+
+
+def _printable_line(text: str) -> bool:
+    """A C2SP signed-note key name: printable, no spaces and no '+'."""
+    return all(33 <= ord(c) < 127 and c != "+" for c in text)
+
+
+def _check_location(where: str, location: LocationSection) -> None:
+    if not 1 <= location.fibre_speed_km_per_s <= 299_792:
+        raise ConfigError(f"{where}[location] fibre_speed_km_per_s must be 1..299792 (the speed of light)")
+    for name in ("processing_allowance_us", "border_margin_km", "max_age_seconds", "stale_after_seconds"):
+        if getattr(location, name) < 0:
+            raise ConfigError(f"{where}[location] {name} must not be negative")
 
 
 def _validate_enrollment(where: str, config: CollectorConfig) -> None:

@@ -34,6 +34,8 @@ from collector.config import CollectorConfig, ServerConfig, validate
 from collector.enrolment_ca import EnrolmentCA
 from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from collector.location.ingest import LocationCheck, location_config
+from collector.log.service import TransparencyLog, open_log
 from collector.metrics import CollectorMetrics
 from collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
 from collector.store.base import Store
@@ -104,6 +106,7 @@ class CollectorServer:
     timings: StepTimings
     metrics: CollectorMetrics
     metrics_http: WSGIServer | None = None  # the Prometheus endpoint, when [metrics] listen is set
+    log: TransparencyLog | None = None  # its integrator thread stops with the server
     loop: EventLoopThread = field(default_factory=EventLoopThread)
     pools: tuple[futures.ThreadPoolExecutor, ...] = ()
     enrolment_server: grpc.aio.Server | None = None  # [enrollment] listen: Enroll and IssueCertificate only
@@ -140,6 +143,8 @@ class CollectorServer:
         return self.terminated
 
     def _release(self) -> None:
+        if self.log is not None:
+            self.log.stop()
         for pool in self.pools:  # work already handed to a pool finishes (its envelope is committed or not)
             pool.shutdown(wait=True, cancel_futures=True)
         self.loop.close()
@@ -242,10 +247,19 @@ def run_server(
         default_interval_seconds=config.nodes.interval_seconds,
         store_refresh_seconds=config.metrics.refresh_seconds,
     )
+    transparency_log = open_log(config, store, metrics.registry)
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     backdate = timedelta(seconds=settings.max_backdate_seconds)
+    location = LocationCheck(store, location_config(config.location, skew))
     pipeline = Pipeline(
-        store, clock=clock, max_future_skew=skew, max_backdate=backdate, timings=timings, metrics=metrics
+        store,
+        clock=clock,
+        max_future_skew=skew,
+        max_backdate=backdate,
+        timings=timings,
+        metrics=metrics,
+        checkpoint=transparency_log.checkpoint,
+        location=location,
     )
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
@@ -266,6 +280,7 @@ def run_server(
         ingest_executor=ingest_pool,
         unary_executor=unary_pool,
         metrics=metrics,
+        log=transparency_log,
         certificate_authority=authority,
         certificate_minutes=config.enrollment.certificate_minutes,
     )
@@ -278,8 +293,11 @@ def run_server(
         unary_pool.shutdown(wait=False)
         raise
     collector = CollectorServer(
-        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool)
-    )
+        server, port, servicer, health_servicer, timings, metrics, loop=loop, pools=(ingest_pool, unary_pool),
+        log=transparency_log,
+    )  # fmt: skip
+    if config.log.integrate:
+        transparency_log.start()
     if enrolment is not None:
         collector.enrolment_server, collector.enrolment_port = enrolment
         log.info("serving enrolment (Enroll, IssueCertificate) on %s (port %d, TLS without client certificates)",

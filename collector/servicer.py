@@ -36,6 +36,9 @@ from collector.ingest.errors import (
 )
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
+from collector.location.codec import landmarks_to_pb
+from collector.location.status import location_rows, sites_by_location
+from collector.log.service import NoCheckpointError, TransparencyLog
 from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
 from collector.statuses import status_for
@@ -77,10 +80,12 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         ingest_executor: Executor | None = None,
         unary_executor: Executor | None = None,
         metrics: CollectorMetrics | None = None,
+        log: TransparencyLog | None = None,
         certificate_authority: EnrolmentCA | None = None,
         certificate_minutes: int = 1440,
     ) -> None:
         self._store = store
+        self._log = log
         self._ca = certificate_authority
         self._certificate_minutes = certificate_minutes
         self._pipeline = pipeline
@@ -218,7 +223,7 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         return await _answer(context, self._unary_pool, query)
 
     def _site_status(self, request: pb.GetSiteStatusRequest) -> pb.GetSiteStatusResponse:
-        return site_pages.site_status_page(
+        response = site_pages.site_status_page(
             self._store,
             request,
             now=self._clock(),
@@ -226,6 +231,11 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
             default_interval_seconds=self._default_interval,
             max_bytes=self._max_ack_bytes,  # the server's message limit
         )
+        rows = location_rows(self._store, [s.site for s in response.sites]) or []  # this page's sites only
+        located = {row["site"]: row["status"] for row in rows}
+        for site in response.sites:
+            site.location = located.get(site.site, "")
+        return response
 
     async def GetCountryTotals(
         self, request: pb.GetCountryTotalsRequest, context: grpc.aio.ServicerContext
@@ -258,9 +268,58 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         if country and country not in totals:
             raise RecordNotFoundError(f"no site in country {country!r}")
         chosen = [totals[country]] if country else [totals[name] for name in sorted(totals)]
-        return pb.GetCountryTotalsResponse(
+        response = pb.GetCountryTotalsResponse(
             countries=[codec.country_totals_to_pb(t, sites.get(t.country, 0)) for t in chosen]
         )
+        by_country = sites_by_location(self._store)
+        for row in response.countries:
+            row.sites_by_location.update(by_country.get(row.country, {}))
+        return response
+
+    async def ListLandmarks(
+        self, request: pb.ListLandmarksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLandmarksResponse:
+        """Open to every client that may connect (nodes need it): landmarks and their keys are not inventory."""
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: landmarks_to_pb(self._store.list_landmarks()))
+
+    # --- the transparency log: open to every client (agents monitor their own entries with them) -----------
+    async def GetCheckpoint(
+        self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCheckpointResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, self._checkpoint)
+
+    def _checkpoint(self) -> pb.GetCheckpointResponse:
+        checkpoint = self._transparency_log().checkpoint()
+        if not checkpoint:
+            raise NoCheckpointError("the log has no checkpoint yet; ask again in a moment")
+        return pb.GetCheckpointResponse(checkpoint=checkpoint, log_vkey=str(self._transparency_log().verifier))
+
+    async def GetInclusionProof(
+        self, request: pb.GetInclusionProofRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetInclusionProofResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: self._inclusion(request))
+
+    def _inclusion(self, request: pb.GetInclusionProofRequest) -> pb.GetInclusionProofResponse:
+        size, hashes = self._transparency_log().inclusion_proof(request.log_index, request.tree_size)
+        return pb.GetInclusionProofResponse(log_index=request.log_index, tree_size=size, hashes=hashes)
+
+    async def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetConsistencyProofResponse:
+        await _refuse_undecodable(context, request)
+        return await _answer(context, self._unary_pool, lambda: self._consistency(request))
+
+    def _consistency(self, request: pb.GetConsistencyProofRequest) -> pb.GetConsistencyProofResponse:
+        _, hashes = self._transparency_log().consistency_proof(request.old_size, request.new_size)
+        return pb.GetConsistencyProofResponse(hashes=hashes)
+
+    def _transparency_log(self) -> TransparencyLog:
+        if self._log is None:
+            raise NoCheckpointError("this collector serves no transparency log")
+        return self._log
 
 
 def _counted(count: Callable[[str], None], call: Callable[[], T]) -> T:
@@ -315,7 +374,23 @@ def add_to_server(servicer: CensusServicer, server: grpc.aio.Server) -> None:
             lenient(pb.GetCountryTotalsRequest),
             pb.GetCountryTotalsResponse.SerializeToString,
         ),
+        "GetCheckpoint": unary(
+            servicer.GetCheckpoint, lenient(pb.GetCheckpointRequest), pb.GetCheckpointResponse.SerializeToString
+        ),
+        "GetInclusionProof": unary(
+            servicer.GetInclusionProof,
+            lenient(pb.GetInclusionProofRequest),
+            pb.GetInclusionProofResponse.SerializeToString,
+        ),
+        "GetConsistencyProof": unary(
+            servicer.GetConsistencyProof,
+            lenient(pb.GetConsistencyProofRequest),
+            pb.GetConsistencyProofResponse.SerializeToString,
+        ),
         **_enrolment_handlers(servicer),
+        "ListLandmarks": unary(
+            servicer.ListLandmarks, lenient(pb.ListLandmarksRequest), pb.ListLandmarksResponse.SerializeToString
+        ),
     }
     _register(server, handlers)
 

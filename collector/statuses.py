@@ -13,6 +13,7 @@ import grpc
 from collector.errors import ConfigError, StoreError
 from collector.ingest import errors
 from collector.limits import LimitError
+from collector.log.service import LogRangeError, NoCheckpointError
 from collector.store.base import NodeBoundError, RecordExistsError, RecordNotFoundError, TokenRejectedError
 
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
@@ -30,6 +31,8 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     RecordNotFoundError: grpc.StatusCode.NOT_FOUND,
     StoreError: grpc.StatusCode.UNAVAILABLE,
     LimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,  # retry later: nothing was stored
+    LogRangeError: grpc.StatusCode.OUT_OF_RANGE,  # a proof for an index or size the log does not have
+    NoCheckpointError: grpc.StatusCode.FAILED_PRECONDITION,  # a new log signs its first one within a second
 }
 
 

@@ -7,6 +7,7 @@ module holds no regulatory number. Comparisons are exact (integers and `Fraction
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -44,6 +45,8 @@ class Rules:
     by_capability: dict[str, tuple[int, int]]  # "9.0" -> (dense ops per clock per SM, bit length)
     cores_per_sm: dict[str, int]  # "9.0" -> CUDA cores per SM
     by_architecture: dict[str, tuple[int, int]]
+    rounding_allowance: Fraction = Fraction(0)  # derived TPP x (1 + this), rounded up (architectures.toml)
+    memory_transfers_per_clock: int = 2  # DRAM bandwidth from NVML facts (architectures.toml)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class Accounting:
     eccn: str
     h100e_milli: int | None
     review: str
+    dram_bandwidth_gbs: int | None = None  # catalogue (datasheet) figure, else from NVML facts; None = unknown
+    bandwidth_basis: str = ""  # "catalogue" | "derived" | ""
 
 
 def _data(name: str) -> dict[str, Any]:
@@ -103,6 +108,9 @@ def load_rules() -> Rules:
         },
         cores_per_sm={cap: int(row["cuda_cores_per_sm"]) for cap, row in arch["capability"].items()},
         by_architecture={name: (int(ops), fallback_bits) for name, ops in arch["architecture"].items()},
+        rounding_allowance=parse_decimal(arch["rounding_allowance"], "architectures.toml: rounding_allowance")
+        or Fraction(0),
+        memory_transfers_per_clock=int(arch["memory_transfers_per_clock"]),
     )
 
 
@@ -178,24 +186,47 @@ def derive_tpp(device: GpuDevice, rules: Rules) -> tuple[int | None, str]:
         return None, f"cannot derive TPP: {', '.join(missing)} not reported"
     ops, bits = figures
     assert sm_count is not None and device.max_sm_clock_mhz is not None
-    return _round_half_up(Fraction(ops * sm_count * device.max_sm_clock_mhz * bits, 10**6)), ""
+    exact = Fraction(ops * sm_count * device.max_sm_clock_mhz * bits, 10**6) * (1 + rules.rounding_allowance)
+    return -(-exact.numerator // exact.denominator), ""  # rounded up: a derived figure errs toward control
+
+
+def derive_bandwidth_gbs(device: GpuDevice, rules: Rules) -> int | None:
+    """DRAM bandwidth (GB/s) from NVML facts: bus width (bits) x max memory clock (MHz) x transfers per clock / 8000,
+    rounded up (a rule's "below N GB/s" must not be met by rounding); None when a fact is missing."""
+    if not device.memory_bus_width_bits or not device.max_memory_clock_mhz:
+        return None
+    bits_per_us = device.memory_bus_width_bits * device.max_memory_clock_mhz * rules.memory_transfers_per_clock
+    return -(-bits_per_us // 8000)
 
 
 def account_device(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> Accounting:
     """A device's figures: from the catalogue when it knows the part, else derived from its facts and flagged."""
+    accounting = _account(device, catalogue, rules)
     entry = catalogue.match(device.pci_device_id, device.name)
-    if entry is not None:
+    if entry is not None and entry.dram_bandwidth_gbs is not None:
+        return dataclasses.replace(accounting, dram_bandwidth_gbs=entry.dram_bandwidth_gbs, bandwidth_basis="catalogue")
+    derived = derive_bandwidth_gbs(device, rules)
+    if derived is None:
+        return accounting
+    return dataclasses.replace(accounting, dram_bandwidth_gbs=derived, bandwidth_basis=BASIS_DERIVED)
+
+
+def _account(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> Accounting:
+    entry = catalogue.match(device.pci_device_id, device.name)
+    if entry is not None and entry.tpp is not None:
         c = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules)
         return Accounting(entry.id, BASIS_CATALOGUE, c.tpp, c.die_area_mm2, c.pd_milli, c.eccn, c.h100e_milli, c.review)
     if device.status == STATUS_LOST and not device.pci_device_id and not device.name:
         reason = "device lost before it could be identified"
         return Accounting("", BASIS_UNKNOWN, None, None, None, ECCN_UNKNOWN, None, reason)
+    # A part the catalogue names without published figures is derived like an unknown one, under its own name.
+    model, why = (entry.id, f"catalogue {entry.id}: figures not published") if entry else ("", "not in catalogue")
     tpp, reason = derive_tpp(device, rules)
     if tpp is None:
-        return Accounting("", BASIS_UNKNOWN, None, None, None, ECCN_UNKNOWN, None, f"not in catalogue; {reason}")
-    # Unknown part: die area unknown and data-centre use assumed (Note 2 is not applied to a part we cannot name).
+        return Accounting(model, BASIS_UNKNOWN, None, None, None, ECCN_UNKNOWN, None, f"{why}; {reason}")
+    # Die area unknown, and data-centre use assumed (Note 2 is not applied to a part whose figures we lack).
     c = classify(tpp, None, True, rules)
-    review = "not in catalogue: TPP derived from NVML facts (architecture, SM count, max SM clock)"
+    review = f"{why}: TPP derived from NVML facts (architecture, SM count, max SM clock)"
     if c.review:
         review = f"{review}; {c.review}"
-    return Accounting("", BASIS_DERIVED, c.tpp, None, None, c.eccn, c.h100e_milli, review)
+    return Accounting(model, BASIS_DERIVED, c.tpp, None, None, c.eccn, c.h100e_milli, review)

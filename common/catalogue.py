@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
 from typing import Any
@@ -26,15 +26,25 @@ class CatalogueEntry:
     datacenter: bool
     pci_device_ids: tuple[str, ...]
     nvml_names: tuple[str, ...]
-    tpp: int
+    tpp: int | None  # None = figures not published: account the device from its NVML facts (see `review`)
     die_area_mm2: Fraction | None
     tpp_basis: str
+    eccn: str = ""  # the class the catalogue states (tests check it against the thresholds)
+    dense_peaks: dict[str, Fraction] = field(default_factory=dict)  # precision -> dense TFLOPS/TOPS
+    dram_bandwidth_gbs: int | None = None  # datasheet DRAM bandwidth, GB/s; None = not published
+    compute_capability: str | None = None
+    sm_count: int | None = None
+    boost_clock_mhz: int | None = None
+    sources: tuple[str, ...] = ()
+    review: str = ""  # what could not be confirmed against a primary source ("" = nothing)
 
 
 @dataclass(frozen=True)
 class Catalogue:
     version: str
     entries: tuple[CatalogueEntry, ...]
+    bit_lengths: dict[str, int] = field(default_factory=dict)  # precision -> bits, for `dense_peaks`
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"citation", "url"}
 
     def by_id(self, entry_id: str) -> CatalogueEntry | None:
         return next((e for e in self.entries if e.id == entry_id), None)
@@ -88,8 +98,36 @@ def parse_decimal(value: Any, where: str) -> Fraction | None:
     return result
 
 
-def _entry(raw: dict[str, Any], where: str) -> CatalogueEntry:
+def _optional_int(raw: dict[str, Any], key: str, where: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}.{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _peaks(raw: dict[str, Any], bit_lengths: dict[str, int], where: str) -> dict[str, Fraction]:
+    peaks = raw.get("dense_peaks", {})
+    if not isinstance(peaks, dict):
+        raise ConfigError(f"{where}.dense_peaks: expected an object of precision -> decimal string")
+    out = {}
+    for precision, value in peaks.items():
+        if precision not in bit_lengths:
+            raise ConfigError(f"{where}.dense_peaks: unknown precision {precision!r} (not in bit_lengths)")
+        figure = parse_decimal(value, f"{where}.dense_peaks.{precision}")
+        assert figure is not None
+        out[precision] = figure
+    return out
+
+
+def _entry(raw: dict[str, Any], where: str, bit_lengths: dict[str, int], sources: set[str]) -> CatalogueEntry:
+    cited = tuple(str(s) for s in raw.get("sources", ()))
+    unknown = sorted(set(cited) - sources)
+    if unknown:
+        raise ConfigError(f"{where}.sources: {unknown[0]!r} is not in the catalogue's sources table")
     try:
+        tpp = raw["tpp"]
         return CatalogueEntry(
             id=str(raw["id"]),
             model=str(raw["model"]),
@@ -98,17 +136,28 @@ def _entry(raw: dict[str, Any], where: str) -> CatalogueEntry:
             datacenter=bool(raw["datacenter"]),
             pci_device_ids=tuple(normalize_device_id(d) for d in raw["pci_device_ids"]),
             nvml_names=tuple(raw.get("nvml_names", ())),
-            tpp=int(raw["tpp"]),
+            tpp=None if tpp is None else int(tpp),
             die_area_mm2=parse_decimal(raw.get("die_area_mm2"), f"{where}.die_area_mm2"),
             tpp_basis=str(raw.get("tpp_basis", "")),
+            eccn=str(raw.get("eccn", "")),
+            dense_peaks=_peaks(raw, bit_lengths, where),
+            dram_bandwidth_gbs=_optional_int(raw, "dram_bandwidth_gbs", where),
+            compute_capability=None if raw.get("compute_capability") is None else str(raw["compute_capability"]),
+            sm_count=_optional_int(raw, "sm_count", where),
+            boost_clock_mhz=_optional_int(raw, "boost_clock_mhz", where),
+            sources=cited,
+            review=str(raw.get("review", "")),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"{where}: bad catalogue entry ({err!r})") from err
 
 
 def parse_catalogue(document: dict[str, Any], source: str = "catalogue") -> Catalogue:
+    bit_lengths = {str(k): int(v) for k, v in document.get("bit_lengths", {}).items()}
+    sources = {str(k): dict(v) for k, v in document.get("sources", {}).items()}
     entries = tuple(
-        _entry(raw, f"{source}: accelerators[{i}]") for i, raw in enumerate(document.get("accelerators", []))
+        _entry(raw, f"{source}: accelerators[{i}]", bit_lengths, set(sources))
+        for i, raw in enumerate(document.get("accelerators", []))
     )
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
@@ -116,7 +165,7 @@ def parse_catalogue(document: dict[str, Any], source: str = "catalogue") -> Cata
     device_ids = [d for e in entries for d in e.pci_device_ids]
     if len(set(device_ids)) != len(device_ids):
         raise ConfigError(f"{source}: a PCI device id appears in two entries")
-    return Catalogue(version=str(document.get("version", "")), entries=entries)
+    return Catalogue(str(document.get("version", "")), entries, bit_lengths, sources)
 
 
 def load_catalogue() -> Catalogue:

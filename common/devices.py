@@ -22,7 +22,8 @@ MAX_INDEX = 65_535  # an NVML device index
 MAX_COUNT = 2**53 - 1  # the largest integer a signed (JCS) statement carries exactly
 MAX_TEXT = 256  # a name, UUID, serial, bus id, version ...
 MAX_ERROR_TEXT = 1024  # why a device is lost or incomplete
-COUNT_FACTS = ("memory_total_bytes", "sm_count", "cuda_core_count", "max_sm_clock_mhz")
+COUNT_FACTS = ("memory_total_bytes", "sm_count", "cuda_core_count", "max_sm_clock_mhz", "memory_bus_width_bits",
+               "max_memory_clock_mhz")  # fmt: skip
 HEX_FACTS = {"pci_device_id": PCI_DEVICE_ID, "pci_subsystem_id": PCI_SUBSYSTEM_ID}
 
 
@@ -96,6 +97,8 @@ class GpuDevice:
     sm_count: int | None = None
     cuda_core_count: int | None = None
     max_sm_clock_mhz: int | None = None
+    memory_bus_width_bits: int | None = None  # nvmlDeviceGetMemoryBusWidth
+    max_memory_clock_mhz: int | None = None  # nvmlDeviceGetMaxClockInfo(NVML_CLOCK_MEM)
     mig_mode: str | None = None  # "enabled" | "disabled" | None (not supported)
     mig_instances: list[MigInstance] = field(default_factory=list)
     board_part_number: str | None = None

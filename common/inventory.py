@@ -17,6 +17,9 @@ from common.devices import STATUS_INCOMPLETE, STATUS_OK, GpuDevice, PciFunction
 
 PCI_MATCHED = "matched"
 PCI_NOT_IN_NVML = "not-in-nvml"
+# The figures a verifier recomputes and compares with the agent's claims (the collector's ingest, the auditor).
+ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
+TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
 _FACTS = (
     "uuid",
     "serial",
@@ -27,6 +30,8 @@ _FACTS = (
     "sm_count",
     "cuda_core_count",
     "max_sm_clock_mhz",
+    "memory_bus_width_bits",
+    "max_memory_clock_mhz",
     "mig_mode",
     "board_part_number",
     "vbios_version",
@@ -51,6 +56,9 @@ def _accounting_fields(acc: Accounting) -> dict[str, Any]:
     if acc.die_area_mm2 is not None:
         out["die_area_mm2"] = decimal_text(acc.die_area_mm2)
         out["pd_milli"] = acc.pd_milli
+    if acc.dram_bandwidth_gbs is not None:  # absent in statements of agents before issue 11
+        out["dram_bandwidth_gbs"] = acc.dram_bandwidth_gbs
+        out["bandwidth_basis"] = acc.bandwidth_basis
     return out
 
 

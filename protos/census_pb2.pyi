@@ -140,20 +140,22 @@ class NodeStatus(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., keyid: _Optional[str] = ..., last_sequence: _Optional[int] = ..., last_attested: _Optional[str] = ..., stale: bool = ..., revoked: bool = ..., gpus: _Optional[int] = ...) -> None: ...
 
 class SiteStatus(_message.Message):
-    __slots__ = ("site", "country", "entity", "nodes", "totals", "last_attested")
+    __slots__ = ("site", "country", "entity", "nodes", "totals", "last_attested", "location")
     SITE_FIELD_NUMBER: _ClassVar[int]
     COUNTRY_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     LAST_ATTESTED_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
     site: str
     country: str
     entity: str
     nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
     totals: Totals
     last_attested: str
-    def __init__(self, site: _Optional[str] = ..., country: _Optional[str] = ..., entity: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., totals: _Optional[_Union[Totals, _Mapping]] = ..., last_attested: _Optional[str] = ...) -> None: ...
+    location: str
+    def __init__(self, site: _Optional[str] = ..., country: _Optional[str] = ..., entity: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., totals: _Optional[_Union[Totals, _Mapping]] = ..., last_attested: _Optional[str] = ..., location: _Optional[str] = ...) -> None: ...
 
 class GetSiteStatusRequest(_message.Message):
     __slots__ = ("site", "page_size", "page_token")
@@ -174,7 +176,7 @@ class GetSiteStatusResponse(_message.Message):
     def __init__(self, sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CountryTotals(_message.Message):
-    __slots__ = ("country", "sites", "totals", "by_eccn")
+    __slots__ = ("country", "sites", "totals", "by_eccn", "sites_by_location")
     class ByEccnEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -182,15 +184,24 @@ class CountryTotals(_message.Message):
         key: str
         value: EccnTotals
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[EccnTotals, _Mapping]] = ...) -> None: ...
+    class SitesByLocationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     COUNTRY_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     BY_ECCN_FIELD_NUMBER: _ClassVar[int]
+    SITES_BY_LOCATION_FIELD_NUMBER: _ClassVar[int]
     country: str
     sites: int
     totals: Totals
     by_eccn: _containers.MessageMap[str, EccnTotals]
-    def __init__(self, country: _Optional[str] = ..., sites: _Optional[int] = ..., totals: _Optional[_Union[Totals, _Mapping]] = ..., by_eccn: _Optional[_Mapping[str, EccnTotals]] = ...) -> None: ...
+    sites_by_location: _containers.ScalarMap[str, int]
+    def __init__(self, country: _Optional[str] = ..., sites: _Optional[int] = ..., totals: _Optional[_Union[Totals, _Mapping]] = ..., by_eccn: _Optional[_Mapping[str, EccnTotals]] = ..., sites_by_location: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class GetCountryTotalsRequest(_message.Message):
     __slots__ = ("country",)
@@ -203,3 +214,67 @@ class GetCountryTotalsResponse(_message.Message):
     COUNTRIES_FIELD_NUMBER: _ClassVar[int]
     countries: _containers.RepeatedCompositeFieldContainer[CountryTotals]
     def __init__(self, countries: _Optional[_Iterable[_Union[CountryTotals, _Mapping]]] = ...) -> None: ...
+
+class GetCheckpointRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCheckpointResponse(_message.Message):
+    __slots__ = ("checkpoint", "log_vkey")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    LOG_VKEY_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: bytes
+    log_vkey: str
+    def __init__(self, checkpoint: _Optional[bytes] = ..., log_vkey: _Optional[str] = ...) -> None: ...
+
+class GetInclusionProofRequest(_message.Message):
+    __slots__ = ("log_index", "tree_size")
+    LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    log_index: int
+    tree_size: int
+    def __init__(self, log_index: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class GetInclusionProofResponse(_message.Message):
+    __slots__ = ("log_index", "tree_size", "hashes")
+    LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    log_index: int
+    tree_size: int
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, log_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetConsistencyProofRequest(_message.Message):
+    __slots__ = ("old_size", "new_size")
+    OLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    old_size: int
+    new_size: int
+    def __init__(self, old_size: _Optional[int] = ..., new_size: _Optional[int] = ...) -> None: ...
+
+class GetConsistencyProofResponse(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ListLandmarksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Landmark(_message.Message):
+    __slots__ = ("name", "address", "public_key_pem")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    public_key_pem: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+
+class ListLandmarksResponse(_message.Message):
+    __slots__ = ("landmarks",)
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    landmarks: _containers.RepeatedCompositeFieldContainer[Landmark]
+    def __init__(self, landmarks: _Optional[_Iterable[_Union[Landmark, _Mapping]]] = ...) -> None: ...

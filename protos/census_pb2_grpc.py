@@ -57,10 +57,30 @@ class CensusStub(object):
                 request_serializer=protos_dot_census__pb2.GetCountryTotalsRequest.SerializeToString,
                 response_deserializer=protos_dot_census__pb2.GetCountryTotalsResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/gpucensus.v1.Census/GetCheckpoint',
+                request_serializer=protos_dot_census__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.GetCheckpointResponse.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/gpucensus.v1.Census/GetInclusionProof',
+                request_serializer=protos_dot_census__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.GetInclusionProofResponse.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/gpucensus.v1.Census/GetConsistencyProof',
+                request_serializer=protos_dot_census__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.GetConsistencyProofResponse.FromString,
+                _registered_method=True)
         self.IssueCertificate = channel.unary_unary(
                 '/gpucensus.v1.Census/IssueCertificate',
                 request_serializer=protos_dot_census__pb2.CertificateRequest.SerializeToString,
                 response_deserializer=protos_dot_census__pb2.CertificateResponse.FromString,
+                _registered_method=True)
+        self.ListLandmarks = channel.unary_unary(
+                '/gpucensus.v1.Census/ListLandmarks',
+                request_serializer=protos_dot_census__pb2.ListLandmarksRequest.SerializeToString,
+                response_deserializer=protos_dot_census__pb2.ListLandmarksResponse.FromString,
                 _registered_method=True)
 
 
@@ -98,10 +118,41 @@ class CensusServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The latest C2SP tlog-checkpoint this collector signed, with the witness cosignatures it holds for it
+        (FAILED_PRECONDITION: no checkpoint signed yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """RFC 9162 inclusion proof of leaf log_index in the tree of tree_size leaves (0: the latest checkpoint's size).
+        OUT_OF_RANGE: log_index >= tree_size, or tree_size beyond the integrated tree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """RFC 9162 consistency proof between tree sizes old_size and new_size (0: the latest checkpoint's size).
+        OUT_OF_RANGE: old_size > new_size, or new_size beyond the integrated tree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IssueCertificate(self, request, context):
         """A short-lived TLS client certificate (CN = node id) for an enrolled, unrevoked key, signed by the collector's
         enrolment CA; renewal is the same call. Only with `[enrollment] issue_client_certificates = true`
         (FAILED_PRECONDITION otherwise). Served on the enrolment listener too, which needs no client certificate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLandmarks(self, request, context):
+        """The landmarks a node measures its round-trip times with (location evidence; docs/compliance.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,10 +181,30 @@ def add_CensusServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_census__pb2.GetCountryTotalsRequest.FromString,
                     response_serializer=protos_dot_census__pb2.GetCountryTotalsResponse.SerializeToString,
             ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=protos_dot_census__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.GetCheckpointResponse.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=protos_dot_census__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.GetInclusionProofResponse.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=protos_dot_census__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
             'IssueCertificate': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueCertificate,
                     request_deserializer=protos_dot_census__pb2.CertificateRequest.FromString,
                     response_serializer=protos_dot_census__pb2.CertificateResponse.SerializeToString,
+            ),
+            'ListLandmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLandmarks,
+                    request_deserializer=protos_dot_census__pb2.ListLandmarksRequest.FromString,
+                    response_serializer=protos_dot_census__pb2.ListLandmarksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +329,87 @@ class Census(object):
             _registered_method=True)
 
     @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/GetCheckpoint',
+            protos_dot_census__pb2.GetCheckpointRequest.SerializeToString,
+            protos_dot_census__pb2.GetCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/GetInclusionProof',
+            protos_dot_census__pb2.GetInclusionProofRequest.SerializeToString,
+            protos_dot_census__pb2.GetInclusionProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/GetConsistencyProof',
+            protos_dot_census__pb2.GetConsistencyProofRequest.SerializeToString,
+            protos_dot_census__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def IssueCertificate(request,
             target,
             options=(),
@@ -274,6 +426,33 @@ class Census(object):
             '/gpucensus.v1.Census/IssueCertificate',
             protos_dot_census__pb2.CertificateRequest.SerializeToString,
             protos_dot_census__pb2.CertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLandmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucensus.v1.Census/ListLandmarks',
+            protos_dot_census__pb2.ListLandmarksRequest.SerializeToString,
+            protos_dot_census__pb2.ListLandmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,

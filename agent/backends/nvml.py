@@ -187,6 +187,11 @@ def _read_facts(handle: Any, device: GpuDevice, read: _Reader) -> None:
         device.sm_count = attributes.multiprocessorCount
     device.cuda_core_count = read("cuda_core_count", pynvml.nvmlDeviceGetNumGpuCores, handle)
     device.max_sm_clock_mhz = read("max_sm_clock_mhz", pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_SM)
+    # DRAM bandwidth = bus width x maximum memory clock x transfers per clock (common/data/architectures.toml)
+    device.memory_bus_width_bits = read("memory_bus_width_bits", pynvml.nvmlDeviceGetMemoryBusWidth, handle) or None
+    device.max_memory_clock_mhz = (
+        read("max_memory_clock_mhz", pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_MEM) or None
+    )
     mode = read("mig_mode", pynvml.nvmlDeviceGetMigMode, handle)
     if mode is not None:
         device.mig_mode = "enabled" if mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE else "disabled"

@@ -14,7 +14,6 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry, start_http_server
@@ -27,6 +26,8 @@ from agent.connection import Connection
 from agent.hints import connection_hint, rejection_hint
 from agent.host import node_info
 from agent.keys import load_key
+from agent.location import LandmarkInfo, LocationEvidence
+from agent.monitor import LogMonitor
 from agent.runner import Runner
 from agent.spool import Spool, SpoolEntry
 from agent.uplink import (
@@ -34,7 +35,6 @@ from agent.uplink import (
     DrainResult,
     RetryableError,
     ensure_enrolled,
-    parse_checkpoint,
 )
 from common.errors import ConfigError, GpucensusError, StateError
 
@@ -99,13 +99,33 @@ def handle(args: argparse.Namespace) -> int:
     if not config.collector_request_certificate:
         connection.uplink()  # start-up check: the TLS files (an issued certificate is fetched on the first round)
     _adopt_spool(chain, spool)
+    monitor = LogMonitor(
+        Path(config.node_state_dir), config.collector_timeout_seconds, spool,
+        configured_vkey=config.collector_log_vkey, registry=registry,
+    )  # fmt: skip
     public_pem = key.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
     enrolled = False
 
+    location = LocationEvidence(
+        key.private_key,
+        lambda: [LandmarkInfo(lm.name, lm.address, lm.public_key_pem) for lm in connection.uplink().list_landmarks()],
+        interval_seconds=config.location_interval_seconds,
+        samples=config.location_samples,
+        timeout_seconds=config.location_timeout_seconds,
+    )
+
     def attest_once() -> SpoolEntry:
-        result = attest(predicate_from_args(snapshot_args), key.private_key, chain, lambda: datetime.now(UTC))
+        predicate = predicate_from_args(snapshot_args)
+        evidence = location.for_statement() if config.location_interval_seconds > 0 else []
+        if evidence:
+            predicate["location_evidence"] = evidence
+        try:
+            result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
+        except Exception:
+            location.give_back(evidence)
+            raise
         return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:
@@ -122,10 +142,12 @@ def handle(args: argparse.Namespace) -> int:
             if record is None:
                 log.warning("no enrollment token configured: assuming key %s is enrolled", key.keyid[:16])
             enrolled = True
-        latest: dict[str, Any] = {}
-        result = connection.uplink().drain(spool, on_ack=lambda ack: latest.update(parse_checkpoint(ack.checkpoint)))
-        if latest and latest.get("size", -1) > chain.load().last_checkpoint.get("size", -1):
-            chain.record_checkpoint(latest)
+        carried: list[bytes] = []  # the checkpoints acks carried: the newest is checked before it is trusted
+        uplink = connection.uplink()
+        result = uplink.drain(spool, on_ack=lambda ack: carried.append(ack.checkpoint) if ack.checkpoint else None)
+        verified = monitor.check(uplink.stub, carried[-1] if carried else b"")
+        if verified and verified != chain.load().last_checkpoint:
+            chain.record_checkpoint(verified)
         return result
 
     runner = Runner(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from collector.commands import entity, evaluate, gpu, node, policy, report, serve, site, token
+from collector.commands import entity, evaluate, export, gpu, landmark, log, node, policy, report, serve, site, token
 
-COMMANDS: list = [serve, evaluate, policy, report, entity, site, token, gpu, node]
+COMMANDS: list = [serve, evaluate, policy, report, entity, site, token, gpu, node, landmark, log, export]

@@ -8,6 +8,7 @@ import sys
 
 from collector.policy.describe import pack_dict, pack_lines
 from collector.policy.pack import builtin_names, load_pack, pack_text
+from collector.policy.packs import DEFAULT_PACK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +34,10 @@ def handle_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([p.summary() for p in packs], indent=2, ensure_ascii=False))
         return 0
-    width = max(len(p.name) for p in packs)
+    width, status_width = max(len(p.name) for p in packs), max(len(p.status) for p in packs)
     for p in packs:
-        print(f"{p.name:<{width}}  {p.status:<9}  {p.title}")
+        default = " (default)" if p.name == DEFAULT_PACK else ""
+        print(f"{p.name:<{width}}  {p.status:<{status_width}}  {p.title}{default}")
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from collector.commands.evaluate import add_policy_arguments, parse_as_of
 from collector.config import load_config
 from collector.errors import ConfigError
+from collector.location import status as location
 from collector.policy import evaluate, load_pack, parse_scenario
 from collector.policy.report import render_report
 from collector.store import open_store
@@ -59,11 +60,18 @@ def handle(args: argparse.Namespace) -> int:
         inventory = store.inventory(now)
         stale = store.stale_nodes(now, config.nodes.stale_intervals, config.nodes.interval_seconds)
         ingest = store.list_findings(limit=args.findings) if args.findings else []
+        locations = location.location_rows(store, [s.id for s in store.list_sites()])
+        moved = location.implausible_nodes(store.node_locations()) if pack.location_implausible_as_unknown else ()
+        split = store.location_inventory(now, moved, location.UNKNOWN_SUFFIX) if moved else None
     finally:
         store.close()
     scenario = parse_scenario(inventory, "live inventory", as_of)
     catalogue, rules = load_catalogue(), load_rules()
-    result = evaluate(scenario, pack, catalogue, rules)
+    if split is None:
+        result = evaluate(scenario, pack, catalogue, rules)
+    else:  # the pack's [location] implausible_as_unknown, with implausibly located nodes
+        split_scenario = parse_scenario(split, "live inventory", as_of)
+        result = location.count_in_unknown(split_scenario, lambda s: evaluate(s, pack, catalogue, rules))
     second = evaluate(scenario, other, catalogue, rules) if other else None
-    sys.stdout.write(render_report(result, second, stale, ingest, now, args.format))
+    sys.stdout.write(render_report(result, second, stale, ingest, now, args.format, locations))
     return 0 if result.compliant else 1

@@ -140,3 +140,23 @@ def host(predicate: Mapping[str, Any]) -> HostFacts:
         boot_time=_checked(node, "boot_time", "node", integer_problem, MAX_BOOT_TIME),
         boot_id=_checked(node, "boot_id", "node", text_problem, MAX_BOOT_ID) or "",
     )
+
+
+MAX_EVIDENCE = 32  # location measurements in one predicate: one per landmark, far more than a deployment has
+MAX_EVIDENCE_TEXT = 8192  # one measurement envelope (a landmark's of 16 samples is about 2.5 KiB)
+
+
+def location_evidence(predicate: Mapping[str, Any]) -> list[str]:
+    """The signed location measurements (`location_evidence`: absent in older statements), bounded in count and
+    size; what each says is checked by `collector.location.evidence`."""
+    raw = predicate.get("location_evidence", [])
+    if not isinstance(raw, list):
+        raise MalformedFactError("location_evidence", f"must be a list, got {type(raw).__name__}")
+    if len(raw) > MAX_EVIDENCE:
+        raise MalformedFactError("location_evidence", f"{len(raw)} entries, at most {MAX_EVIDENCE}")
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not 0 < len(item) <= MAX_EVIDENCE_TEXT:
+            raise MalformedFactError(
+                f"location_evidence[{i}]", f"must be a measurement envelope of 1..{MAX_EVIDENCE_TEXT} characters"
+            )
+    return raw

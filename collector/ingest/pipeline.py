@@ -21,8 +21,9 @@ from prometheus_client import CollectorRegistry
 from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from collector.ingest.errors import BindingError, SignatureError
 from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from collector.location.ingest import LocationCheck
 from collector.metrics import CollectorMetrics
-from collector.store.base import AttestationRecord, ConflictError, Evidence, NodeKey, Store
+from collector.store.base import AttestationRecord, ChainHead, ConflictError, Evidence, NodeKey, Store
 from common import dsse, verify
 from common.accounting import Rules, load_rules
 from common.catalogue import Catalogue, load_catalogue
@@ -70,8 +71,12 @@ class Pipeline:
         rules: Rules | None = None,
         timings: StepTimings | None = None,
         metrics: CollectorMetrics | None = None,
+        checkpoint: Callable[[], bytes] = bytes,
+        location: LocationCheck | None = None,
     ) -> None:
         self._store = store
+        self._checkpoint = checkpoint  # the latest signed checkpoint note, for the acks (b"": none yet)
+        self._location = location or LocationCheck(store)
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
@@ -141,7 +146,7 @@ class Pipeline:
                 not_before=_not_before(key.enrolled_at, self._backdate),
             )
         if verdict.duplicate and stored is not None:
-            return _replay(stored)
+            return replace(_replay(stored), checkpoint=self._checkpoint())
         if verdict.rejected:
             evidence = None
             if stored is not None and verdict.equivocation:  # two different signed payloads: keep the proof
@@ -165,7 +170,8 @@ class Pipeline:
             claimed_site = sitebinding.check_site(key.node_id, site, key.site, predicate, store.get_site)
             host_facts = facts.host(predicate)
             host = crossnode.check_host(key.node_id, host_facts, self._previous_host(keyid, before or head, seq))
-        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host)
+            located = self._location.check(key.node_id, keyid, site, key.enrolled_at, predicate, now)
+        findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host, *located.findings)
         with spent.step("store"):
             record = store.store_attestation(
                 AttestationRecord(
@@ -183,17 +189,24 @@ class Pipeline:
                     status=ACCEPTED,
                 )
             )
+            self._location.record(located)
         self._last_host[keyid] = (seq, host_facts)
-        return IngestResult(keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings)
+        return IngestResult(
+            keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, checkpoint=self._checkpoint()
+        )
 
-    def _previous_host(self, keyid: str, record: AttestationRecord | None, sequence: int) -> facts.HostFacts | None:
+    def _previous_host(
+        self, keyid: str, record: AttestationRecord | ChainHead | None, sequence: int
+    ) -> facts.HostFacts | None:
         """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
         if record is None or record.sequence >= sequence:
             return None
         remembered = self._last_host.get(keyid)
         if remembered is not None and remembered[0] == record.sequence:
             return remembered[1]
-        return _stored_host(record)
+        if isinstance(record, ChainHead):  # after a gap, the chain head: its envelope is read only now
+            record = self._store.get_attestation(keyid, record.sequence)
+        return _stored_host(record) if record is not None else None
 
     def _crossnode_context(self, node_id: str, devices: list) -> crossnode.CrossnodeContext:
         store = self._store
@@ -270,9 +283,8 @@ def _not_before(enrolled_at: datetime, backdate: timedelta) -> datetime:
 
 
 def _log_index(record: AttestationRecord) -> int:
-    index = record.log_index if record.log_index is not None else record.id
-    assert index is not None, "the store returned an attestation without an id"
-    return index
+    assert record.log_index is not None, "the store returned an accepted attestation without a log index"
+    return record.log_index
 
 
 def _replay(stored: AttestationRecord) -> IngestResult:
@@ -284,7 +296,6 @@ def _replay(stored: AttestationRecord) -> IngestResult:
         log_index=_log_index(stored) if stored.status == ACCEPTED else None,
         duplicate=True,
         findings=findings,
-        checkpoint=stored.checkpoint,
     )
 
 

@@ -21,9 +21,10 @@ from common import inventory
 from common.accounting import ECCN_A, ECCN_B, Rules
 from common.catalogue import Catalogue
 from common.devices import STATUS_INCOMPLETE, STATUS_OK
+from common.inventory import ACCOUNTING_FIELDS, TOTALS_FIELDS
 
-ACCOUNTING_FIELDS = ("model", "basis", "tpp", "die_area_mm2", "pd_milli", "eccn", "h100e_milli")
-TOTALS_FIELDS = ("gpus", "tpp", "h100e_milli", "unaccounted", "by_eccn")
+# Compared only when the agent states them: agents before issue 11 do not, and their statements stay valid.
+OPTIONAL_FIELDS = ("dram_bandwidth_gbs", "bandwidth_basis")
 HIDDEN_ERROR = "on the PCI bus but not reported by NVML"
 FIGURES = ("tpp", "pd_milli", "h100e_milli")
 INT64_MAX = 2**63 - 1  # the stores' integer columns: a figure beyond it is absurd facts, never a crash
@@ -84,7 +85,8 @@ def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) 
     records: list[DeviceRecord] = []
     for raw, fact, entry in zip(raw_devices, facts, ours, strict=True):
         subject = f"gpu:{fact.uuid}" if fact.uuid else f"gpu:index-{fact.index}"
-        differences = _differences(raw, entry, ACCOUNTING_FIELDS)
+        stated = tuple(n for n in OPTIONAL_FIELDS if n in raw)
+        differences = _differences(raw, entry, ACCOUNTING_FIELDS + stated)
         if differences:
             message = "the agent's figures differ from the collector's (the collector's are stored): "
             findings.append(Finding("accounting.mismatch", WARNING, subject, message + "; ".join(differences)))

@@ -1,6 +1,8 @@
 """The policy evaluation: a pure function of (scenario, pack, catalogue, 3A090 rules) -> `Evaluation`.
 
-The seven steps of issue 5, in order: (1) only classes in `counted_classes` count; (2) Tier 3 prohibition;
+The seven steps of issue 5, in order: (1) only classes in `counted_classes` count; (2) Tier 3 prohibition (or,
+in a pack with `limits.licensing`, the licence each Tier 3 device needs and how it is reviewed, and the licences
+that follow an entity's headquarters: `rules_licensing`, issue 11);
 (3) LPP per entity, country and calendar year; (4) Tier 2 country allocation; (5) UVEU; (6) NVEU; (7) devices of
 unknown TPP are listed with a warning. Steps 2-4 live in `rules_tiers`, 5-6 in `rules_veu`. Every comparison
 against a cap or share is exact (integers and `Fraction`s); nothing here reads a file or a clock.
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from collector.policy import rules_tiers, rules_veu
+from collector.policy import rules_licensing, rules_tiers, rules_veu
 from collector.policy.pack import Pack
 from collector.policy.result import (
     INFO,
@@ -31,12 +33,16 @@ from common.catalogue import Catalogue
 
 
 def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules) -> Evaluation:
+    pack = pack.on(scenario.as_of)  # tier lists as they stood on the evaluation date
     findings: list[Finding] = []
     devices: list[ResolvedDevice] = []
     for site in scenario.sites:
         devices.extend(_resolve_site(site, scenario.as_of, pack, catalogue, rules, findings))
     findings.extend(_policy_dates(pack, scenario.as_of))
     findings.extend(rules_tiers.tier3(scenario, pack, devices))
+    findings.extend(rules_licensing.destinations(scenario, pack, devices))
+    findings.extend(rules_licensing.headquarters(scenario, pack, devices))
+    findings.extend(rules_licensing.notes(pack, scenario.as_of))
     used = rules_tiers.lpp_and_allocation(scenario, pack, devices, findings)
     findings.extend(rules_veu.uveu(scenario, pack, devices))
     findings.extend(rules_veu.nveu(scenario, pack, devices))
@@ -67,7 +73,9 @@ def _resolve_site(
         device = _resolve(site, group, as_of, pack, catalogue, rules)
         out.append(device)
         if device.basis == "unknown":
-            unknown.append(f"{group.count} × {group.model!r} (not in the catalogue, no figures given)")
+            named = catalogue.by_id(group.model) is not None
+            why = "figures not published: give 'tpp'" if named else "not in the catalogue, no figures given"
+            unknown.append(f"{group.count} × {group.model!r} ({why})")
             unknown_count += group.count
         elif device.review:
             findings.append(Finding(INFO, "device.review", f"site:{site.id}",
@@ -90,21 +98,28 @@ def _resolve(
     tier = pack.tier(site.country)
     acquired = group.acquired or as_of
 
-    def made(model: str, tpp: int | None, eccn: str, basis: str, review: str = "") -> ResolvedDevice:
+    def made(model: str, tpp: int | None, eccn: str, basis: str, review: str = "", datacenter: bool = True,
+             bandwidth: int | None = None) -> ResolvedDevice:  # fmt: skip
         return ResolvedDevice(site.id, site.country, site.entity, tier, model, group.count, tpp, eccn, basis,
-                              eccn in pack.counted_classes, group.acquired, acquired, review)  # fmt: skip
+                              eccn in pack.counted_classes, group.acquired, acquired, review, datacenter,
+                              bandwidth)  # fmt: skip
 
     if group.tpp is not None:
         c = classify(group.tpp, group.die_area_mm2, group.datacenter, rules)
-        return made(group.model, c.tpp, c.eccn, "given", c.review)
+        return made(group.model, c.tpp, c.eccn, "given", c.review, group.datacenter, group.dram_bandwidth_gbs)
     entry = catalogue.by_id(group.model)
-    if entry is None:
+    if entry is None or entry.tpp is None:  # unknown, or named without published figures: give `tpp`
         return made(group.model, None, "unknown", "unknown")
     c = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules)
-    return made(entry.id, c.tpp, c.eccn, "catalogue", c.review)
+    return made(entry.id, c.tpp, c.eccn, "catalogue", c.review, entry.datacenter, entry.dram_bandwidth_gbs)
 
 
 def _policy_dates(pack: Pack, as_of: date) -> list[Finding]:
+    if pack.status == "not-enforced" and (pack.status_since is None or as_of >= pack.status_since):
+        since = f" since {pack.status_since.isoformat()}" if pack.status_since else ""
+        return [Finding(INFO, "policy.not-enforced", f"policy:{pack.name}",
+                        f"{pack.name} is not enforced{since} [{pack.status_source or 'see the pack'}]; "
+                        "evaluated as a what-if")]  # fmt: skip
     if pack.status == "proposal":
         return [Finding(INFO, "policy.not-effective", f"policy:{pack.name}",
                         f"{pack.name} is a proposal, never in effect; evaluated as a what-if")]  # fmt: skip

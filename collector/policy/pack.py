@@ -7,6 +7,7 @@ to `Fraction`s, so every comparison against a cap or a share is exact.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,7 +20,10 @@ from collector.errors import ConfigError
 from collector.policy.fields import Reader
 from common.accounting import ECCN_A, ECCN_B
 
-STATUSES = ("in-force", "rescinded", "proposal")
+# not-enforced: still in the regulations but the agency announced it will not enforce it (the AI Diffusion rule
+# since 2025-05-13); rescinded: removed by a published rule.
+STATUSES = ("in-force", "not-enforced", "rescinded", "proposal")
+REVIEWS = ("presumption-of-denial", "case-by-case")
 CLASSES = (ECCN_A, ECCN_B)
 TIERS = (1, 2, 3)
 FORMAT = 1
@@ -64,6 +68,54 @@ class Nveu:
 
 
 @dataclass(frozen=True)
+class TierChange:
+    """A country that moved between tiers on `effective` (e.g. Cambodia left Country Group D:5 on 2026-02-03)."""
+
+    effective: date
+    country: str
+    before: int
+    after: int
+    source: str
+
+
+@dataclass(frozen=True)
+class CaseByCase:
+    """A licence review policy that replaces the presumption of denial for some destinations and parts."""
+
+    countries: frozenset[str]
+    effective: date
+    tpp_below: int
+    dram_bandwidth_gbs_below: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Licensing:
+    """Tier 3 as licence requirements (us-2026) rather than a prohibition: how each device's licence is reviewed."""
+
+    review: str  # the default review policy for Tier 3 destinations: presumption-of-denial
+    case_by_case: tuple[CaseByCase, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Headquarters:
+    """A licence requirement that follows the entity: headquartered (or ultimate parent) in one of these tiers."""
+
+    tiers: tuple[int, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """An event-style measure (a letter to a company, guidance, an announcement): listed, not enforced."""
+
+    date: date
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Pack:
     name: str
     version: str
@@ -87,6 +139,24 @@ class Pack:
     nveu: Nveu | None
     warn_cap_fraction: Fraction
     warn_min_share_margin: Fraction
+    status_since: date | None = None
+    status_source: str = ""
+    tier_changes: tuple[TierChange, ...] = ()
+    licensing: Licensing | None = None
+    headquarters: Headquarters | None = None
+    nac_aca_non_datacenter_exempt: bool = False  # non-data-centre 3A090.a parts left out of LPP and allocation
+    notes: tuple[Note, ...] = ()
+    location_implausible_as_unknown: bool = False  # [location]: GPUs of implausibly located nodes in "unknown"
+
+    def on(self, when: date) -> Pack:
+        """The pack with its tier lists as they stood on `when` (tier changes not yet effective are undone)."""
+        tier1, tier3 = set(self.tier1), set(self.tier3)
+        for change in self.tier_changes:
+            tier = change.after if when >= change.effective else change.before
+            tier1.discard(change.country)
+            tier3.discard(change.country)
+            {1: tier1, 3: tier3}.get(tier, set()).add(change.country)
+        return dataclasses.replace(self, tier1=frozenset(tier1), tier3=frozenset(tier3))
 
     def tier(self, country: str) -> int:
         if country in self.tier1:
@@ -113,6 +183,7 @@ class Pack:
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "title": self.title, "status": self.status,
+                "status_since": self.status_since.isoformat() if self.status_since else None,
                 "source": self.source}  # fmt: skip
 
 
@@ -158,8 +229,9 @@ def parse_pack(text: str, where: str, source: str) -> Pack:
 def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
     """A pack from its parsed TOML document; every problem is a `ConfigError` naming `where` and the key."""
     r = Reader(doc, where)
-    r.allow("format", "name", "version", "title", "status", "sources", "h100_reference_tpp", "counted_classes",
-            "government_agreements", "effective", "tiers", "limits", "warnings")  # fmt: skip
+    r.allow("format", "name", "version", "title", "status", "status_since", "status_source", "sources",
+            "h100_reference_tpp", "counted_classes", "government_agreements", "effective", "tiers", "limits",
+            "warnings", "notes", "location")  # fmt: skip
     if r.integer("format") != FORMAT:
         raise ConfigError(f"{where}: format: this collector reads pack format {FORMAT}")
     status = r.string("status")
@@ -177,7 +249,7 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
     if effective_until is not None and effective_until <= effective_from:
         raise ConfigError(f"{where}: effective.until: must be after effective.from")
     tiers = r.table("tiers")
-    tiers.allow("as_of", "default", "tier1", "tier3")
+    tiers.allow("as_of", "default", "tier1", "tier3", "changes")
     tier1, tier3 = tiers.countries("tier1"), tiers.countries("tier3")
     both = sorted(set(tier1) & set(tier3))
     if both:
@@ -187,16 +259,26 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
         raise ConfigError(f"{where}: tiers.default: must be 1 or 2, got {default_tier}")
     h100 = r.integer("h100_reference_tpp", minimum=1)
     limits = r.table("limits", required=False)
-    limits.allow("tier3", "lpp", "allocation", "uveu", "nveu")
+    limits.allow("tier3", "lpp", "allocation", "uveu", "nveu", "licensing", "headquarters", "nac_aca")
     warnings = r.table("warnings", required=False)
     warnings.allow("cap_fraction", "min_share_margin")
+    sources = _sources(r)
+    source_ids = {s["id"] for s in sources}
+    licensing = _licensing(limits, source_ids)
+    if licensing is not None and _tier3(limits):
+        raise ConfigError(f"{where}: limits: give either tier3.prohibited or licensing for Tier 3, not both")
+    status_source = r.string("status_source", default="")
+    if status_source and status_source not in source_ids:
+        raise r.fail("status_source", f"{status_source!r} is not the id of one of the pack's sources")
+    location = r.table("location", required=False)
+    location.allow("implausible_as_unknown")
     return Pack(
         name=r.string("name"),
         version=r.string("version"),
         title=r.string("title"),
         status=status,
         source=source,
-        sources=_sources(r),
+        sources=sources,
         effective_from=effective_from,
         effective_until=effective_until,
         h100_reference_tpp=h100,
@@ -213,7 +295,72 @@ def parse_pack_document(doc: Any, where: str, source: str) -> Pack:
         nveu=_nveu(limits),
         warn_cap_fraction=warnings.share("cap_fraction", default=_DEFAULT_CAP_FRACTION),
         warn_min_share_margin=warnings.share("min_share_margin", default=_DEFAULT_MIN_SHARE_MARGIN),
+        status_since=r.date("status_since", required=False),
+        status_source=status_source,
+        tier_changes=_changes(tiers, source_ids),
+        licensing=licensing,
+        headquarters=_headquarters(limits, source_ids),
+        nac_aca_non_datacenter_exempt=_nac_aca(limits),
+        notes=_notes(r, source_ids),
+        location_implausible_as_unknown=location.boolean("implausible_as_unknown", default=False),
     )
+
+
+def _cited(t: Reader, source_ids: set[str]) -> str:
+    source = t.string("source")
+    if source not in source_ids:
+        raise t.fail("source", f"{source!r} is not the id of one of the pack's sources")
+    return source
+
+
+def _changes(tiers: Reader, source_ids: set[str]) -> tuple[TierChange, ...]:
+    out = []
+    for t in tiers.tables("changes", default=[]):
+        t.allow("effective", "country", "before", "after", "source")
+        before, after = t.integer("before"), t.integer("after")
+        if before not in TIERS or after not in TIERS or before == after:
+            raise ConfigError(f"{t.where}: before and after must be two different tiers (1, 2, 3)")
+        out.append(TierChange(t.date("effective"), t.country("country"), before, after, _cited(t, source_ids)))
+    return tuple(sorted(out, key=lambda c: c.effective))
+
+
+def _licensing(limits: Reader, source_ids: set[str]) -> Licensing | None:
+    if not limits.has("licensing"):
+        return None
+    t = limits.table("licensing")
+    t.allow("review", "case_by_case", "source")
+    review = t.string("review")
+    if review != "presumption-of-denial":
+        raise t.fail("review", "the Tier 3 review policy this format models is 'presumption-of-denial'")
+    rules = []
+    for c in t.tables("case_by_case", default=[]):
+        c.allow("countries", "effective", "tpp_below", "dram_bandwidth_gbs_below", "source")
+        rules.append(CaseByCase(frozenset(c.countries("countries")), c.date("effective"),
+                                c.integer("tpp_below", minimum=1), c.integer("dram_bandwidth_gbs_below", minimum=1),
+                                _cited(c, source_ids)))  # fmt: skip
+    return Licensing(review, tuple(rules), _cited(t, source_ids))
+
+
+def _headquarters(limits: Reader, source_ids: set[str]) -> Headquarters | None:
+    if not limits.has("headquarters"):
+        return None
+    t = limits.table("headquarters")
+    t.allow("licence_required_tiers", "source")
+    return Headquarters(t.tiers("licence_required_tiers"), _cited(t, source_ids))
+
+
+def _nac_aca(limits: Reader) -> bool:
+    t = limits.table("nac_aca", required=False)
+    t.allow("non_datacenter_exempt")
+    return t.boolean("non_datacenter_exempt", default=False)
+
+
+def _notes(r: Reader, source_ids: set[str]) -> tuple[Note, ...]:
+    out = []
+    for t in r.tables("notes", default=[]):
+        t.allow("date", "text", "source")
+        out.append(Note(t.date("date"), t.string("text"), _cited(t, source_ids)))
+    return tuple(out)
 
 
 def _sources(r: Reader) -> tuple[dict[str, str], ...]:

@@ -34,13 +34,23 @@ def ingest_dict(f: Any) -> dict[str, Any]:
 
 
 def render_report(
-    ev: Evaluation, other: Evaluation | None, stale: list[Any], ingest: list[Any], now: datetime, fmt: str
+    ev: Evaluation,
+    other: Evaluation | None,
+    stale: list[Any],
+    ingest: list[Any],
+    now: datetime,
+    fmt: str,
+    locations: list[dict[str, Any]] | None = None,
 ) -> str:
+    """`locations`: each site's location status (`collector.location.status.location_rows`), None when no
+    landmark is registered (location evidence not in use: nothing is shown)."""
     stale_rows = [stale_dict(n, now) for n in stale]
     ingest_rows = [ingest_dict(f) for f in ingest]
     if fmt == "json":
         doc = to_dict(ev) if other is None else compare_dict(ev, other)
         doc.update(generated_at=_when(now), stale_nodes=stale_rows, ingest_findings=ingest_rows)
+        if locations is not None:
+            doc["site_locations"] = locations
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     head = render(ev, fmt) if other is None else render_compare(ev, other, fmt)
     if fmt == "csv":
@@ -52,11 +62,19 @@ def render_report(
                         "message": f"site {n['site']}: silent for {n['silent_seconds']} s"})  # fmt: skip
         for f in ingest_rows:
             w.writerow({"record": "ingest-finding", **f})
+        for loc in locations or []:
+            w.writerow({"record": "site-location", "id": loc["site"], "subject": f"site:{loc['site']}",
+                        "message": f"location {loc['status']}"})  # fmt: skip
         return head + (out.getvalue() if other is None else "")  # the compare CSV has its own columns
     lines = ["", f"stale nodes (report at {_when(now)}):" if stale_rows else "stale nodes: none"]
     lines += [f"  {printable(n['node_id']):<20} site {printable(n['site']):<14} "
               f"last attested {n['last_attested_at'] or 'never'}, "
               f"silent {n['silent_seconds']} s" for n in stale_rows]  # fmt: skip
+    if locations is not None:
+        lines += ["", "site locations (worst node first; docs/compliance.md):"]
+        lines += [f"  {printable(loc['site']):<20} {loc['status']:<12} "
+                  + ", ".join(f"{printable(n['node_id'])} {n['status']}" for n in loc["nodes"])
+                  for loc in locations]  # fmt: skip
     lines += ["", "ingest findings (newest first):" if ingest_rows else "ingest findings: none"]
     lines += finding_lines(ingest_rows)
     return head + "\n".join(lines) + "\n"

@@ -46,6 +46,8 @@ class ResolvedDevice:
     acquired: date | None  # as given
     acquired_effective: date  # acquired, or as_of when unknown
     review: str = ""
+    datacenter: bool = True  # designed or marketed for data centres (Note 2 to 3A090; NAC/ACA)
+    dram_bandwidth_gbs: int | None = None  # per unit; None = unknown
 
     @property
     def total_tpp(self) -> int:

@@ -48,8 +48,11 @@ def lpp_and_allocation(
     Only acquisitions on or after the pack's `effective.from` are subject to its LPP and licensing rules: a rule
     does not reach back to exports made before it existed (they still count in installed bases and shares)."""
     plain = {e.id for e in scenario.entities if e.authorization == "none"}
+    # A non-data-centre 3A090.a part goes under License Exception NAC/ACA when the pack says so: neither an LPP
+    # shipment nor a licence, it counts against neither (docs/regulation.md §2).
+    nac_aca = pack.nac_aca_non_datacenter_exempt
     candidates = [d for d in devices if d.counted and d.tier == 2 and d.entity in plain
-                  and d.acquired_effective >= pack.effective_from]  # fmt: skip
+                  and d.acquired_effective >= pack.effective_from and not (nac_aca and not d.datacenter)]  # fmt: skip
     licensed = _licensed(candidates, pack, findings)
     a = pack.allocation
     if a is None:

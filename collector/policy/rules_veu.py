@@ -91,11 +91,13 @@ def nveu(scenario: Scenario, pack: Pack, devices: list[ResolvedDevice]) -> list[
     out: list[Finding | None] = []
     for e in (e for e in scenario.entities if e.authorization == "nveu"):
         subject = f"entity:{e.id}"
-        hq_tier = pack.tier(e.headquarters)
-        if hq_tier in n.headquarters_excluded_tiers:
-            out.append(Finding(VIOLATION, "nveu.headquarters", subject,
-                               f"NVEU {e.id} is headquartered in {e.headquarters} (Tier {hq_tier}); "
-                               f"not allowed for an NVEU"))  # fmt: skip
+        # The headquarters, and the ultimate parent's where the scenario gives one (docs/regulation.md §2)
+        for whose, country in (("is headquartered", e.headquarters), ("has its ultimate parent", e.parent_country)):
+            if pack.tier(country) in n.headquarters_excluded_tiers:
+                out.append(Finding(VIOLATION, "nveu.headquarters", subject,
+                                   f"NVEU {e.id} {whose} in {country} (Tier {pack.tier(country)}); "
+                                   f"not allowed for an NVEU"))  # fmt: skip
+                break
         if limit is None:
             continue
         base: dict[str, int] = defaultdict(int)

@@ -1,9 +1,11 @@
 """Scenarios: the inventory a policy is evaluated over, from a JSON or TOML file or the collector's live store.
 
-Shape (issue 5): `{"as_of", "entities": [{"id", "headquarters", "authorization"}], "government_agreements",
-"sites": [{"id", "country", "entity", "devices": [{"model" | "tpp" [, "die_area_mm2", "datacenter"], "count",
-"acquired"}], "unaccounted"}]}`. `unaccounted` (devices of unknown TPP, as the live inventory reports them) and an
-empty `acquired` (date unknown) are accepted. Bad input is a `ConfigError` naming the field.
+Shape (issue 5): `{"as_of", "entities": [{"id", "headquarters", "authorization" [, "ultimate_parent"]}],
+"government_agreements", "sites": [{"id", "country", "entity", "devices": [{"model" | "tpp" [, "die_area_mm2",
+"datacenter", "dram_bandwidth_gbs"], "count", "acquired"}], "unaccounted"}]}`. `ultimate_parent` is the country
+where the entity's ultimate parent is headquartered (licence requirements that follow the parent, issue 11).
+`unaccounted` (devices of unknown TPP, as the live inventory reports them) and an empty `acquired` (date unknown)
+are accepted. Bad input is a `ConfigError` naming the field.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class DeviceGroup:
     die_area_mm2: Fraction | None = None
     datacenter: bool = True
     acquired: date | None = None  # None = unknown: taken as acquired in the as_of year
+    dram_bandwidth_gbs: int | None = None  # with given figures; None = unknown
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Entity:
     id: str
     headquarters: str
     authorization: str = "none"
+    ultimate_parent: str | None = None  # country of the ultimate parent's headquarters; None = the entity's own
+
+    @property
+    def parent_country(self) -> str:
+        return self.ultimate_parent or self.headquarters
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,12 @@ def _unique(ids: list[str], where: str, key: str) -> None:
 
 
 def _entity(r: Reader) -> Entity:
-    r.allow("id", "headquarters", "authorization", "name")
+    r.allow("id", "headquarters", "authorization", "name", "ultimate_parent")
     authorization = r.string("authorization", default="none")
     if authorization not in AUTHORIZATIONS:
         raise r.fail("authorization", f"must be one of {', '.join(AUTHORIZATIONS)}, got {authorization!r}")
-    return Entity(r.string("id"), r.country("headquarters"), authorization)
+    parent = r.country("ultimate_parent") if r.has("ultimate_parent") else None
+    return Entity(r.string("id"), r.country("headquarters"), authorization, parent)
 
 
 def _site(r: Reader, entities: set[str]) -> Site:
@@ -122,11 +131,12 @@ def _site(r: Reader, entities: set[str]) -> Site:
 
 
 def _device(r: Reader) -> DeviceGroup:
-    r.allow("model", "tpp", "die_area_mm2", "datacenter", "count", "acquired")
+    r.allow("model", "tpp", "die_area_mm2", "datacenter", "count", "acquired", "dram_bandwidth_gbs")
     if not r.has("model") and not r.has("tpp"):
         raise ConfigError(f"{r.where}: needs 'model' (a catalogue id) or 'tpp' (the device's figures)")
-    if not r.has("tpp") and (r.has("die_area_mm2") or r.has("datacenter")):
-        raise ConfigError(f"{r.where}: 'die_area_mm2' and 'datacenter' go with 'tpp' (given figures)")
+    if not r.has("tpp") and (r.has("die_area_mm2") or r.has("datacenter") or r.has("dram_bandwidth_gbs")):
+        raise ConfigError(f"{r.where}: 'die_area_mm2', 'datacenter' and 'dram_bandwidth_gbs' go with 'tpp' "
+                          "(given figures)")  # fmt: skip
     acquired = r.doc.get("acquired")
     return DeviceGroup(
         count=r.integer("count", default=1, minimum=1),
@@ -135,6 +145,7 @@ def _device(r: Reader) -> DeviceGroup:
         die_area_mm2=_area(r),
         datacenter=r.boolean("datacenter", default=True),
         acquired=None if acquired in (None, "") else parse_date(acquired, r.key("acquired")),
+        dram_bandwidth_gbs=r.integer("dram_bandwidth_gbs", minimum=1) if r.has("dram_bandwidth_gbs") else None,
     )
 
 

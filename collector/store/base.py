@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from collector.location.records import LocationStore  # the location part of the interface
 from common.errors import GpucensusError
 
 
@@ -202,7 +203,7 @@ class AttestationRecord:
     findings: Sequence[Finding] = ()  # stored with this attestation; returned again for a duplicate ack
     interval_seconds: int | None = None  # the node's expected reporting interval (staleness)
     status: str = "accepted"  # the ack status given the first time
-    log_index: int | None = None  # transparency-log index, when a log exists
+    log_index: int | None = None  # transparency-log leaf index, assigned by store_attestation
     checkpoint: bytes = b""  # the checkpoint note sent in the first ack, if any
     id: int | None = None
 
@@ -278,7 +279,7 @@ class CountryTotals:
 
 
 @runtime_checkable
-class Store(Protocol):
+class Store(LocationStore, Protocol):
     """Persistence for the collector. Implementations: `collector.store.STORES`. Thread-safe."""
 
     kind: str
@@ -371,7 +372,35 @@ class Store(Protocol):
         ...
 
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
-        """Store in one transaction; the stored record (with `id`). ConflictError if (keyid, sequence) exists."""
+        """Store in one transaction that also sequences it in the transparency log; the stored record (with `id`
+        and `log_index`). ConflictError if (keyid, sequence) exists."""
+        ...
+
+    # transparency log (collector.store.sqllog)
+    def log_sequenced(self) -> int:
+        """How many leaves were sequenced (the next leaf index)."""
+        ...
+
+    def log_size(self) -> int:
+        """The size of the integrated tree."""
+        ...
+
+    def log_hashes(self, coordinates: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Stored complete-subtree hashes by (level, n): a `common.merkle.HashReader`."""
+        ...
+
+    def log_entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(leaf index, envelope bytes) of the sequenced leaves in [start, end), in order."""
+        ...
+
+    def log_attestations(
+        self, below: int, sites: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(leaf index, keyid, envelope) with index < below, of `sites` (None: all), stated since `since`."""
+        ...
+
+    def integrate_log(self, max_leaves: int) -> tuple[int, int]:
+        """Integrate up to `max_leaves` sequenced leaves into the stored tree; (old size, new size)."""
         ...
 
     # per-GPU state and nodes

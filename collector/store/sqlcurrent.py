@@ -2,7 +2,7 @@
 
 Why: summing every current device of every node (a join over 800,000 rows at 100,000 nodes) took seconds and
 held the store's lock for all of it, so acknowledgements stalled behind a dashboard. `node_totals` (migration
-0005) keeps, per node and ECCN class, the totals of the node's latest attestation without its decommissioned
+`current_state`) keeps, per node and ECCN class, the totals of the node's latest attestation without its decommissioned
 GPUs; a query sums about one row per node, and one site's status reads only that site's nodes (index
 `nodes_site`).
 
@@ -31,7 +31,7 @@ def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissio
     """`[eccn, gpus, tpp, unaccounted]` per ECCN bucket of one node's current devices `(uuid, tpp, eccn)`.
 
     A device whose TPP is not established counts in gpus and unaccounted (bucket ''), never as zero TPP; a
-    decommissioned GPU does not count. The same rules as the full aggregation in migration 0005."""
+    decommissioned GPU does not count. The same rules as the full aggregation in the `current_state` migration."""
     buckets: dict[str, list[Any]] = {}
     for uuid, tpp, eccn in devices:
         if uuid and uuid in decommissioned:

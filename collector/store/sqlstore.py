@@ -2,7 +2,8 @@
 
 Concurrency: `store_attestation` is one transaction that first claims `(keyid, sequence)` with
 `INSERT … ON CONFLICT DO NOTHING RETURNING id` (the loser gets ConflictError and writes nothing), then takes row
-locks in one fixed order (the node row, then GPU rows sorted by UUID) so concurrent writers never deadlock.
+locks in one fixed order (the node row, then GPU rows sorted by UUID, then the log's counter row, taken last to
+keep the section shared by every collector short) so concurrent writers never deadlock.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collector.store.inventory import CurrentDevice, build_inventory
 from collector.store.sqlbase import where_equal
 from collector.store.sqlcurrent import SqlCurrent
 from collector.store.sqlfindings import FINDING_COLUMNS
+from collector.store.sqllocation import SqlLocation
+from collector.store.sqllog import SqlLog
 
 _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
@@ -38,7 +41,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlCurrent):
+class SqlStore(SqlCurrent, SqlLog, SqlLocation):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -91,7 +94,8 @@ class SqlStore(SqlCurrent):
             self._update_node(cur, record, attestation_id)
             self._store_current(cur, record, attestation_id)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
-        return replace(record, id=attestation_id)
+            log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
+        return replace(record, id=attestation_id, log_index=log_index)
 
     def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int) -> None:
         # Lock order (nodes row, then gpus rows by uuid) is the same in every writer: no deadlock.

@@ -17,7 +17,8 @@
  *       memory_total memory_reserved                                      bytes
  *       architecture                                                      nvmlDeviceArchitecture_t number
  *       cc                                                                compute capability "major.minor"
- *       cores sm_count max_sm_clock max_mem_clock                         numbers
+ *       cores sm_count max_sm_clock max_mem_clock bus_width               numbers (bus_width: memory bus
+ *                                                                         width in bits; 0 = NOT_SUPPORTED)
  *       mig mig_pending                                                   unsupported | disabled | enabled
  *       gi_profile.<id>=<slices>,<max instances>,<SMs>,<memory MiB>,<name>   a GPU instance profile
  *       gi=<profile id>                                                   append one GPU instance
@@ -137,7 +138,7 @@ enum { MIG_UNSUPPORTED = -1, MIG_DISABLED = 0, MIG_ENABLED = 1 };
 
 struct gpu {
     char uuid[STR], serial[STR], name[STR], bus_id[STR], part[STR], vbios[STR];
-    unsigned int pci_device_id, pci_subsystem_id, architecture, cores, sm_count, max_clock[4];
+    unsigned int pci_device_id, pci_subsystem_id, architecture, cores, sm_count, max_clock[4], bus_width;
     int cc_major, cc_minor, mig, mig_pending;
     unsigned long long memory_total, memory_reserved;
     struct gi_profile gi_profiles[MAX_GI_PROFILES];
@@ -261,6 +262,7 @@ static int set_gpu_field(struct gpu *g, const char *field, const char *value) {
     if (strcmp(field, "sm_count") == 0) return set_uint(&g->sm_count, value);
     if (strcmp(field, "max_sm_clock") == 0) return set_uint(&g->max_clock[1], value);
     if (strcmp(field, "max_mem_clock") == 0) return set_uint(&g->max_clock[2], value);
+    if (strcmp(field, "bus_width") == 0) return set_uint(&g->bus_width, value);
     if (strcmp(field, "mig") == 0) return set_mig(&g->mig, value);
     if (strcmp(field, "mig_pending") == 0) return set_mig(&g->mig_pending, value);
     return -1;
@@ -525,6 +527,14 @@ nvmlReturn_t nvmlDeviceGetMaxClockInfo(struct gpu *device, unsigned int type, un
     CHECK_GPU(device);
     if (!clock || type > 3) return NVML_ERROR_INVALID_ARGUMENT;
     *clock = device->max_clock[type == 0 ? 1 : type];
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryBusWidth(struct gpu *device, unsigned int *busWidth) {
+    CHECK_GPU(device);
+    if (!busWidth) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!device->bus_width) return NVML_ERROR_NOT_SUPPORTED;
+    *busWidth = device->bus_width;
     return NVML_SUCCESS;
 }
 

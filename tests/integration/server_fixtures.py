@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collector.config import CollectorConfig, ServerConfig
+from collector.config import CollectorConfig, LogConfig, ServerConfig
 from collector.registry import new_token
 from collector.server import CollectorServer, run_server
 from collector.store import open_store
@@ -71,15 +71,24 @@ class Collector:
 
 
 def start(
-    store: Store, server_config: ServerConfig | None = None, clock: Callable[[], datetime] = lambda: NOW
+    store: Store,
+    server_config: ServerConfig | None = None,
+    clock: Callable[[], datetime] = lambda: NOW,
+    log_dir: Path | None = None,
 ) -> tuple[CollectorServer, int]:
-    config = CollectorConfig(server=server_config or ServerConfig(listen="127.0.0.1:0"))
+    """A collector on `store`; its log key and checkpoint in `log_dir` (default: beside the SQLite file)."""
+    log = (
+        LogConfig(key_file=str(log_dir / "log.key"), checkpoint_file=str(log_dir / "checkpoint"))
+        if log_dir
+        else LogConfig()
+    )
+    config = CollectorConfig(server=server_config or ServerConfig(listen="127.0.0.1:0"), log=log)
     return run_server(config, store, clock=clock)
 
 
-def _collector(store: Store) -> Iterator[Collector]:
+def _collector(store: Store, log_dir: Path | None = None) -> Iterator[Collector]:
     clock = Clock()
-    server, port = start(store, clock=clock)
+    server, port = start(store, clock=clock, log_dir=log_dir)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Collector(server, port, store, channel, census_pb2_grpc.CensusStub(channel), clock)
@@ -89,8 +98,8 @@ def _collector(store: Store) -> Iterator[Collector]:
 
 
 @pytest.fixture(name="collector")
-def collector_fixture(make_store) -> Iterator[Collector]:  # noqa: F811 - the fixture, imported above
-    yield from _collector(make_store())
+def collector_fixture(make_store, tmp_path: Path) -> Iterator[Collector]:  # noqa: F811 - the fixture, imported above
+    yield from _collector(make_store(), tmp_path / "collector-log")
 
 
 @pytest.fixture(name="sqlite_collector")

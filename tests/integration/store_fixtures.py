@@ -67,6 +67,7 @@ class StoreFactory:
             self.options = {"data_dir": str(tmp_path / "collector-data")}
         else:
             self.options = {"dsn": PG_DSN, "schema": f"gpucensus_test_{secrets.token_hex(6)}"}
+        self.data_dir = tmp_path / "collector-data"  # the log key and checkpoint files go there (PostgreSQL too)
         self._opened: list[Store] = []
 
     def __call__(self, **extra: Any) -> Store:
@@ -77,6 +78,8 @@ class StoreFactory:
     def toml(self) -> str:
         lines = ["[store]", f"kind = {json.dumps(self.kind)}"]
         lines += [f"{key} = {json.dumps(value)}" for key, value in self.options.items()]
+        if self.kind != "sqlite":
+            lines.append(f"data_dir = {json.dumps(str(self.data_dir))}")
         return "\n".join(lines) + "\n"
 
     def cleanup(self) -> None:

@@ -1,6 +1,6 @@
 """Current state (`collector.store.sqlcurrent`) always equals the full scan it replaced: after every write that
 can change it (a new latest attestation, an older one stored late, a GPU moving between nodes or listed by two,
-a decommission, a report clearing one, a node moving), on both stores; and migration 0005 rebuilds it from the
+a decommission, a report clearing one, a node moving), on both stores; and its migration (`current_state`) rebuilds it from the
 stored attestations."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_current_state_follows_every_write(make_store) -> None:
     assert sum(c.gpus for c in store.country_totals()) > 0  # the walk did count something
 
 
-def test_migration_0005_rebuilds_current_state_from_the_attestations(make_store) -> None:
+def test_the_migration_rebuilds_current_state_from_the_attestations(make_store) -> None:
     store = make_store()
     _registry(store)
     for i, (tpp, eccn) in enumerate(KINDS * 2):

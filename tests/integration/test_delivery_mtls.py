@@ -72,7 +72,7 @@ class Installation:
         """(sequence, log index, digest) of every envelope the collector stored for `keyid`."""
         db = sqlite3.connect(f"file:{self.root / 'data' / 'collector.db'}?mode=ro", uri=True, timeout=5)
         try:
-            query = "SELECT sequence, COALESCE(log_index, id), digest FROM attestations WHERE keyid = ? ORDER BY 1"
+            query = "SELECT sequence, log_index, digest FROM attestations WHERE keyid = ? ORDER BY 1"
             return db.execute(query, (keyid,)).fetchall()
         finally:
             db.close()

@@ -51,7 +51,7 @@ def test_worked_example_json_contract() -> None:
     northwind = next(e for e in doc["entities"] if e["id"] == "northwind")
     assert set(northwind) >= {"id", "authorization", "headquarters", "tpp", "shares", "status"}
     assert northwind["shares"]["tier1"] == 0.72 and northwind["tpp"] == 158_320_000
-    assert doc["summary"] == {"violations": 6, "warnings": 11, "compliant": False}
+    assert doc["summary"] == {"violations": 7, "warnings": 11, "compliant": False}
     for f in doc["findings"]:
         assert set(f) == {"severity", "rule", "subject", "message", "value", "limit"}
     # TPP is an integer everywhere, never a float that a reader could round
@@ -142,7 +142,15 @@ def test_broken_pack(tmp_path) -> None:
 def test_policy_list_and_show() -> None:
     listed = cli("policy", "list", "--format", "json")
     assert listed.returncode == 0
-    assert [p["name"] for p in json.loads(listed.stdout)] == ["ai-diffusion-2025", "baseline-2023", "carnegie-2025"]
+    assert [p["name"] for p in json.loads(listed.stdout)] == [
+        "ai-diffusion-2025", "baseline-2023", "carnegie-2025", "us-2026"]  # fmt: skip
+    assert "us-2026            in-force      " in cli("policy", "list").stdout  # the default, marked so
+    shown = cli("policy", "show", "us-2026")
+    assert shown.returncode == 0
+    assert "status: in-force" in shown.stdout and "case-by-case from 2026-01-15 in CN HK MO" in shown.stdout
+    assert "[jan2026] BIS, Revision to License Review Policy" in shown.stdout  # sources, with ids
+    ifr = cli("policy", "show", "ai-diffusion-2025").stdout
+    assert "status: not-enforced since 2025-05-13 [may2025]" in ifr
     shown = cli("policy", "show", "carnegie-2025", "--format", "json")
     doc = json.loads(shown.stdout)
     assert doc["limits"]["allocation"]["country_multipliers"] == {"IN": 2} and "IL" in doc["tiers"]["tier1"]
@@ -192,6 +200,12 @@ def test_report_over_the_live_store(make_store, tmp_path) -> None:
     table = cli("report", "--config", str(config), "--policy", "baseline-2023")
     assert table.returncode == 1 and "stale nodes" in table.stdout and "node-dxb" in table.stdout
     assert "chain.gap" in table.stdout
+    # no --policy and no [policy] in the config: the default, us-2026. The H100s in Hong Kong (15,832 TPP, 3,350
+    # GB/s from the catalogue by model) are under both 2026 thresholds: a licence reviewed case by case, a warning
+    default = json.loads(cli("report", "--config", str(config), "--format", "json").stdout)
+    assert default["policy"]["name"] == "us-2026"
+    assert {(f["severity"], f["rule"], f["subject"]) for f in default["findings"] if f["severity"] != "info"} == {
+        ("warning", "licence.case-by-case", "site:hkg"), ("warning", "device.unknown", "site:dxb")}  # fmt: skip
 
 
 def test_report_on_an_empty_sqlite_data_dir(tmp_path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,9 +52,16 @@ def relocated(script: str, tmp: Path, wheels: Path) -> str:
 
 
 def test_the_walkthrough_runs_as_written_from_a_wheel(tmp_path: Path) -> None:
-    wheels = tmp_path / "dist"
+    wheels, source = tmp_path / "dist", tmp_path / "src"
+    # from a copy of the tracked files: setuptools reuses a checkout's build/ directory, whose stale modules
+    # (a renamed migration, say) would end up in the wheel
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, cwd=ROOT, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(source)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr

@@ -35,6 +35,8 @@ H100_FACTS = {
     "sm_count": 132,
     "cuda_core_count": 16896,
     "max_sm_clock_mhz": 1980,
+    "memory_bus_width_bits": 5120,
+    "max_memory_clock_mhz": 2619,
     "mig_mode": "disabled",
     "mig_instances": [],
     "board_part_number": "692-2G520-0200-000",
@@ -250,3 +252,25 @@ def test_snapshot_json_from_the_fake_library(fakenvml_build, tmp_path):
     assert [d["pci"]["device_id"] for d in predicate["devices"]] == ["0x2330"] * 16
     assert predicate["totals"]["gpus"] == 16
     assert predicate["totals"]["unaccounted"] == 0
+
+
+def test_memory_bus_width_and_clock_give_the_dram_bandwidth(nvml_discovery):
+    # an unknown Hopper part (device id the catalogue lacks): bandwidth from NVML, 5120 bits x 2619 MHz x 2 / 8000 =
+    # 3352.32 -> 3353 GB/s, rounded up; the H100 itself takes the datasheet's 3350 from the catalogue
+    from common.accounting import account_device, load_rules
+    from common.catalogue import load_catalogue
+
+    known, unknown = nvml_discovery(
+        "h100-16x", "count=2\ngpu.1.pci_device_id=0x23ff10de\ngpu.1.name=NVIDIA X\n"
+    ).devices
+    catalogue, rules = load_catalogue(), load_rules()
+    acc = account_device(known, catalogue, rules)
+    assert (acc.dram_bandwidth_gbs, acc.bandwidth_basis) == (3350, "catalogue")
+    acc = account_device(unknown, catalogue, rules)
+    assert (acc.model, acc.dram_bandwidth_gbs, acc.bandwidth_basis) == ("", 3353, "derived")
+
+
+def test_bus_width_not_supported_is_not_reported(nvml_discovery):
+    (device,) = nvml_discovery("h100-16x", "count=1\ngpu.0.bus_width=0\n").devices
+    assert device.memory_bus_width_bits is None and device.not_reported == ["memory_bus_width_bits"]
+    assert device.max_memory_clock_mhz == 2619

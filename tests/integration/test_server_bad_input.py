@@ -125,12 +125,13 @@ def test_weird_but_valid_facts_are_stored_on_every_store(
 
 def test_thousands_of_devices_in_one_envelope_under_one_mebibyte(collector: Collector, node: TestNode) -> None:
     template = node.predicate["devices"][0]
-    devices = [{**template, "index": i, "uuid": f"GPU-{i:08d}"} for i in range(1200)]
+    # 1000 devices of ~950 envelope bytes each (the bandwidth facts of issue 11 added ~150 per device)
+    devices = [{**template, "index": i, "uuid": f"GPU-{i:08d}"} for i in range(1000)]
     envelope = node.next(predicate=node.edited(lambda p: p.update(devices=devices)))
     assert 512 * 1024 < len(envelope) < 1024 * 1024
     (ack,) = collector.report([envelope])
     assert ack.status == pb.ACK_STATUS_ACCEPTED
-    assert len(collector.store.get_attestation(node.keyid, 2).devices) >= 1200
+    assert len(collector.store.get_attestation(node.keyid, 2).devices) >= 1000
     still_serving(collector, node)
 
 

@@ -220,7 +220,7 @@ def test_an_attestation_round_trips_exactly(make_store) -> None:
     registry(store)
     finding = Finding("accounting.mismatch", "warning", "gpu:GPU-a", "agent said 1", "k-fra1", 1)
     record = attestation("k-fra1", 1, [gpu("GPU-a"), gpu("GPU-b", 1, status="lost", tpp=None)],
-                         findings=[finding], interval_seconds=30, log_index=7, checkpoint=b"note\n")  # fmt: skip
+                         findings=[finding], interval_seconds=30, checkpoint=b"note\n")  # fmt: skip
     stored = store.store_attestation(record)
     assert stored.id is not None
     got = store.get_attestation("k-fra1", 1)
@@ -228,7 +228,8 @@ def test_an_attestation_round_trips_exactly(make_store) -> None:
     assert got.envelope == record.envelope and isinstance(got.envelope, bytes)
     assert (got.digest, got.node_id, got.site, got.timestamp, got.received_at) == (
         record.digest, "node-fra1", "fra1", record.timestamp, record.received_at)  # fmt: skip
-    assert (got.id, got.status, got.log_index, got.checkpoint) == (stored.id, "accepted", 7, b"note\n")
+    assert stored.log_index == 0  # the store sequences it: the first leaf of the log
+    assert (got.id, got.status, got.log_index, got.checkpoint) == (stored.id, "accepted", 0, b"note\n")
     assert got.devices == record.devices
     assert [(f.rule_id, f.subject, f.keyid, f.sequence) for f in got.findings] == [
         ("accounting.mismatch", "gpu:GPU-a", "k-fra1", 1)]  # fmt: skip

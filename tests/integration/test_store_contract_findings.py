@@ -99,8 +99,9 @@ def test_a_version_1_database_upgrades_to_version_2_keeping_everything(make_stor
     old = make_store()  # a collector of schema version 1
     assert old.schema_version() == 1
     registry_as_written_by_version_1(old)
-    # the version-1 code kept no current state (migration 0005 builds it from the stored attestations)
+    # the version-1 code kept no current state (its migration, current_state, builds it from the stored attestations)
     monkeypatch.setattr(type(old), "_store_current", lambda self, cur, record, _id: self._update_gpus(cur, record))
+    monkeypatch.setattr(old, "_sequence", lambda cur, attestation_id: None)  # version 1 had no log
     old.store_attestation(attestation("k-fra1", 1, [gpu("GPU-a", index=3)]))
     with old._tx(True) as cur:  # written by the version-1 code, which knew no digest / once_key
         for _ in range(2):

@@ -149,3 +149,20 @@ def test_a_finding_quotes_a_bounded_part_of_an_absurd_claim() -> None:
     findings = run(predicate).findings
     assert {f.rule_id for f in findings} == {"accounting.mismatch", "accounting.totals-mismatch"}
     assert all(len(f.message) < 1000 for f in findings)
+
+
+def test_bandwidth_is_carried_and_an_older_agent_without_it_still_verifies() -> None:
+    predicate = mock_predicate("n1", "dgx-h100")
+    device = predicate["devices"][0]
+    assert (device["dram_bandwidth_gbs"], device["bandwidth_basis"]) == (3350, "catalogue")
+    assert (device["memory_bus_width_bits"], device["max_memory_clock_mhz"]) == (5120, 2619)
+    older = copy.deepcopy(predicate)  # an agent from before issue 11: no bandwidth facts, no bandwidth figure
+    for d in older["devices"]:
+        for key in ("dram_bandwidth_gbs", "bandwidth_basis", "memory_bus_width_bits", "max_memory_clock_mhz"):
+            del d[key]
+    assert not run(older).findings
+    predicate["devices"][0]["dram_bandwidth_gbs"] = 6499  # a claim below the 2026 threshold: compared when stated
+    finding = run(predicate).findings[0]
+    assert (
+        finding.rule_id == "accounting.mismatch" and "dram_bandwidth_gbs agent 6499 collector 3350" in finding.message
+    )

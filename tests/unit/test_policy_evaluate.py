@@ -2,7 +2,7 @@
 
 Figures used throughout (shipped data, regulation.md): H100 SXM5 = 15,832 TPP (3A090.a); A100 = 4,992 (a);
 L40 = 2,896 TPP / 608.5 mm² = PD 4.76 (3A090.b, not counted); H20 = 2,368 / 814 mm² = PD 2.91 (outside 3A090);
-RTX 4090 D = 4,707, not data centre (outside, Note 2); RTX 4090 = 5,286, not data centre (3A090.a).
+RTX 4090 D = 4,707, not data centre (outside, Note 2); RTX 4090 = 5,285, not data centre (3A090.a).
 ai-diffusion-2025: LPP 26,900,000 TPP per entity, country and year; allocation 790,000,000 TPP (×2 with a
 government agreement) for 2025-01-13..2027-12-31; UVEU ≥ 75 % Tier 1, ≤ 7 % per Tier 2 country, ≥ 50 % US;
 NVEU 1,583,200,000 / 4,274,640,000 / 5,066,240,000 TPP through 2025 / 2026 / 2027 and after.
@@ -105,7 +105,7 @@ TIER3_CASES = [
         "CN",
         {"model": "rtx-4090", "count": 3},
         {("violation", "tier3.prohibited", "site:s")},
-        3 * 5_286,
+        3 * 5_285,
     ),
     ("hong-kong-is-china", IFR, "HK", h100(1), {("violation", "tier3.prohibited", "site:s")}, 15_832),
     ("macau", IFR, "MO", h100(1), {("violation", "tier3.prohibited", "site:s")}, 15_832),
@@ -544,8 +544,10 @@ def test_devices_acquired_after_as_of_are_left_out() -> None:
 
 
 def test_policy_not_in_effect_is_info() -> None:
+    # the AI Diffusion rule is not enforced since 2025-05-13: evaluated as a what-if, said so with its source
     ev = run(IFR, scenario([("s", "US", "e", [h100(1)])], {"e": ("US", "none")}, as_of="2026-06-30"))
-    assert one(ev, "policy.not-effective").severity == "info" and ev.compliant
+    f = one(ev, "policy.not-enforced")
+    assert f.severity == "info" and "since 2025-05-13 [may2025]" in f.message and ev.compliant
     ev = run(IFR, scenario([("s", "US", "e", [h100(1)])], {"e": ("US", "none")}, as_of="2025-03-01"))
     assert not [f for f in ev.findings if f.rule == "policy.not-effective"]
 

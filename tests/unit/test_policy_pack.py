@@ -20,12 +20,13 @@ EU27 = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", 
 
 
 def test_shipped_packs() -> None:
-    assert builtin_names() == ["ai-diffusion-2025", "baseline-2023", "carnegie-2025"]
+    assert builtin_names() == ["ai-diffusion-2025", "baseline-2023", "carnegie-2025", "us-2026"]
 
 
 def test_ai_diffusion_numbers() -> None:
     p = load_pack("ai-diffusion-2025")
-    assert (p.status, p.h100_reference_tpp, p.counted_classes) == ("rescinded", 15_832, ("3A090.a",))
+    assert (p.status, p.h100_reference_tpp, p.counted_classes) == ("not-enforced", 15_832, ("3A090.a",))
+    assert (p.status_since, p.status_source) == (date(2025, 5, 13), "may2025") and p.nac_aca_non_datacenter_exempt
     assert p.tier1 == IFR_TIER1 and p.tier3 == D5_MACAU_HK and p.tier3_prohibited
     assert p.lpp_limit(2025) == 26_900_000 and p.lpp_limit(2031) == 26_900_000 and p.lpp_limit(2024) is None
     a = p.allocation
@@ -58,22 +59,46 @@ def test_carnegie_adds_exactly_the_documented_countries() -> None:
         assert re.search(rf"\b{code} [A-Z][a-z]", text), f"{code} is not named in the pack's comments"
 
 
-def test_baseline_is_only_the_tier3_prohibition() -> None:
+def test_baseline_is_the_october_2023_rule_as_published() -> None:
     p = load_pack("baseline-2023")
     assert p.tier3_prohibited and not p.tier1 and p.default_tier == 1
-    # the October 2023 controls are still in force (the IFR's rescission did not touch them), so the list is the
-    # current one: Cambodia left D:5 in February 2026 (docs/regulation.md §2)
+    # the October 2023 controls are still in force (the AI Diffusion rule's non-enforcement did not touch them);
+    # the list is the one published, and Cambodia's removal from D:5 applies from its effective date
     assert (p.status, p.effective_from, p.effective_until) == ("in-force", date(2023, 11, 17), None)
-    assert p.tier3 == D5_MACAU_HK - {"KH"} and p.tiers_as_of == date(2026, 2, 28)
+    assert p.tier3 == D5_MACAU_HK and p.tiers_as_of == date(2023, 10, 25)
+    assert p.on(date(2026, 2, 2)).tier3 == D5_MACAU_HK and p.on(date(2026, 2, 3)).tier3 == D5_MACAU_HK - {"KH"}
+    assert (p.lpp, p.allocation, p.uveu, p.nveu, p.licensing) == (None, None, None, None, None)
+    assert p.headquarters is not None and p.headquarters.tiers == (3,)
+
+
+def test_us_2026_numbers() -> None:
+    p = load_pack("us-2026")
+    assert (p.status, p.effective_from, p.default_tier, p.tier1) == ("in-force", date(2023, 11, 17), 1, frozenset())
+    assert p.tier3 == D5_MACAU_HK - {"KH"} and not p.tier3_prohibited
+    assert [(c.country, c.effective, c.before, c.after) for c in p.tier_changes] == [("KH", date(2026, 2, 3), 3, 1)]
+    lic = p.licensing
+    assert lic is not None and lic.review == "presumption-of-denial"
+    [rule] = lic.case_by_case
+    assert (rule.countries, rule.effective, rule.tpp_below, rule.dram_bandwidth_gbs_below) == (
+        frozenset({"CN", "HK", "MO"}), date(2026, 1, 15), 21_000, 6_500)  # fmt: skip
+    assert p.headquarters is not None and p.headquarters.tiers == (3,)
     assert (p.lpp, p.allocation, p.uveu, p.nveu) == (None, None, None, None)
+    assert p.notes and all(n.source in {s["id"] for s in p.sources} for n in p.notes)
 
 
-@pytest.mark.parametrize("name", ["ai-diffusion-2025", "carnegie-2025", "baseline-2023"])
+def test_the_default_pack_is_us_2026_everywhere() -> None:
+    from collector.config import PolicyConfig
+    from collector.policy.packs import DEFAULT_PACK
+
+    assert DEFAULT_PACK == "us-2026" and PolicyConfig().pack == DEFAULT_PACK and DEFAULT_PACK in builtin_names()
+
+
+@pytest.mark.parametrize("name", ["ai-diffusion-2025", "carnegie-2025", "baseline-2023", "us-2026"])
 def test_every_cited_source_is_listed(name) -> None:
     text = pack_text(name)[0]
     ids = {s["id"] for s in load_pack(name).sources}
     comments = "\n".join(line.split("#", 1)[1] for line in text.splitlines() if "#" in line)
-    cited = set(re.findall(r"\[([a-z0-9]+)[ \]]", comments))
+    cited = set(re.findall(r"\[([a-z0-9-]+)[ \]]", comments))
     assert cited and cited <= ids, cited - ids
 
 
@@ -122,7 +147,7 @@ BAD_PACKS = [
     ),
     ("overlapping-tiers", ('"TW", "GB",', '"TW", "GB", "CN",'), "tiers.tier1 and tiers.tier3 overlap: CN"),
     ("duplicate-in-tier", ('"TW", "GB",', '"TW", "GB", "US",'), "tiers.tier1: listed twice: US"),
-    ("bad-status", ('status = "rescinded"', 'status = "gone"'), "status: must be one of"),
+    ("bad-status", ('status = "not-enforced"', 'status = "gone"'), "status: must be one of"),
     ("missing-name", ('name = "ai-diffusion-2025"', ""), "name: missing"),
     ("date-as-string", ("from = 2025-01-13", 'from = "soon"'), "effective.from: expected a date"),
     (
@@ -150,7 +175,7 @@ BAD_PACKS = [
     (
         "duplicate-source-id",
         ('id = "summaries"', 'id = "ifr"'),
-        "sources[2].id: 'ifr' is used twice",
+        "sources[5].id: 'ifr' is used twice",
     ),
     (
         "duplicate-class",

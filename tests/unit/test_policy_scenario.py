@@ -89,7 +89,7 @@ BAD = [
     (
         "area-without-tpp",
         lambda d: d["sites"][0]["devices"][0].update(die_area_mm2="800"),
-        "'die_area_mm2' and 'datacenter' go with 'tpp'",
+        "'die_area_mm2', 'datacenter' and 'dram_bandwidth_gbs' go with 'tpp'",
     ),
     ("agreements", lambda d: d.update(government_agreements=["AE", "XX"]), "t: government_agreements: 'XX'"),
     ("sites-not-list", lambda d: d.update(sites={"id": "s"}), "t: sites: expected a list"),

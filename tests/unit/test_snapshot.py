@@ -38,9 +38,9 @@ def test_dgx_h100_totals() -> None:
 
 def test_mixed_node_totals_by_class() -> None:
     totals = predicate_for("mixed")["totals"]
-    # 2 x 15,832 (H100) + 2 x 5,864 (L40S) + 2 x 1,936 (L4, .a by density) = 47,264
-    assert totals["tpp"] == 47264
-    assert totals["by_eccn"] == {"3A090.a": {"gpus": 6, "tpp": 47264}}
+    # 2 x 15,832 (H100) + 2 x 5,864 (L40S) + 2 x 1,940 (L4, .a by density) = 47,272
+    assert totals["tpp"] == 47272
+    assert totals["by_eccn"] == {"3A090.a": {"gpus": 6, "tpp": 47272}}
 
 
 def test_h20_node_is_outside_3a090() -> None:
@@ -67,7 +67,7 @@ def test_hidden_gpu_is_flagged_and_counted() -> None:
 
 def test_unknown_device_derived_and_flagged() -> None:
     device = predicate_for("unknown-device")["devices"][0]
-    assert (device["basis"], device["tpp"], device["eccn"], device["model"]) == ("derived", 17128, "3A090.a", "")
+    assert (device["basis"], device["tpp"], device["eccn"], device["model"]) == ("derived", 17215, "3A090.a", "")
     assert device["review"]
     assert "die_area_mm2" not in device and "pd_milli" not in device
 

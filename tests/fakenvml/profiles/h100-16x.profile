@@ -15,6 +15,7 @@ gpu.*.cores=16896
 gpu.*.sm_count=132
 gpu.*.max_sm_clock=1980
 gpu.*.max_mem_clock=2619
+gpu.*.bus_width=5120
 gpu.*.mig=disabled
 gpu.*.board_part_number=692-2G520-0200-000
 gpu.*.vbios_version=96.00.74.00.0F

@@ -1,4 +1,4 @@
--- gpucensus collector schema, version 5 (SQLite).
+-- gpucensus collector schema, version 7 (PostgreSQL).
 -- Current state for the read paths (site status, country totals): per node and ECCN class, the totals of the
 -- node's latest attestation's devices, decommissioned GPUs left out; eccn '' holds the devices of no class and
 -- those whose TPP is not established (counted in unaccounted). Rewritten in the transaction that stores a
@@ -7,9 +7,9 @@
 CREATE TABLE node_totals (
     node_id TEXT NOT NULL REFERENCES nodes (node_id),
     eccn TEXT NOT NULL,
-    gpus INTEGER NOT NULL,
-    tpp INTEGER NOT NULL,
-    unaccounted INTEGER NOT NULL,
+    gpus BIGINT NOT NULL,
+    tpp BIGINT NOT NULL,
+    unaccounted BIGINT NOT NULL,
     PRIMARY KEY (node_id, eccn)
 );
 -- One site's nodes (status, node count, last attested) without a scan of every node.
@@ -26,9 +26,9 @@ GROUP BY n.node_id, CASE WHEN d.tpp IS NULL THEN '' ELSE d.eccn END;
 CREATE TABLE site_totals (
     site TEXT NOT NULL REFERENCES sites (id),
     eccn TEXT NOT NULL,
-    gpus INTEGER NOT NULL,
-    tpp INTEGER NOT NULL,
-    unaccounted INTEGER NOT NULL,
+    gpus BIGINT NOT NULL,
+    tpp BIGINT NOT NULL,
+    unaccounted BIGINT NOT NULL,
     PRIMARY KEY (site, eccn)
 );
 INSERT INTO site_totals (site, eccn, gpus, tpp, unaccounted)

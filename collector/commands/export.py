@@ -1,0 +1,132 @@
+"""`gpucensus-collector export --out DIR [--site S | --country CC] [--since DATE]`: an audit bundle
+(docs/formats.md, "Audit bundle"; layout in `collector.audit.bundle`) that `gpucensus-audit verify DIR` checks
+offline: the latest signed checkpoint, the log key, the selected envelopes byte for byte with an inclusion proof
+each against that checkpoint, the node keys, the policy pack in force and the registry rows they belong to.
+
+Only what the checkpoint covers is exported (an envelope sequenced later waits for the next checkpoint), and
+the database's tree must match the checkpoint: after a restore from an old backup, export refuses rather than
+write proofs that cannot verify. DIR must be new or empty: a bundle is never merged with another.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from collector import __version__
+from collector.audit import bundle
+from collector.commands.common import add_store_arguments, config_from_args, iso, store_from_args
+from collector.countries import is_alpha2
+from collector.log import state
+from collector.log.service import LogRangeError, b64, data_dir
+from collector.policy.pack import load_pack, pack_text
+from collector.store.base import RecordNotFoundError
+from common import merkle
+from common.errors import ConfigError, StateError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write an audit bundle (envelopes, proofs, checkpoint, keys, policy) for gpucensus-audit verify",
+        description="Write the envelopes the latest checkpoint covers (optionally one site's or one country's, "
+        "since a date) with their inclusion proofs, the signed checkpoint, the log key, the node keys, the policy "
+        "pack in force and the registry rows, as plain files in DIR (new or empty).",
+    )
+    add_store_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="the bundle directory (new or empty)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--site", help="only this site's envelopes")
+    scope.add_argument("--country", metavar="CC", help="only the envelopes of sites in this country (ISO alpha-2)")
+    parser.add_argument("--since", type=_since, metavar="DATE", help="only statements dated on or after DATE "
+                        "(YYYY-MM-DD or an RFC 3339 time)")  # fmt: skip
+    parser.set_defaults(func=run_export)
+
+
+def _since(text: str) -> datetime:
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z for UTC)")
+    return moment.astimezone(UTC)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    where = data_dir(config)
+    key = state.load_or_create_key(config.log.key_path(where), config.log.origin)
+    checkpoint_path = config.log.checkpoint_path(where)
+    signed = state.load_checkpoint(checkpoint_path, key)
+    if signed is None:
+        raise StateError(f"no checkpoint signed yet ({checkpoint_path} does not exist)",
+                         hint="start the collector: it signs one")  # fmt: skip
+    size, root = signed.checkpoint.size, signed.checkpoint.root_hash
+    pack_name = config.policy.pack
+    pack = load_pack(pack_name)
+    with store_from_args(args, config) as store:
+        if size > store.log_size() or merkle.tree_root(size, store.log_hashes) != root:
+            raise LogRangeError(
+                f"the database's tree does not match the checkpoint {checkpoint_path} (size {size}, root {b64(root)})",
+                hint="was the database restored from an old backup? the collector refuses to sign it too",
+            )
+        sites = store.list_sites()
+        if args.site is not None:
+            chosen = [s for s in sites if s.id == args.site]
+            if not chosen:
+                raise RecordNotFoundError(f"no site {args.site!r}")
+        elif args.country is not None:
+            country = args.country.upper()
+            if not is_alpha2(country):
+                raise ConfigError(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code", hint="e.g. DE")
+            chosen = [s for s in sites if s.country == country]
+        else:
+            chosen = sites
+        selected = None if args.site is None and args.country is None else [s.id for s in chosen]
+        rows = store.log_attestations(size, selected, args.since)
+        envelopes = {index: envelope for index, _, envelope in rows}
+        proofs = {index: merkle.inclusion_proof(index, size, store.log_hashes) for index in envelopes}
+        keyids = sorted({keyid for _, keyid, _ in rows})
+        node_keys = [store.get_key(keyid) for keyid in keyids]
+        entities = {e.id: e for e in store.list_entities()}
+    keys = [k for k in node_keys if k is not None]
+    covered_sites = {k.site for k in keys} | {s.id for s in chosen if selected is not None}
+    site_rows = [s for s in sites if s.id in covered_sites]
+    registry = {
+        "entities": [asdict(entities[e]) for e in sorted({s.entity for s in site_rows}) if e in entities],
+        "sites": [asdict(s) for s in site_rows],
+        "nodes": [
+            {
+                "node_id": k.node_id,
+                "keyid": k.keyid,
+                "site": k.site,
+                "enrolled_at": iso(k.enrolled_at),
+                "revoked_at": iso(k.revoked_at) or None,
+            }
+            for k in keys
+        ],
+    }
+    bundle.write_bundle(
+        Path(args.out),
+        checkpoint=state.load_cosigned(checkpoint_path, signed),
+        vkey=str(key.verifier()),
+        envelopes=envelopes,
+        proofs=proofs,
+        tree_size=size,
+        keys={k.keyid: k.public_key_pem.encode("ascii") for k in keys},
+        policies={pack.name: pack_text(pack_name)[0].encode("utf-8")},
+        collector_version=__version__,
+        registry=registry,
+        selection={
+            "site": args.site,
+            "country": args.country and args.country.upper(),
+            "since": iso(args.since) if args.since else None,
+        },
+    )
+    print(f"wrote {len(envelopes)} envelope(s) with proofs against checkpoint {size} to {args.out}")
+    return 0

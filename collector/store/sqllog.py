@@ -1,0 +1,124 @@
+"""The SQL both stores share, part 4: the transparency log's storage (schema: migration 0005).
+
+Sequencing happens in `store_attestation` (`sqlstore`): the last statements of its transaction take the next
+leaf index from the one-row counter `log_sequence` (`UPDATE … RETURNING`: in PostgreSQL the row stays locked
+until the commit, so the critical section shared by collectors is only the end of that transaction, and indices
+commit in order with no gap). Integration (`integrate_log`) locks the one-row `log_tree` instead, so it never
+blocks sequencing in PostgreSQL: one integrator at a time across every collector sharing the database.
+
+The tree is stored as a node-hash table rather than C2SP tlog-tiles: `log_hashes` keeps every complete subtree
+hash by `(level, n)`, the coordinates `common.merkle`'s proof generation asks for, so a `HashReader` is one
+indexed query and every row is written once and never rewritten (a tile layout would rewrite its partial tiles on
+each batch and compute inner levels from the tile on every read). Cost: about 2 rows per leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from collector.errors import StoreError
+from collector.log import append as tree
+from collector.store.sqlnodes import SqlNodes
+
+_CHUNK = 400  # coordinates per query: well under SQLite's 32766 parameters
+
+
+class SqlLog(SqlNodes):
+    _for_update = ""  # PostgreSQL: " FOR UPDATE" (SQLite write transactions are exclusive already)
+
+    def _sequence(self, cur: Any, attestation_id: int) -> int:
+        """Give the stored attestation the next leaf index, inside its transaction (its last statements)."""
+        row = cur.execute("UPDATE log_sequence SET next_index = next_index + 1 WHERE id = 1 RETURNING next_index")
+        index = int(row.fetchone()[0]) - 1
+        cur.execute("UPDATE attestations SET log_index = ? WHERE id = ?", (index, attestation_id))
+        return index
+
+    def log_sequenced(self) -> int:
+        """How many leaves were sequenced (the next leaf index)."""
+        with self._tx(False) as cur:
+            return int(cur.execute("SELECT next_index FROM log_sequence WHERE id = 1").fetchone()[0])
+
+    def log_size(self) -> int:
+        """The size of the integrated tree (every hash of a tree of this size is stored)."""
+        with self._tx(False) as cur:
+            return int(cur.execute("SELECT size FROM log_tree WHERE id = 1").fetchone()[0])
+
+    def log_hashes(self, coordinates: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The stored hashes of complete subtrees `(level, n)`, in order (a `common.merkle.HashReader`).
+        StoreError if one is not stored (not integrated yet: a bug in the caller, or a damaged store)."""
+        found: dict[tuple[int, int], bytes] = {}
+        wanted = list(dict.fromkeys(coordinates))
+        with self._tx(False) as cur:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+                params = tuple(v for coordinate in chunk for v in coordinate)
+                for level, idx, digest in cur.execute(f"SELECT level, idx, hash FROM log_hashes WHERE {where}", params):
+                    found[(int(level), int(idx))] = bytes(digest)
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise StoreError(f"the transparency log {self.where} lacks the hash of subtree(s) {missing[:4]}")
+        return [found[c] for c in coordinates]
+
+    def log_entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """The sequenced leaves with index in [start, end), in index order: (index, envelope bytes)."""
+        with self._tx(False) as cur:
+            rows = cur.execute(
+                "SELECT log_index, envelope FROM attestations WHERE log_index >= ? AND log_index < ? "
+                "ORDER BY log_index",
+                (start, end),
+            ).fetchall()
+        return [(int(index), bytes(envelope)) for index, envelope in rows]
+
+    def log_attestations(
+        self, below: int, sites: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(leaf index, keyid, envelope) of the stored attestations with index below `below`, of `sites` (all if
+        None), stated at or after `since`, in index order: an audit bundle's envelopes."""
+        sql, params = "SELECT log_index, keyid, envelope FROM attestations WHERE log_index < ?", [below]
+        if sites is not None:
+            if not sites:
+                return []
+            sql += f" AND site IN ({', '.join('?' * len(sites))})"
+            params += list(sites)
+        if since is not None:
+            sql += " AND stated_at >= ?"
+            params.append(self._t(since))
+        with self._tx(False) as cur:
+            rows = cur.execute(sql + " ORDER BY log_index", tuple(params)).fetchall()
+        return [(int(index), keyid, bytes(envelope)) for index, keyid, envelope in rows]
+
+    def integrate_log(self, max_leaves: int) -> tuple[int, int]:
+        """Integrate up to `max_leaves` sequenced leaves into the stored tree, in one transaction holding the
+        tree row (one integrator at a time, whichever collector runs it); (old size, new size)."""
+        with self._tx(True) as cur:
+            size = int(cur.execute(f"SELECT size FROM log_tree WHERE id = 1{self._for_update}").fetchone()[0])
+            rows = cur.execute(
+                "SELECT log_index, envelope FROM attestations WHERE log_index >= ? AND log_index < ? "
+                "ORDER BY log_index",
+                (size, size + max_leaves),
+            ).fetchall()
+            leaves = []
+            for expected, (index, envelope) in enumerate(rows, start=size):
+                if int(index) != expected:  # indices commit in order: a gap is a damaged store
+                    raise StoreError(f"the transparency log {self.where} has no leaf {expected} (found {index} next)")
+                leaves.append(bytes(envelope))
+            if not leaves:
+                return size, size
+            coordinates = tree.border(size)
+            border = self._hashes_in(cur, coordinates)
+            new_rows = tree.append(size, leaves, border)
+            cur.executemany("INSERT INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)", new_rows)
+            cur.execute("UPDATE log_tree SET size = ? WHERE id = 1", (size + len(leaves),))
+            return size, size + len(leaves)
+
+    def _hashes_in(self, cur: Any, coordinates: list[tuple[int, int]]) -> list[bytes]:
+        hashes = []
+        for level, idx in coordinates:  # at most 64: one indexed lookup each
+            row = cur.execute("SELECT hash FROM log_hashes WHERE level = ? AND idx = ?", (level, idx)).fetchone()
+            if row is None:
+                raise StoreError(f"the transparency log {self.where} lacks the hash of subtree {(level, idx)}")
+            hashes.append(bytes(row[0]))
+        return hashes
