@@ -2,9 +2,9 @@
 
 Why: summing every current device of every node (a join over 800,000 rows at 100,000 nodes) took seconds and
 held the store's lock for all of it, so acknowledgements stalled behind a dashboard. `node_totals` (migration
-`current_state`) keeps, per node and ECCN class, the totals of the node's latest attestation without its decommissioned
-GPUs; a query sums about one row per node, and one site's status reads only that site's nodes (index
-`nodes_site`).
+`current_state`) keeps, per node and ECCN class, the totals of the node's latest attestation without its
+decommissioned GPUs, and `site_totals` their sum per site; country totals and one site's totals read a row per
+site, one site's node count its nodes through the index `nodes_site`.
 
 The rows are rewritten inside the transaction that changes what they summarise, so they are never out of step:
 when an attestation becomes its node's latest (`_store_current`, the one call from `store_attestation`), and

@@ -1,7 +1,7 @@
 """Current state (`collector.store.sqlcurrent`) always equals the full scan it replaced: after every write that
 can change it (a new latest attestation, an older one stored late, a GPU moving between nodes or listed by two,
-a decommission, a report clearing one, a node moving), on both stores; and its migration (`current_state`) rebuilds it from the
-stored attestations."""
+a decommission, a report clearing one, a node moving), on both stores; and its migration (`current_state`)
+rebuilds it from the stored attestations."""
 
 from __future__ import annotations
 
