@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench fuzz soak protos tools clean
+.PHONY: demo test lint bench bench-scale fuzz soak protos tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Benchmarks (never part of `make test`): figures with their ratios to limits measured in the same run, written
+# to tests/bench/RESULTS.md. `bench-scale` adds the 100,000-node stores.
 bench: $(STAMP) tools
-	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python tests/bench/run.py
+
+bench-scale: $(STAMP) tools
+	$(BIN)/python tests/bench/run.py --scale
 
 fuzz: $(STAMP) tools
 	GPUCENSUS_FUZZ=1 $(BIN)/pytest -q -p no:cacheprovider -m fuzz

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry
 
-from collector import codec, limits
+from collector import codec, limits, site_pages
 from collector.enrolment_ca import EnrolmentCA
 from collector.ingest.errors import (
     BindingError,
@@ -37,7 +37,7 @@ from collector.ingest.errors import (
 from collector.ingest.model import IngestResult
 from collector.ingest.pipeline import Pipeline, utc_now
 from collector.location.codec import landmarks_to_pb
-from collector.location.status import current_statuses, sites_by_location
+from collector.location.status import location_rows, sites_by_location
 from collector.log.service import NoCheckpointError, TransparencyLog
 from collector.metrics import CollectorMetrics
 from collector.registry import hash_token, validate_id
@@ -219,21 +219,20 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self, request: pb.GetSiteStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSiteStatusResponse:
         await _refuse_undecodable(context, request)
-        query = self._query(context, lambda: self._site_status(request.site))
+        query = self._query(context, lambda: self._site_status(request))
         return await _answer(context, self._unary_pool, query)
 
-    def _site_status(self, site_id: str) -> pb.GetSiteStatusResponse:
-        sites = [s for s in self._store.site_status() if not site_id or s.site == site_id]
-        if site_id and not sites:
-            raise RecordNotFoundError(f"no site {site_id!r}")
-        stale_nodes = self._store.stale_nodes(
-            self._clock(), intervals=self._stale_intervals, default_interval_seconds=self._default_interval
+    def _site_status(self, request: pb.GetSiteStatusRequest) -> pb.GetSiteStatusResponse:
+        response = site_pages.site_status_page(
+            self._store,
+            request,
+            now=self._clock(),
+            stale_intervals=self._stale_intervals,
+            default_interval_seconds=self._default_interval,
+            max_bytes=self._max_ack_bytes,  # the server's message limit
         )
-        stale = {n.node_id for n in stale_nodes}
-        located = current_statuses(self._store)
-        response = pb.GetSiteStatusResponse(
-            sites=[codec.site_status_to_pb(s, self._store.list_nodes(s.site), stale) for s in sites]
-        )
+        rows = location_rows(self._store, [s.site for s in response.sites]) or []  # this page's sites only
+        located = {row["site"]: row["status"] for row in rows}
         for site in response.sites:
             site.location = located.get(site.site, "")
         return response

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/census.proto\x12\x0cgpucensus.v1\"G\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x03 \x01(\t\">\n\x0e\x45nrollResponse\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"G\n\x12\x43\x65rtificateRequest\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"Q\n\x13\x43\x65rtificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\t\x12\x11\n\tnot_after\x18\x03 \x01(\t\"\x18\n\x08\x45nvelope\x12\x0c\n\x04\x64sse\x18\x01 \x01(\x0c\"f\n\x07\x46inding\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12(\n\x08severity\x18\x02 \x01(\x0e\x32\x16.gpucensus.v1.Severity\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xc5\x01\n\x03\x41\x63k\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.gpucensus.v1.AckStatus\x12\x16\n\tlog_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\'\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x15.gpucensus.v1.Finding\x12\x12\n\ncheckpoint\x18\x07 \x01(\x0c\x42\x0c\n\n_log_index\"8\n\x06Totals\x12\x0c\n\x04gpus\x18\x01 \x01(\x04\x12\x0b\n\x03tpp\x18\x02 \x01(\x04\x12\x13\n\x0bunaccounted\x18\x03 \x01(\x04\"\'\n\nEccnTotals\x12\x0c\n\x04gpus\x18\x01 \x01(\x04\x12\x0b\n\x03tpp\x18\x02 \x01(\x04\"\x9f\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05keyid\x18\x02 \x01(\t\x12\x1a\n\rlast_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rlast_attested\x18\x04 \x01(\t\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\x12\x0c\n\x04gpus\x18\x07 \x01(\x04\x42\x10\n\x0e_last_sequence\"\xb3\x01\n\nSiteStatus\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x03 \x01(\t\x12\'\n\x05nodes\x18\x04 \x03(\x0b\x32\x18.gpucensus.v1.NodeStatus\x12$\n\x06totals\x18\x05 \x01(\x0b\x32\x14.gpucensus.v1.Totals\x12\x15\n\rlast_attested\x18\x06 \x01(\t\x12\x10\n\x08location\x18\x07 \x01(\t\"$\n\x14GetSiteStatusRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\"@\n\x15GetSiteStatusResponse\x12\'\n\x05sites\x18\x01 \x03(\x0b\x32\x18.gpucensus.v1.SiteStatus\"\xdd\x02\n\rCountryTotals\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\r\n\x05sites\x18\x02 \x01(\x04\x12$\n\x06totals\x18\x03 \x01(\x0b\x32\x14.gpucensus.v1.Totals\x12\x38\n\x07\x62y_eccn\x18\x04 \x03(\x0b\x32\'.gpucensus.v1.CountryTotals.ByEccnEntry\x12K\n\x11sites_by_location\x18\x05 \x03(\x0b\x32\x30.gpucensus.v1.CountryTotals.SitesByLocationEntry\x1aG\n\x0b\x42yEccnEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.gpucensus.v1.EccnTotals:\x02\x38\x01\x1a\x36\n\x14SitesByLocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"*\n\x17GetCountryTotalsRequest\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\"J\n\x18GetCountryTotalsResponse\x12.\n\tcountries\x18\x01 \x03(\x0b\x32\x1b.gpucensus.v1.CountryTotals\"\x16\n\x14GetCheckpointRequest\"=\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x10\n\x08log_vkey\x18\x02 \x01(\t\"@\n\x18GetInclusionProofRequest\x12\x11\n\tlog_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"Q\n\x19GetInclusionProofResponse\x12\x11\n\tlog_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"\x16\n\x14ListLandmarksRequest\"A\n\x08Landmark\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x03 \x01(\t\"B\n\x15ListLandmarksResponse\x12)\n\tlandmarks\x18\x01 \x03(\x0b\x32\x16.gpucensus.v1.Landmark*Y\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x02*e\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x16\n\x12SEVERITY_VIOLATION\x10\x03\x32\xa2\x06\n\x06\x43\x65nsus\x12\x43\n\x06\x45nroll\x12\x1b.gpucensus.v1.EnrollRequest\x1a\x1c.gpucensus.v1.EnrollResponse\x12\x37\n\x06Report\x12\x16.gpucensus.v1.Envelope\x1a\x11.gpucensus.v1.Ack(\x01\x30\x01\x12X\n\rGetSiteStatus\x12\".gpucensus.v1.GetSiteStatusRequest\x1a#.gpucensus.v1.GetSiteStatusResponse\x12\x61\n\x10GetCountryTotals\x12%.gpucensus.v1.GetCountryTotalsRequest\x1a&.gpucensus.v1.GetCountryTotalsResponse\x12X\n\rGetCheckpoint\x12\".gpucensus.v1.GetCheckpointRequest\x1a#.gpucensus.v1.GetCheckpointResponse\x12\x64\n\x11GetInclusionProof\x12&.gpucensus.v1.GetInclusionProofRequest\x1a\'.gpucensus.v1.GetInclusionProofResponse\x12j\n\x13GetConsistencyProof\x12(.gpucensus.v1.GetConsistencyProofRequest\x1a).gpucensus.v1.GetConsistencyProofResponse\x12W\n\x10IssueCertificate\x12 .gpucensus.v1.CertificateRequest\x1a!.gpucensus.v1.CertificateResponse\x12X\n\rListLandmarks\x12\".gpucensus.v1.ListLandmarksRequest\x1a#.gpucensus.v1.ListLandmarksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/census.proto\x12\x0cgpucensus.v1\"G\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x03 \x01(\t\">\n\x0e\x45nrollResponse\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"G\n\x12\x43\x65rtificateRequest\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"Q\n\x13\x43\x65rtificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\t\x12\x11\n\tnot_after\x18\x03 \x01(\t\"\x18\n\x08\x45nvelope\x12\x0c\n\x04\x64sse\x18\x01 \x01(\x0c\"f\n\x07\x46inding\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12(\n\x08severity\x18\x02 \x01(\x0e\x32\x16.gpucensus.v1.Severity\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xc5\x01\n\x03\x41\x63k\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.gpucensus.v1.AckStatus\x12\x16\n\tlog_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\'\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x15.gpucensus.v1.Finding\x12\x12\n\ncheckpoint\x18\x07 \x01(\x0c\x42\x0c\n\n_log_index\"8\n\x06Totals\x12\x0c\n\x04gpus\x18\x01 \x01(\x04\x12\x0b\n\x03tpp\x18\x02 \x01(\x04\x12\x13\n\x0bunaccounted\x18\x03 \x01(\x04\"\'\n\nEccnTotals\x12\x0c\n\x04gpus\x18\x01 \x01(\x04\x12\x0b\n\x03tpp\x18\x02 \x01(\x04\"\x9f\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05keyid\x18\x02 \x01(\t\x12\x1a\n\rlast_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rlast_attested\x18\x04 \x01(\t\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\x12\x0c\n\x04gpus\x18\x07 \x01(\x04\x42\x10\n\x0e_last_sequence\"\xb3\x01\n\nSiteStatus\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x03 \x01(\t\x12\'\n\x05nodes\x18\x04 \x03(\x0b\x32\x18.gpucensus.v1.NodeStatus\x12$\n\x06totals\x18\x05 \x01(\x0b\x32\x14.gpucensus.v1.Totals\x12\x15\n\rlast_attested\x18\x06 \x01(\t\x12\x10\n\x08location\x18\x07 \x01(\t\"K\n\x14GetSiteStatusRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x15GetSiteStatusResponse\x12\'\n\x05sites\x18\x01 \x03(\x0b\x32\x18.gpucensus.v1.SiteStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xdd\x02\n\rCountryTotals\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\r\n\x05sites\x18\x02 \x01(\x04\x12$\n\x06totals\x18\x03 \x01(\x0b\x32\x14.gpucensus.v1.Totals\x12\x38\n\x07\x62y_eccn\x18\x04 \x03(\x0b\x32\'.gpucensus.v1.CountryTotals.ByEccnEntry\x12K\n\x11sites_by_location\x18\x05 \x03(\x0b\x32\x30.gpucensus.v1.CountryTotals.SitesByLocationEntry\x1aG\n\x0b\x42yEccnEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.gpucensus.v1.EccnTotals:\x02\x38\x01\x1a\x36\n\x14SitesByLocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"*\n\x17GetCountryTotalsRequest\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\"J\n\x18GetCountryTotalsResponse\x12.\n\tcountries\x18\x01 \x03(\x0b\x32\x1b.gpucensus.v1.CountryTotals\"\x16\n\x14GetCheckpointRequest\"=\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x10\n\x08log_vkey\x18\x02 \x01(\t\"@\n\x18GetInclusionProofRequest\x12\x11\n\tlog_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"Q\n\x19GetInclusionProofResponse\x12\x11\n\tlog_index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"-\n\x1bGetConsistencyProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"\x16\n\x14ListLandmarksRequest\"A\n\x08Landmark\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x03 \x01(\t\"B\n\x15ListLandmarksResponse\x12)\n\tlandmarks\x18\x01 \x03(\x0b\x32\x16.gpucensus.v1.Landmark*Y\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x02*e\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x16\n\x12SEVERITY_VIOLATION\x10\x03\x32\xa2\x06\n\x06\x43\x65nsus\x12\x43\n\x06\x45nroll\x12\x1b.gpucensus.v1.EnrollRequest\x1a\x1c.gpucensus.v1.EnrollResponse\x12\x37\n\x06Report\x12\x16.gpucensus.v1.Envelope\x1a\x11.gpucensus.v1.Ack(\x01\x30\x01\x12X\n\rGetSiteStatus\x12\".gpucensus.v1.GetSiteStatusRequest\x1a#.gpucensus.v1.GetSiteStatusResponse\x12\x61\n\x10GetCountryTotals\x12%.gpucensus.v1.GetCountryTotalsRequest\x1a&.gpucensus.v1.GetCountryTotalsResponse\x12X\n\rGetCheckpoint\x12\".gpucensus.v1.GetCheckpointRequest\x1a#.gpucensus.v1.GetCheckpointResponse\x12\x64\n\x11GetInclusionProof\x12&.gpucensus.v1.GetInclusionProofRequest\x1a\'.gpucensus.v1.GetInclusionProofResponse\x12j\n\x13GetConsistencyProof\x12(.gpucensus.v1.GetConsistencyProofRequest\x1a).gpucensus.v1.GetConsistencyProofResponse\x12W\n\x10IssueCertificate\x12 .gpucensus.v1.CertificateRequest\x1a!.gpucensus.v1.CertificateResponse\x12X\n\rListLandmarks\x12\".gpucensus.v1.ListLandmarksRequest\x1a#.gpucensus.v1.ListLandmarksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COUNTRYTOTALS_BYECCNENTRY']._serialized_options = b'8\001'
   _globals['_COUNTRYTOTALS_SITESBYLOCATIONENTRY']._loaded_options = None
   _globals['_COUNTRYTOTALS_SITESBYLOCATIONENTRY']._serialized_options = b'8\001'
-  _globals['_ACKSTATUS']._serialized_start=2187
-  _globals['_ACKSTATUS']._serialized_end=2276
-  _globals['_SEVERITY']._serialized_start=2278
-  _globals['_SEVERITY']._serialized_end=2379
+  _globals['_ACKSTATUS']._serialized_start=2251
+  _globals['_ACKSTATUS']._serialized_end=2340
+  _globals['_SEVERITY']._serialized_start=2342
+  _globals['_SEVERITY']._serialized_end=2443
   _globals['_ENROLLREQUEST']._serialized_start=37
   _globals['_ENROLLREQUEST']._serialized_end=108
   _globals['_ENROLLRESPONSE']._serialized_start=110
@@ -62,37 +62,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SITESTATUS']._serialized_start=922
   _globals['_SITESTATUS']._serialized_end=1101
   _globals['_GETSITESTATUSREQUEST']._serialized_start=1103
-  _globals['_GETSITESTATUSREQUEST']._serialized_end=1139
-  _globals['_GETSITESTATUSRESPONSE']._serialized_start=1141
-  _globals['_GETSITESTATUSRESPONSE']._serialized_end=1205
-  _globals['_COUNTRYTOTALS']._serialized_start=1208
-  _globals['_COUNTRYTOTALS']._serialized_end=1557
-  _globals['_COUNTRYTOTALS_BYECCNENTRY']._serialized_start=1430
-  _globals['_COUNTRYTOTALS_BYECCNENTRY']._serialized_end=1501
-  _globals['_COUNTRYTOTALS_SITESBYLOCATIONENTRY']._serialized_start=1503
-  _globals['_COUNTRYTOTALS_SITESBYLOCATIONENTRY']._serialized_end=1557
-  _globals['_GETCOUNTRYTOTALSREQUEST']._serialized_start=1559
-  _globals['_GETCOUNTRYTOTALSREQUEST']._serialized_end=1601
-  _globals['_GETCOUNTRYTOTALSRESPONSE']._serialized_start=1603
-  _globals['_GETCOUNTRYTOTALSRESPONSE']._serialized_end=1677
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1679
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1701
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1703
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1764
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1766
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1830
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1832
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1913
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1915
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1979
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1981
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=2026
-  _globals['_LISTLANDMARKSREQUEST']._serialized_start=2028
-  _globals['_LISTLANDMARKSREQUEST']._serialized_end=2050
-  _globals['_LANDMARK']._serialized_start=2052
-  _globals['_LANDMARK']._serialized_end=2117
-  _globals['_LISTLANDMARKSRESPONSE']._serialized_start=2119
-  _globals['_LISTLANDMARKSRESPONSE']._serialized_end=2185
-  _globals['_CENSUS']._serialized_start=2382
-  _globals['_CENSUS']._serialized_end=3184
+  _globals['_GETSITESTATUSREQUEST']._serialized_end=1178
+  _globals['_GETSITESTATUSRESPONSE']._serialized_start=1180
+  _globals['_GETSITESTATUSRESPONSE']._serialized_end=1269
+  _globals['_COUNTRYTOTALS']._serialized_start=1272
+  _globals['_COUNTRYTOTALS']._serialized_end=1621
+  _globals['_COUNTRYTOTALS_BYECCNENTRY']._serialized_start=1494
+  _globals['_COUNTRYTOTALS_BYECCNENTRY']._serialized_end=1565
+  _globals['_COUNTRYTOTALS_SITESBYLOCATIONENTRY']._serialized_start=1567
+  _globals['_COUNTRYTOTALS_SITESBYLOCATIONENTRY']._serialized_end=1621
+  _globals['_GETCOUNTRYTOTALSREQUEST']._serialized_start=1623
+  _globals['_GETCOUNTRYTOTALSREQUEST']._serialized_end=1665
+  _globals['_GETCOUNTRYTOTALSRESPONSE']._serialized_start=1667
+  _globals['_GETCOUNTRYTOTALSRESPONSE']._serialized_end=1741
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1743
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1765
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1767
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1828
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1830
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1894
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1896
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1977
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1979
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=2043
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=2045
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=2090
+  _globals['_LISTLANDMARKSREQUEST']._serialized_start=2092
+  _globals['_LISTLANDMARKSREQUEST']._serialized_end=2114
+  _globals['_LANDMARK']._serialized_start=2116
+  _globals['_LANDMARK']._serialized_end=2181
+  _globals['_LISTLANDMARKSRESPONSE']._serialized_start=2183
+  _globals['_LISTLANDMARKSRESPONSE']._serialized_end=2249
+  _globals['_CENSUS']._serialized_start=2446
+  _globals['_CENSUS']._serialized_end=3248
 # @@protoc_insertion_point(module_scope)

@@ -158,16 +158,22 @@ class SiteStatus(_message.Message):
     def __init__(self, site: _Optional[str] = ..., country: _Optional[str] = ..., entity: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., totals: _Optional[_Union[Totals, _Mapping]] = ..., last_attested: _Optional[str] = ..., location: _Optional[str] = ...) -> None: ...
 
 class GetSiteStatusRequest(_message.Message):
-    __slots__ = ("site",)
+    __slots__ = ("site", "page_size", "page_token")
     SITE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     site: str
-    def __init__(self, site: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, site: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetSiteStatusResponse(_message.Message):
-    __slots__ = ("sites",)
+    __slots__ = ("sites", "next_page_token")
     SITES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     sites: _containers.RepeatedCompositeFieldContainer[SiteStatus]
-    def __init__(self, sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CountryTotals(_message.Message):
     __slots__ = ("country", "sites", "totals", "by_eccn", "sites_by_location")

@@ -149,12 +149,13 @@ step "totals per site and per country (Census.GetSiteStatus / GetCountryTotals o
 "$PY" - "$ADDRESS" <<'EOF'
 import sys
 import grpc
+from collector.site_pages import all_site_status
 from protos import census_pb2, census_pb2_grpc
 
 with grpc.insecure_channel(sys.argv[1]) as channel:
     stub = census_pb2_grpc.CensusStub(channel)
     print(f"{'site':<13} {'country':<7} {'entity':<8} {'nodes':>5} {'stale':>5} {'GPUs':>5} {'TPP':>9} {'unaccounted':>11}")
-    for s in stub.GetSiteStatus(census_pb2.GetSiteStatusRequest(), timeout=5).sites:
+    for s in all_site_status(lambda request: stub.GetSiteStatus(request, timeout=5)):  # every page
         t, stale = s.totals, sum(n.stale for n in s.nodes)
         print(f"{s.site:<13} {s.country:<7} {s.entity:<8} {len(s.nodes):>5} {stale:>5} {t.gpus:>5} {t.tpp:>9} "
               f"{t.unaccounted:>11}")

@@ -258,6 +258,15 @@ class NodeStatus:
     revoked: bool = False
 
 
+def is_stale(node: NodeStatus, now: datetime, intervals: int, default_interval_seconds: int) -> bool:
+    """Silent (since its last attestation, or its enrolment) for more than `intervals` of its own interval."""
+    if node.revoked:
+        return False
+    since = node.last_attested_at or node.enrolled_at
+    interval = node.interval_seconds or default_interval_seconds
+    return (now - since).total_seconds() > intervals * interval
+
+
 @dataclass(frozen=True)
 class EccnTotals:
     gpus: int
@@ -444,7 +453,10 @@ class Store(LocationStore, Protocol):
         """False if the GPU was never seen."""
         ...
 
-    def list_nodes(self, site: str | None = None) -> list[NodeStatus]: ...
+    def list_nodes(self, site: str | None = None, *, after: str = "", limit: int | None = None) -> list[NodeStatus]:
+        """Sorted by site and node id; `after` and `limit` page through one site's nodes."""
+        ...
+
     def stale_nodes(self, now: datetime, intervals: int = 3, default_interval_seconds: int = 60) -> list[NodeStatus]:
         """Non-revoked nodes silent (since last attestation, else since enrollment) for > intervals x interval."""
         ...
@@ -472,7 +484,10 @@ class Store(LocationStore, Protocol):
         ...
 
     # queries
-    def site_status(self) -> list[SiteStatus]: ...
+    def site_status(self, sites: Sequence[str] | None = None) -> list[SiteStatus]:
+        """Every site, or only `sites`, sorted by id: summed from current state (`collector.store.sqlcurrent`)."""
+        ...
+
     def country_totals(self) -> list[CountryTotals]: ...
     def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
         """The live inventory in the policy scenario shape (see `collector.store.inventory`); only the `sites`

@@ -1,4 +1,5 @@
-"""Pure aggregation of the live device set into site status, country totals and the policy scenario shape.
+"""Pure aggregation of the live device set into the policy scenario shape (site status and country totals are
+summed from current state: `collector.store.sqlcurrent`).
 
 Input: the devices of each node's latest attestation (decommissioned GPUs already left out). A device whose
 TPP is not established counts in `gpus` and in `unaccounted`, never as zero TPP.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.store.base import CountryTotals, EccnTotals, Entity, NodeStatus, Site, SiteStatus
+from collector.store.base import Entity, Site
 
 
 @dataclass(frozen=True)
@@ -27,58 +28,6 @@ class CurrentDevice:
     eccn: str
     datacenter: bool
     acquired: datetime | None
-
-
-def build_site_status(
-    sites: Iterable[Site],
-    nodes: Iterable[NodeStatus],
-    devices: Iterable[CurrentDevice],
-    last_attested: dict[str, datetime],
-) -> list[SiteStatus]:
-    node_count: Counter[str] = Counter()
-    last: dict[str, datetime] = {}
-    for node in nodes:
-        node_count[node.site] += 1
-        when = last_attested.get(node.node_id)
-        if when is not None and (node.site not in last or when > last[node.site]):
-            last[node.site] = when
-    gpus: Counter[str] = Counter()
-    tpp: Counter[str] = Counter()
-    unaccounted: Counter[str] = Counter()
-    for d in devices:
-        gpus[d.site] += 1
-        if d.tpp is None:
-            unaccounted[d.site] += 1
-        else:
-            tpp[d.site] += d.tpp
-    return [
-        SiteStatus(s.id, s.country, s.entity, node_count[s.id], gpus[s.id], tpp[s.id], unaccounted[s.id],
-                   last.get(s.id))
-        for s in sorted(sites, key=lambda s: s.id)
-    ]  # fmt: skip
-
-
-def build_country_totals(sites: Iterable[Site], devices: Iterable[CurrentDevice]) -> list[CountryTotals]:
-    country_of = {s.id: s.country for s in sites}
-    gpus: Counter[str] = Counter()
-    tpp: Counter[str] = Counter()
-    unaccounted: Counter[str] = Counter()
-    eccn: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    for d in devices:
-        country = country_of.get(d.site, "")
-        gpus[country] += 1
-        if d.tpp is None:
-            unaccounted[country] += 1
-            continue
-        tpp[country] += d.tpp
-        if d.eccn:
-            eccn[country][d.eccn][0] += 1
-            eccn[country][d.eccn][1] += d.tpp
-    return [
-        CountryTotals(c, gpus[c], tpp[c], unaccounted[c],
-                      {k: EccnTotals(v[0], v[1]) for k, v in sorted(eccn[c].items())})
-        for c in sorted(gpus)
-    ]  # fmt: skip
 
 
 def _device_key(d: CurrentDevice) -> tuple[Any, ...] | None:

@@ -1,8 +1,10 @@
 """The embedded default store: one SQLite file in the collector's data directory.
 
 WAL journal, `synchronous=FULL` (an acknowledged attestation survives power loss), a busy timeout so the CLI and
-a running server can share the file, foreign keys on. One connection guarded by a lock serves every thread of
+a running server can share the file, foreign keys on. One connection guarded by a lock serves every write of
 the (threaded) gRPC server; write transactions start with `BEGIN IMMEDIATE` so they never deadlock on upgrade.
+Reads run on a connection of their own per thread (`query_only`): WAL gives each read a snapshot without
+blocking the writer, so a long read (a metrics scrape over every node) never holds the lock the acks wait on.
 A missing database file is created 0600 (its -wal and -shm files follow) in a 0700 data directory; an existing
 empty (0-byte) file is refused: only a missing file is a fresh install.
 """
@@ -64,6 +66,10 @@ class SqliteStore(SqlStore):
         self._conn = conn
         self._lock = threading.RLock()
         self._closed = False
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._local = threading.local()
+        self._readers: list[tuple[sqlite3.Connection, threading.Lock]] = []
+        self._readers_lock = threading.Lock()  # not the write lock: opening a reader never waits for a write
         try:
             self.check_version()
         except BaseException:
@@ -72,29 +78,44 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def _tx(self, write: bool) -> Iterator[Any]:
-        with self._lock:
+        conn, lock = (self._conn, self._lock) if write else self._reader()
+        with lock:
             if self._closed:
                 raise StoreError(f"the SQLite store {self.where} is closed")
-            cur = self._conn.cursor()
+            cur = conn.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 yield cur
                 cur.execute("COMMIT")
             except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
-                self._rollback()
+                _rollback(conn)
                 raise  # a bug in the caller or in this store, not an unusable database
             except sqlite3.DatabaseError as err:  # locked past the busy timeout, disk full, corrupted file
-                self._rollback()
+                _rollback(conn)
                 raise StoreError(f"SQLite error {self.where}: {err}") from err
             except BaseException:
-                self._rollback()
+                _rollback(conn)
                 raise
             finally:
                 cur.close()
 
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+    def _reader(self) -> tuple[sqlite3.Connection, threading.RLock | threading.Lock]:
+        """This thread's read connection (opened on first use), with the lock `close` takes before closing it."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            with self._readers_lock:
+                if self._closed:
+                    raise StoreError(f"the SQLite store {self.where} is closed")
+                try:
+                    conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                    conn.execute("PRAGMA query_only = ON")
+                except sqlite3.Error as err:
+                    raise StoreError(f"cannot open the SQLite database {self.path}: {err}") from err
+                reader = (conn, threading.Lock())
+                self._readers.append(reader)
+            self._local.reader = reader
+        return reader
 
     def _has_table(self, cur: Any, name: str) -> bool:
         row = cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
@@ -118,3 +139,13 @@ class SqliteStore(SqlStore):
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                with self._readers_lock:
+                    for conn, lock in self._readers:
+                        with lock:  # after the read in progress, if any
+                            conn.close()
+                    self._readers.clear()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

@@ -136,6 +136,7 @@ class SqlNodes(SqlTokens):
             if cur.rowcount != 1:
                 raise NodeBoundError(f"node {node_id!r} changed while it was being moved; try again")
             cur.execute("UPDATE node_keys SET site = ? WHERE node_id = ? AND revoked_at IS NULL", (site, node_id))
+            self._move_totals(cur, node_id, node[0], site)
             event = NodeEvent(node_id, "moved", node[1], site, actor, now, node[1], node[0], reason)
             self._event(cur, event)
             self._bump_registry(cur)
@@ -158,6 +159,10 @@ class SqlNodes(SqlTokens):
         return [NodeEvent(r[1], r[2], r[3], r[4], r[5], self._dt(r[6]), r[7], r[8], r[9], r[0]) for r in rows]  # type: ignore[arg-type]
 
     # --- helpers (inside a transaction) ------------------------------------------------------------------
+    def _move_totals(self, cur: Any, node_id: str, old_site: str, new_site: str) -> None:
+        """Current state follows a moved node: `collector.store.sqlcurrent`."""
+        raise NotImplementedError
+
     def _claim_node(self, cur: Any, node_id: str, site: str, keyid: str, now: datetime) -> None:
         cur.execute(
             "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "

@@ -19,17 +19,17 @@ from collector.store.base import (
     AttestationSummary,
     ChainHead,
     ConflictError,
-    CountryTotals,
     DeviceRecord,
     Entity,
     GpuState,
     NodeStatus,
     Site,
-    SiteStatus,
+    is_stale,
 )
-from collector.store.inventory import CurrentDevice, build_country_totals, build_inventory, build_site_status
+from collector.store.inventory import CurrentDevice, build_inventory
 from collector.store.sqlbase import where_equal
 from collector.store.sqlcompliance import SqlCompliance
+from collector.store.sqlcurrent import SqlCurrent
 from collector.store.sqlfindings import FINDING_COLUMNS
 from collector.store.sqllocation import SqlLocation
 from collector.store.sqllog import SqlLog
@@ -44,7 +44,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlLog, SqlLocation, SqlCompliance):
+class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -95,7 +95,7 @@ class SqlStore(SqlLog, SqlLocation, SqlCompliance):
                      for pos, d in enumerate(record.devices)],
                 )  # fmt: skip
             self._update_node(cur, record, attestation_id)
-            self._update_gpus(cur, record)
+            self._store_current(cur, record, attestation_id)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
             log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
         return replace(record, id=attestation_id, log_index=log_index)
@@ -173,12 +173,13 @@ class SqlStore(SqlLog, SqlLocation, SqlCompliance):
                 "UPDATE gpus SET decommissioned_at = ?, decommission_reason = ? WHERE uuid = ?",
                 (self._t(now), reason, uuid),
             )
-            found = cur.rowcount == 1
-            if found:
-                self._bump_registry(cur)
-            return found
+            if cur.rowcount != 1:
+                return False
+            self._refresh_listing(cur, [uuid])
+            self._bump_registry(cur)
+            return True
 
-    def list_nodes(self, site: str | None = None) -> list[NodeStatus]:
+    def list_nodes(self, site: str | None = None, *, after: str = "", limit: int | None = None) -> list[NodeStatus]:
         sql = (
             "SELECT n.node_id, n.site, n.keyid, n.enrolled_at, n.last_attested_at, n.last_sequence, "
             "n.interval_seconds, (SELECT COUNT(*) FROM attestation_devices d "
@@ -186,23 +187,18 @@ class SqlStore(SqlLog, SqlLocation, SqlCompliance):
             "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
         )
         sql, params = where_equal(sql, "n.site", site)
+        if after:  # a page of one site's nodes: index nodes_site
+            sql, params = sql + (" AND" if site is not None else " WHERE") + " n.node_id > ?", (*params, after)
+        sql += " ORDER BY n.site, n.node_id" + (f" LIMIT {int(limit)}" if limit is not None else "")
         with self._tx(False) as cur:
-            rows = cur.execute(sql + " ORDER BY n.site, n.node_id", params).fetchall()
+            rows = cur.execute(sql, params).fetchall()
         return [
             NodeStatus(r[0], r[1], r[2], self._dt(r[3]), self._dt(r[4]), r[5], r[6], int(r[7]), r[8] is not None)
             for r in rows
         ]
 
     def stale_nodes(self, now: datetime, intervals: int = 3, default_interval_seconds: int = 60) -> list[NodeStatus]:
-        stale = []
-        for node in self.list_nodes():
-            if node.revoked:
-                continue
-            since = node.last_attested_at or node.enrolled_at
-            interval = node.interval_seconds or default_interval_seconds
-            if (now - since).total_seconds() > intervals * interval:
-                stale.append(node)
-        return stale
+        return [n for n in self.list_nodes() if is_stale(n, now, intervals, default_interval_seconds)]
 
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(
@@ -267,14 +263,6 @@ class SqlStore(SqlLog, SqlLocation, SqlCompliance):
                                r[7] if r[7] is not None else r[0], int(r[8]))  # type: ignore[arg-type]
             for r in rows
         ]  # fmt: skip
-
-    def site_status(self) -> list[SiteStatus]:
-        _, sites, devices, last = self._current_devices()
-        return build_site_status(sites, self.list_nodes(), devices, last)
-
-    def country_totals(self) -> list[CountryTotals]:
-        _, sites, devices, _ = self._current_devices()
-        return build_country_totals(sites, devices)
 
     def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
         entities, registered, devices, _ = self._current_devices(sites, last_attested=False)

@@ -114,6 +114,7 @@ def test_an_upgraded_store_sequences_its_envelopes_in_stored_order(make_store, m
     monkeypatch.setattr(old, "_bump_registry", lambda cur: None)  # nor the compliance state's tables (later)
     registry(old)
     monkeypatch.setattr(old, "_sequence", lambda cur, attestation_id: None)
+    monkeypatch.setattr(old, "_store_current", lambda cur, record, _id: old._update_gpus(cur, record))  # nor this
     for keyid, seq in (("k-sin1", 1), ("k-fra1", 1), ("k-sin1", 2)):
         old.store_attestation(attestation(keyid, seq, [gpu(f"GPU-{keyid}")]))
     old.close()

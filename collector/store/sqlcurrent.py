@@ -1,0 +1,207 @@
+"""The SQL both stores share, part 2c: current state for the read paths (site status, country totals).
+
+Why: summing every current device of every node (a join over 800,000 rows at 100,000 nodes) took seconds and
+held the store's lock for all of it, so acknowledgements stalled behind a dashboard. `node_totals` (migration
+`current_state`) keeps, per node and ECCN class, the totals of the node's latest attestation without its
+decommissioned GPUs, and `site_totals` their sum per site; country totals and one site's totals read a row per
+site, one site's node count its nodes through the index `nodes_site`.
+
+The rows are rewritten inside the transaction that changes what they summarise, so they are never out of step:
+when an attestation becomes its node's latest (`_store_current`, the one call from `store_attestation`), and
+when a GPU's decommissioned state changes (a decommission, or a later report of a decommissioned GPU, which
+clears it): then every node whose latest attestation lists that GPU is recomputed. Finding those nodes reads
+each node's current devices; that is rare (an operator's decommission) and is the price of not indexing every
+stored device row by UUID.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from collector.store.base import AttestationRecord, CountryTotals, EccnTotals, SiteStatus
+from collector.store.sqlnodes import SqlNodes
+
+_CHUNK = 200  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
+
+
+def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissioned: set[str]) -> list[list[Any]]:
+    """`[eccn, gpus, tpp, unaccounted]` per ECCN bucket of one node's current devices `(uuid, tpp, eccn)`.
+
+    A device whose TPP is not established counts in gpus and unaccounted (bucket ''), never as zero TPP; a
+    decommissioned GPU does not count. The same rules as the full aggregation in the `current_state` migration."""
+    buckets: dict[str, list[Any]] = {}
+    for uuid, tpp, eccn in devices:
+        if uuid and uuid in decommissioned:
+            continue
+        key = "" if tpp is None else eccn
+        bucket = buckets.setdefault(key, [key, 0, 0, 0])
+        bucket[1] += 1
+        if tpp is None:
+            bucket[3] += 1
+        else:
+            bucket[2] += tpp
+    return [buckets[k] for k in sorted(buckets)]
+
+
+class SqlCurrent(SqlNodes):
+    """Current-state writes and the reads summed from them (see the module docstring)."""
+
+    def _update_gpus(self, cur: Any, record: AttestationRecord) -> None:
+        raise NotImplementedError  # sqlstore
+
+    # --- writes (inside the caller's transaction) -------------------------------------------------------
+    def _store_current(self, cur: Any, record: AttestationRecord, attestation_id: int) -> None:
+        """Per-GPU state, then the node's totals if this attestation is now its latest (the node row was
+        updated first), then the totals of other nodes listing a GPU whose decommission this report cleared."""
+        uuids = sorted({d.uuid for d in record.devices if d.uuid})
+        before = self._decommissioned(cur, uuids)
+        self._update_gpus(cur, record)
+        after = self._decommissioned(cur, before) if before else set()
+        row = cur.execute("SELECT last_attestation_id FROM nodes WHERE node_id = ?", (record.node_id,)).fetchone()
+        written = set()
+        if row is not None and row[0] == attestation_id:
+            self._write_totals(cur, record.node_id, [(d.uuid, d.tpp, d.eccn) for d in record.devices], after)
+            written.add(record.node_id)
+        if before != after:
+            self._refresh_listing(cur, before - after, skip=written)
+
+    def _refresh_listing(self, cur: Any, uuids: Iterable[str], skip: Iterable[str] = ()) -> None:
+        """Recompute the totals of every node whose latest attestation lists one of `uuids`."""
+        nodes: set[str] = set()
+        for chunk in _chunks(sorted(set(uuids))):
+            nodes.update(
+                r[0]
+                for r in cur.execute(
+                    "SELECT DISTINCT n.node_id FROM nodes n JOIN attestation_devices d "
+                    f"ON d.attestation_id = n.last_attestation_id WHERE d.uuid IN ({_marks(chunk)})",
+                    tuple(chunk),
+                ).fetchall()
+            )
+        for node_id in sorted(nodes - set(skip)):  # one order in every writer
+            rows = cur.execute(
+                "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at FROM nodes n "
+                "JOIN attestation_devices d ON d.attestation_id = n.last_attestation_id "
+                "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' WHERE n.node_id = ?",
+                (node_id,),
+            ).fetchall()
+            gone = {r[0] for r in rows if r[3] is not None}
+            self._write_totals(cur, node_id, [(r[0], r[1], r[2]) for r in rows], gone)
+
+    def _write_totals(
+        self, cur: Any, node_id: str, devices: Iterable[tuple[str, int | None, str]], decommissioned: set[str]
+    ) -> None:
+        """Replace the node's totals and move its site's by the difference; nothing is written when they are
+        unchanged (the steady state: one indexed read per report)."""
+        new = {r[0]: tuple(r[1:]) for r in node_totals_rows(devices, decommissioned)}
+        rows = cur.execute("SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?", (node_id,))
+        old = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
+        if new == old:
+            return
+        site = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (node_id,)).fetchone()[0]
+        self._add_site_totals(cur, site, new, old)
+        cur.execute("DELETE FROM node_totals WHERE node_id = ?", (node_id,))
+        if new:
+            cur.executemany(
+                "INSERT INTO node_totals (node_id, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?)",
+                [(node_id, eccn, *values) for eccn, values in sorted(new.items())],
+            )
+
+    def _move_totals(self, cur: Any, node_id: str, old_site: str, new_site: str) -> None:
+        """A node moved: its totals leave the old site's and join the new site's (same transaction)."""
+        rows = cur.execute("SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?", (node_id,))
+        totals = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
+        for site, add, remove in sorted([(old_site, {}, totals), (new_site, totals, {})], key=lambda x: x[0]):
+            self._add_site_totals(cur, site, add, remove)
+
+    def _add_site_totals(
+        self, cur: Any, site: str, add: dict[str, tuple[int, ...]], remove: dict[str, tuple[int, ...]]
+    ) -> None:
+        zero = (0, 0, 0)
+        delta = []
+        for eccn in sorted(add.keys() | remove.keys()):
+            change = tuple(a - r for a, r in zip(add.get(eccn, zero), remove.get(eccn, zero), strict=True))
+            if change != zero:
+                delta.append((site, eccn, *change))
+        if delta:
+            cur.executemany(
+                "INSERT INTO site_totals (site, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (site, eccn) DO UPDATE SET gpus = site_totals.gpus + excluded.gpus, "
+                "tpp = site_totals.tpp + excluded.tpp, unaccounted = site_totals.unaccounted + excluded.unaccounted",
+                delta,
+            )
+
+    def _decommissioned(self, cur: Any, uuids: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(sorted(uuids)):
+            rows = cur.execute(
+                f"SELECT uuid FROM gpus WHERE uuid IN ({_marks(chunk)}) AND decommissioned_at IS NOT NULL",
+                tuple(chunk),
+            ).fetchall()
+            out.update(r[0] for r in rows)
+        return out
+
+    # --- reads ------------------------------------------------------------------------------------------
+    def site_status(self, sites: Sequence[str] | None = None) -> list[SiteStatus]:
+        """Every site (sorted by id), or only `sites`; one transaction, one row per node summed at most."""
+        wanted = None if sites is None else sorted(set(sites))
+        found: list[Any] = []
+        nodes: dict[str, tuple[int, datetime | None]] = {}
+        totals: dict[str, tuple[int, int, int]] = {}
+        with self._tx(False) as cur:
+            for where, params in _site_filters(wanted):
+                found += cur.execute(f"SELECT id, country, entity FROM sites s{where('s.id')}", params).fetchall()
+                for r in cur.execute(
+                    f"SELECT site, COUNT(*), MAX(last_attested_at) FROM nodes n{where('n.site')} GROUP BY site",
+                    params,
+                ).fetchall():
+                    nodes[r[0]] = (int(r[1]), self._dt(r[2]))
+                for r in cur.execute(
+                    f"SELECT site, SUM(gpus), SUM(tpp), SUM(unaccounted) FROM site_totals t{where('t.site')} "
+                    "GROUP BY site",
+                    params,
+                ).fetchall():
+                    totals[r[0]] = (int(r[1]), int(r[2]), int(r[3]))
+        out = []
+        for site_id, country, entity in sorted(found):
+            count, last = nodes.get(site_id, (0, None))
+            gpus, tpp, unaccounted = totals.get(site_id, (0, 0, 0))
+            out.append(SiteStatus(site_id, country, entity, count, gpus, tpp, unaccounted, last))
+        return out
+
+    def country_totals(self) -> list[CountryTotals]:
+        with self._tx(False) as cur:
+            rows = cur.execute(
+                "SELECT s.country, t.eccn, SUM(t.gpus), SUM(t.tpp), SUM(t.unaccounted) FROM site_totals t "
+                "JOIN sites s ON s.id = t.site GROUP BY s.country, t.eccn HAVING SUM(t.gpus) > 0"
+            ).fetchall()
+        sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        by_eccn: dict[str, dict[str, EccnTotals]] = defaultdict(dict)
+        for country, eccn, gpus, tpp, unaccounted in rows:
+            total = sums[country]
+            total[0] += int(gpus)
+            total[1] += int(tpp)
+            total[2] += int(unaccounted)
+            if eccn:  # bucket '' is no class and TPP not established
+                by_eccn[country][eccn] = EccnTotals(int(gpus) - int(unaccounted), int(tpp))
+        return [CountryTotals(c, *sums[c], by_eccn={k: v for k, v in sorted(by_eccn[c].items())}) for c in sorted(sums)]
+
+
+def _site_filters(wanted: list[str] | None) -> Iterable[tuple[Any, tuple[str, ...]]]:
+    """(where(column) -> SQL suffix, parameters) per chunk of wanted sites; one unfiltered pass for all."""
+    if wanted is None:
+        yield (lambda column: ""), ()
+        return
+    for chunk in _chunks(wanted):
+        yield (lambda column, chunk=chunk: f" WHERE {column} IN ({_marks(chunk)})"), tuple(chunk)
+
+
+def _marks(chunk: Sequence[str]) -> str:
+    return ", ".join("?" * len(chunk))
+
+
+def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield list(items[start : start + _CHUNK])

@@ -1,0 +1,71 @@
+"""The benchmark harness's pure helpers (it runs only under `make bench`, so these keep it from rotting):
+statistics, the fleet's per-node GPU identities and change schedule, page tokens and per-node totals."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.errors import ConfigError
+from collector.site_pages import page_token, parse_page_token
+from collector.store.sqlcurrent import node_totals_rows
+from tests.bench.fleet import changes, gpu_identity, node_predicate, site_of
+from tests.bench.stats import percentile, ratio, summarize
+from tests.ingest_nodes import mock_predicate
+
+
+def test_summary_is_the_median_with_its_range_never_the_best_run() -> None:
+    figure = summarize([300.0, 100.0, 200.0])
+    assert (figure.median, figure.low, figure.high, figure.runs) == (200.0, 100.0, 300.0, 3)
+    assert figure.text() == "200 (100–300)"
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 0.5), percentile(values, 0.99), percentile(values, 1.0)) == (50.0, 99.0, 100.0)
+    assert percentile([7.0], 0.99) == 7.0
+    with pytest.raises(ValueError):
+        percentile(values, 1.5)
+
+
+def test_ratio_says_when_the_limit_is_missing() -> None:
+    assert ratio(50, 200) == "0.25"
+    assert ratio(1, 0) == "—"
+
+
+def test_every_node_has_gpus_of_its_own() -> None:
+    identities = {gpu_identity(f"bench-{n}", i, 0) for n in range(50) for i in range(8)}
+    assert len({uuid for uuid, _ in identities}) == len({serial for _, serial in identities}) == 400
+    assert gpu_identity("bench-1", 0, 0) == gpu_identity("bench-1", 0, 0)  # the same fleet every run
+    assert gpu_identity("bench-1", 0, 1) != gpu_identity("bench-1", 0, 0)  # a replaced GPU is a new one
+    predicate = node_predicate(mock_predicate("base"), "bench-7", [0, 1, 0, 0, 0, 0, 0, 0])
+    assert predicate["node"]["id"] == "bench-7"
+    assert predicate["devices"][1]["uuid"] == gpu_identity("bench-7", 1, 1)[0]
+
+
+def test_change_schedule_is_deterministic_and_follows_the_fraction() -> None:
+    rounds = changes("bench-3", 2000, 0.25)
+    assert rounds == changes("bench-3", 2000, 0.25) and not rounds[0]
+    assert 0.2 < sum(rounds) / len(rounds) < 0.3
+    assert not any(changes("bench-3", 100, 0.0)) and sum(changes("bench-3", 100, 1.0)) == 99
+
+
+def test_sites_spread_round_robin_with_a_country_each() -> None:
+    assert [site_of(i, 3)[0] for i in range(4)] == ["site-000", "site-001", "site-002", "site-000"]
+    assert len({site_of(i, 8)[1] for i in range(8)}) == 8
+
+
+def test_page_tokens_round_trip_and_refuse_what_was_not_issued() -> None:
+    assert parse_page_token("") == ("", "")
+    assert parse_page_token(page_token("fra1", "node-9")) == ("fra1", "node-9")
+    for bad in ("%%%", "bm90IGpzb24=", page_token("a", "b")[:-2], "W10=", "x" * 3000):  # W10= is "[]"
+        with pytest.raises(ConfigError):
+            parse_page_token(bad)
+
+
+def test_node_totals_buckets_by_class_and_leaves_out_decommissioned_gpus() -> None:
+    devices = [("a", 100, "3A090.a"), ("b", 50, "3A090.a"), ("c", None, "3A090.a"), ("d", 7, ""), ("", 1, "")]
+    assert node_totals_rows(devices, set()) == [["", 3, 8, 1], ["3A090.a", 2, 150, 0]]
+    assert node_totals_rows(devices, {"a", "c"}) == [["", 2, 8, 0], ["3A090.a", 1, 50, 0]]
+    assert node_totals_rows([], set()) == []
