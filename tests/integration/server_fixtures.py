@@ -86,6 +86,18 @@ def start(
     return run_server(config, store, clock=clock)
 
 
+def serving(store: Store, config: CollectorConfig) -> Iterator[Collector]:
+    """A collector built from `config` on `store` with a client channel, on one settable clock; stopped after."""
+    clock = Clock()
+    server, port = run_server(config, store, clock=clock)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Collector(server, port, store, channel, census_pb2_grpc.CensusStub(channel), clock)
+    finally:
+        channel.close()
+        server.stop(None).wait()
+
+
 def _collector(store: Store, log_dir: Path | None = None) -> Iterator[Collector]:
     clock = Clock()
     server, port = start(store, clock=clock, log_dir=log_dir)

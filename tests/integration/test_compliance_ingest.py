@@ -27,7 +27,7 @@ from collector.server import run_server
 from protos import census_pb2 as pb
 from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
-from tests.integration.server_fixtures import DEADLINE, Clock, Collector
+from tests.integration.server_fixtures import DEADLINE, Clock, Collector, serving
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 
@@ -66,13 +66,7 @@ def collector_fixture(make_store, tmp_path: Path) -> Iterator[Collector]:
         policy=PolicyConfig(pack=str(small_caps_pack(tmp_path)), refresh_seconds=0),
         metrics=MetricsConfig(listen="127.0.0.1:0", refresh_seconds=0),
     )
-    server, port = run_server(config, store, clock=Clock())
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Collector(server, port, store, channel, census_pb2_grpc.CensusStub(channel), Clock())
-    finally:
-        channel.close()
-        server.stop(None).wait()
+    yield from serving(store, config)
 
 
 def scrape(collector: Collector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,10 +24,8 @@ from agent.metrics import AgentMetrics
 from agent.monitor import LogMonitor
 from agent.spool import Spool
 from collector.config import CollectorConfig, MetricsConfig, ServerConfig
-from collector.server import run_server
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
-from tests.integration.server_fixtures import DEADLINE, Clock, Collector
+from tests.integration.server_fixtures import DEADLINE, Collector, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
@@ -85,13 +82,9 @@ def collector_fixture(tmp_path: Path) -> Iterator[Collector]:
 
     store = open_store("sqlite", data_dir=str(tmp_path / "collector-data"))
     config = CollectorConfig(server=ServerConfig(listen="127.0.0.1:0"), metrics=MetricsConfig(listen="127.0.0.1:0"))
-    server, port = run_server(config, store, clock=Clock())
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Collector(server, port, store, channel, census_pb2_grpc.CensusStub(channel), Clock())
+        yield from serving(store, config)
     finally:
-        channel.close()
-        server.stop(None).wait()
         store.close()
 
 
