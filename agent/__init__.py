@@ -1,5 +1,5 @@
 """gpucensus agent: GPU discovery, accounting, signed attestations, uplink."""
 
-from common import __version__
+from gpucensus.common import __version__
 
 __all__ = ["__version__"]

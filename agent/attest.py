@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from agent.chain import ChainStore
-from agent.keys import key_id
-from common import dsse, jcs
-from common.statement import PAYLOAD_TYPE, build_statement, format_timestamp, subject_digest
+from gpucensus.agent.chain import ChainStore
+from gpucensus.agent.keys import key_id
+from gpucensus.common import dsse, jcs
+from gpucensus.common.statement import PAYLOAD_TYPE, build_statement, format_timestamp, subject_digest
 
 Clock = Callable[[], datetime]
 

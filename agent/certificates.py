@@ -19,12 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from agent.keys import NodeKey
-from common import csr_binding
-from common.durable import atomic_write
-from common.errors import ConfigError
-from protos import census_pb2, census_pb2_grpc
+from gpucensus.agent.keys import NodeKey
+from gpucensus.common import csr_binding
+from gpucensus.common.durable import atomic_write
+from gpucensus.common.errors import ConfigError
+from gpucensus.protos import census_pb2, census_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from common.durable import atomic_write, make_private_dirs
-from common.errors import StateError
+from gpucensus.common.durable import atomic_write, make_private_dirs
+from gpucensus.common.errors import StateError
 
 log = logging.getLogger("gpucensus.agent.chain")
 

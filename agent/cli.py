@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from agent import __version__
-from agent.commands import COMMANDS
-from common.cli_support import build_parser, run_command
+from gpucensus.agent import __version__
+from gpucensus.agent.commands import COMMANDS
+from gpucensus.common.cli_support import build_parser, run_command
 
 DESCRIPTION = (
     "Inventory this node's NVIDIA accelerators, classify them (ECCN 3A090, TPP, H100e) "

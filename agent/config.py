@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError
+from gpucensus.common.errors import ConfigError
 
 ENV_PREFIX = "GPUCENSUS_AGENT_"
 MIB = 1024 * 1024

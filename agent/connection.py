@@ -13,11 +13,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 import grpc
-
-from agent.certificates import CertificateUnavailable, renewal_reason, request_certificate, utc_now
-from agent.config import AgentConfig
-from agent.keys import NodeKey
-from agent.uplink import RetryableError, Uplink, open_channel
+from gpucensus.agent.certificates import CertificateUnavailable, renewal_reason, request_certificate, utc_now
+from gpucensus.agent.config import AgentConfig
+from gpucensus.agent.keys import NodeKey
+from gpucensus.agent.uplink import RetryableError, Uplink, open_channel
 
 log = logging.getLogger(__name__)
 

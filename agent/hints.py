@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 
 import grpc
-
-from agent.config import AgentConfig
+from gpucensus.agent.config import AgentConfig
 
 SCHEME = re.compile(r"^(https?|grpcs?|tcp)://", re.IGNORECASE)
 

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-from agent import __version__
-from common.errors import ConfigError
+from gpucensus.agent import __version__
+from gpucensus.common.errors import ConfigError
 
 MACHINE_ID_PATHS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from common import dsse
-from common.durable import atomic_write, make_private_dirs, refuse_shared_private_key
-from common.errors import KeyError_
+from gpucensus.common import dsse
+from gpucensus.common.durable import atomic_write, make_private_dirs, refuse_shared_private_key
+from gpucensus.common.errors import KeyError_
 
 PRIVATE_MODE = 0o600
 

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from common import landmark_format as fmt
-from common import landmark_wire as wire
-from common.verify import public_key_from_pem
+from gpucensus.common import landmark_format as fmt
+from gpucensus.common import landmark_wire as wire
+from gpucensus.common.verify import public_key_from_pem
 
 log = logging.getLogger("gpucensus.agent.location")
 

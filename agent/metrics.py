@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from gpucensus.common import __version__
 from prometheus_client import CollectorRegistry, Gauge, Info, disable_created_metrics
-
-from common import __version__
 
 PREFIX = "gpucensus_agent_"
 DEVICE_STATUSES = ("ok", "lost", "incomplete")  # common.devices: a device that cannot be read stays listed

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from gpucensus.agent.spool import DELIVERED, PENDING, Spool
+from gpucensus.common import merkle, note
+from gpucensus.common.durable import atomic_write, make_private_dirs
+from gpucensus.common.errors import ConfigError, StateError
+from gpucensus.protos import census_pb2, census_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
-
-from agent.spool import DELIVERED, PENDING, Spool
-from common import merkle, note
-from common.durable import atomic_write, make_private_dirs
-from common.errors import ConfigError, StateError
-from protos import census_pb2, census_pb2_grpc
 
 log = logging.getLogger("gpucensus.agent.monitor")
 

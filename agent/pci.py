@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from common.devices import PciFunction
+from gpucensus.common.devices import PciFunction
 
 NVIDIA_VENDOR_ID = 0x10DE
 GPU_CLASSES = {0x0300: "0x0300", 0x0302: "0x0302"}  # VGA-compatible controller, 3D controller

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from common.safe_text import printable
+from gpucensus.common.safe_text import printable
 
 if TYPE_CHECKING:
-    from agent.spool import SpoolRow
+    from gpucensus.agent.spool import SpoolRow
 
 
 def _h100e(milli: int | None) -> str:

@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.spool import PENDING, Spool, SpoolEntry
-from agent.uplink import Backoff, DrainResult, RetryableError
-from common.errors import ConfigError, GpucensusError
+from gpucensus.agent.spool import PENDING, Spool, SpoolEntry
+from gpucensus.agent.uplink import Backoff, DrainResult, RetryableError
+from gpucensus.common.errors import ConfigError, GpucensusError
 
 log = logging.getLogger("gpucensus.agent.runner")
 

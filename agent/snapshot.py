@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from agent.host import HostFacts, NodeInfo
-from common.accounting import Rules
-from common.catalogue import Catalogue
-from common.devices import Discovery, PciFunction
-from common.inventory import device_entry, pci_entries, totals
+from gpucensus.agent.host import HostFacts, NodeInfo
+from gpucensus.common.accounting import Rules
+from gpucensus.common.catalogue import Catalogue
+from gpucensus.common.devices import Discovery, PciFunction
+from gpucensus.common.inventory import device_entry, pci_entries, totals
 
 
 def build_predicate(

@@ -22,10 +22,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpucensus.common.durable import create_sqlite_file
+from gpucensus.common.errors import StateError
 from prometheus_client import CollectorRegistry, Counter, Gauge
-
-from common.durable import create_sqlite_file
-from common.errors import StateError
 
 SCHEMA_VERSION = 2
 PENDING, DELIVERED, REJECTED, QUARANTINED = "pending", "delivered", "rejected", "quarantined"

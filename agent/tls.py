@@ -18,9 +18,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-
-from common.durable import refuse_shared_private_key
-from common.errors import ConfigError
+from gpucensus.common.durable import refuse_shared_private_key
+from gpucensus.common.errors import ConfigError
 
 log = logging.getLogger("gpucensus.agent.tls")
 

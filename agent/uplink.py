@@ -22,15 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-
-from agent.config import AgentConfig
-from agent.hints import rejection_hint
-from agent.spool import Spool, SpoolEntry
-from agent.tls import read_tls_files
-from common.durable import atomic_write
-from common.errors import ConfigError
-from common.wire import RETRY_AFTER_KEY
-from protos import census_pb2, census_pb2_grpc
+from gpucensus.agent.config import AgentConfig
+from gpucensus.agent.hints import rejection_hint
+from gpucensus.agent.spool import Spool, SpoolEntry
+from gpucensus.agent.tls import read_tls_files
+from gpucensus.common.durable import atomic_write
+from gpucensus.common.errors import ConfigError
+from gpucensus.common.wire import RETRY_AFTER_KEY
+from gpucensus.protos import census_pb2, census_pb2_grpc
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})

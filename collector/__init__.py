@@ -1,5 +1,5 @@
 """gpucensus collector: verification, ingest, stores, policy evaluation, reports."""
 
-from common import __version__
+from gpucensus.common import __version__
 
 __all__ = ["__version__"]

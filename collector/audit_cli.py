@@ -21,21 +21,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from collector import __version__
-from collector.audit.bundle import read_bundle
-from collector.audit.check_bundle import verify_bundle
-from collector.audit.envelopes import read_file, verify_file, verify_files
-from collector.audit.render import report_bundle, report_files
-from collector.audit.witness import MAX_INPUT_BYTES, WitnessState, judge, parse_consistency
-from collector.errors import ConfigError
-from common import note
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.cli_support import run_command
-from common.durable import atomic_write, refuse_shared_private_key
-from common.safe_text import printable
-from common.verify import public_key_from_pem, public_key_id
+from gpucensus.collector import __version__
+from gpucensus.collector.audit.bundle import read_bundle
+from gpucensus.collector.audit.check_bundle import verify_bundle
+from gpucensus.collector.audit.envelopes import read_file, verify_file, verify_files
+from gpucensus.collector.audit.render import report_bundle, report_files
+from gpucensus.collector.audit.witness import MAX_INPUT_BYTES, WitnessState, judge, parse_consistency
+from gpucensus.collector.errors import ConfigError
+from gpucensus.common import note
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.cli_support import run_command
+from gpucensus.common.durable import atomic_write, refuse_shared_private_key
+from gpucensus.common.safe_text import printable
+from gpucensus.common.verify import public_key_from_pem, public_key_id
 
 __all__ = ["main", "verify_file", "verify_files"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from collector import __version__
-from common.cli_support import build_parser, run_command
+from gpucensus.collector import __version__
+from gpucensus.common.cli_support import build_parser, run_command
 
 # What only `pip install 'gpucensus[collector]'` brings (pyproject.toml): without it the collector cannot start.
 COLLECTOR_EXTRA_MODULES = frozenset({"psycopg", "grpc_reflection"})
@@ -19,7 +19,7 @@ DESCRIPTION = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        from collector.commands import COMMANDS
+        from gpucensus.collector.commands import COMMANDS
     except ModuleNotFoundError as err:
         if (err.name or "").split(".")[0] not in COLLECTOR_EXTRA_MODULES:
             raise

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.protobuf.message import DecodeError, Message
-
-from collector.ingest.model import ACCEPTED, INFO, REJECTED, VIOLATION, WARNING, Finding, IngestResult
-from collector.store.base import CountryTotals, NodeKey, NodeStatus, SiteStatus
-from common.statement import format_timestamp
-from protos import census_pb2 as pb
+from gpucensus.collector.ingest.model import ACCEPTED, INFO, REJECTED, VIOLATION, WARNING, Finding, IngestResult
+from gpucensus.collector.store.base import CountryTotals, NodeKey, NodeStatus, SiteStatus
+from gpucensus.common.statement import format_timestamp
+from gpucensus.protos import census_pb2 as pb
 
 SEVERITY_TO_PB = {INFO: pb.SEVERITY_INFO, WARNING: pb.SEVERITY_WARNING, VIOLATION: pb.SEVERITY_VIOLATION}
 SEVERITY_FROM_PB = {value: key for key, value in SEVERITY_TO_PB.items()}

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.dashboard.access import check_password_hash, is_loopback
-from collector.errors import ConfigError
-from collector.policy.packs import DEFAULT_PACK
+from gpucensus.collector.dashboard.access import check_password_hash, is_loopback
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.packs import DEFAULT_PACK
 
 ENV_PREFIX = "GPUCENSUS_"
 MAX_C_INT = 2**31 - 1  # grpc channel options are C ints
@@ -309,7 +309,7 @@ def load_config(
 
 def validate(config: CollectorConfig) -> None:
     where = f"{config.source}: " if config.source else ""
-    from collector.store import STORES  # late: the store package imports the database drivers
+    from gpucensus.collector.store import STORES  # late: the store package imports the database drivers
 
     store, server, nodes = config.store, config.server, config.nodes
     if store.kind not in STORES:

@@ -10,7 +10,7 @@ from importlib import resources
 @cache
 def country_names() -> dict[str, str]:
     """Officially assigned alpha-2 code -> English short name."""
-    text = resources.files("collector.data").joinpath("iso3166.json").read_text(encoding="utf-8")
+    text = resources.files("gpucensus.collector.data").joinpath("iso3166.json").read_text(encoding="utf-8")
     return dict(json.loads(text)["countries"])
 
 

@@ -24,11 +24,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from collector.errors import ConfigError
-from collector.ingest.errors import MalformedError
-from common.csr_binding import MAX_CSR_BYTES
-from common.durable import atomic_write, refuse_shared_private_key
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.ingest.errors import MalformedError
+from gpucensus.common.csr_binding import MAX_CSR_BYTES
+from gpucensus.common.durable import atomic_write, refuse_shared_private_key
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import ConfigError, GpucensusError, StateError
+from gpucensus.common.errors import ConfigError, GpucensusError, StateError
 
 __all__ = ["ConfigError", "GpucensusError", "StateError", "StoreError"]
 

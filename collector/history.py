@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from collector.errors import ConfigError
-from collector.policy import Evaluation, Pack, evaluate, parse_scenario
-from collector.policy.render import grid, int_text
-from collector.store.base import Store
-from common.accounting import Rules
-from common.catalogue import Catalogue
-from common.safe_text import csv_cell
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy import Evaluation, Pack, evaluate, parse_scenario
+from gpucensus.collector.policy.render import grid, int_text
+from gpucensus.collector.store.base import Store
+from gpucensus.common.accounting import Rules
+from gpucensus.common.catalogue import Catalogue
+from gpucensus.common.safe_text import csv_cell
 
 STEPS = ("1d", "1w", "1mo")
 MAX_POINTS = 1000  # a series longer than this is refused: ask for a coarser step

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.ingest.errors import MalformedError
-from common.wire import RETRY_AFTER_KEY  # the trailer the agent reads as "retry later, not a verdict"
+from gpucensus.collector.ingest.errors import MalformedError
+from gpucensus.common.wire import RETRY_AFTER_KEY  # the trailer the agent reads as "retry later, not a verdict"
 
 __all__ = ["RETRY_AFTER_KEY", "KeyBudget", "LimitError", "Peek", "StreamSlots", "TooManyDevicesError"]
 

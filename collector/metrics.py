@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
+from gpucensus.collector.compliance.gauges import ComplianceGauges
+from gpucensus.collector.compliance.state import ComplianceState
+from gpucensus.collector.store.base import Finding, NodeStatus, Store
+from gpucensus.common import __version__
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from collector.compliance.gauges import ComplianceGauges
-from collector.compliance.state import ComplianceState
-from collector.store.base import Finding, NodeStatus, Store
-from common import __version__
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from collector.countries import is_alpha2
-from collector.errors import ConfigError
-from collector.store.base import EnrollmentToken, Entity, Site
+from gpucensus.collector.countries import is_alpha2
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store.base import EnrollmentToken, Entity, Site
 
 AUTHORIZATIONS = ("none", "uveu", "nveu")  # none | Universal VEU | National VEU
 TOKEN_BYTES = 32

@@ -24,27 +24,26 @@ import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from gpucensus.collector import limits
+from gpucensus.collector.compliance.state import ComplianceState
+from gpucensus.collector.config import CollectorConfig, ServerConfig, validate
+from gpucensus.collector.enrolment_ca import EnrolmentCA
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.ingest.pipeline import Pipeline, StepTimings, utc_now
+from gpucensus.collector.location.ingest import LocationCheck, location_config
+from gpucensus.collector.log.service import TransparencyLog, open_log
+from gpucensus.collector.metrics import CollectorMetrics
+from gpucensus.collector.policy import load_pack
+from gpucensus.collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
+from gpucensus.collector.store.base import Store
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.durable import refuse_shared_private_key
+from gpucensus.protos import census_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
-
-from collector import limits
-from collector.compliance.state import ComplianceState
-from collector.config import CollectorConfig, ServerConfig, validate
-from collector.enrolment_ca import EnrolmentCA
-from collector.errors import ConfigError
-from collector.ingest.pipeline import Pipeline, StepTimings, utc_now
-from collector.location.ingest import LocationCheck, location_config
-from collector.log.service import TransparencyLog, open_log
-from collector.metrics import CollectorMetrics
-from collector.policy import load_pack
-from collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
-from collector.store.base import Store
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.durable import refuse_shared_private_key
-from protos import census_pb2
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

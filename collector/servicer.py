@@ -22,11 +22,9 @@ from typing import TypeVar
 import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from prometheus_client import CollectorRegistry
-
-from collector import codec, limits, site_pages
-from collector.enrolment_ca import EnrolmentCA
-from collector.ingest.errors import (
+from gpucensus.collector import codec, limits, site_pages
+from gpucensus.collector.enrolment_ca import EnrolmentCA
+from gpucensus.collector.ingest.errors import (
     BindingError,
     MalformedError,
     NotOfferedError,
@@ -34,18 +32,19 @@ from collector.ingest.errors import (
     SignatureError,
     UnknownKeyError,
 )
-from collector.ingest.model import IngestResult
-from collector.ingest.pipeline import Pipeline, utc_now
-from collector.location.codec import landmarks_to_pb
-from collector.location.status import location_rows, sites_by_location
-from collector.log.service import NoCheckpointError, TransparencyLog
-from collector.metrics import CollectorMetrics
-from collector.registry import hash_token, validate_id
-from collector.statuses import status_for
-from collector.store.base import CountryTotals, RecordNotFoundError, Store
-from common import csr_binding, verify
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
+from gpucensus.collector.ingest.model import IngestResult
+from gpucensus.collector.ingest.pipeline import Pipeline, utc_now
+from gpucensus.collector.location.codec import landmarks_to_pb
+from gpucensus.collector.location.status import location_rows, sites_by_location
+from gpucensus.collector.log.service import NoCheckpointError, TransparencyLog
+from gpucensus.collector.metrics import CollectorMetrics
+from gpucensus.collector.registry import hash_token, validate_id
+from gpucensus.collector.statuses import status_for
+from gpucensus.collector.store.base import CountryTotals, RecordNotFoundError, Store
+from gpucensus.common import csr_binding, verify
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

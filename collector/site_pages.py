@@ -15,10 +15,10 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from collector import codec
-from collector.errors import ConfigError
-from collector.store.base import RecordNotFoundError, SiteStatus, Store, is_stale
-from protos import census_pb2 as pb
+from gpucensus.collector import codec
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store.base import RecordNotFoundError, SiteStatus, Store, is_stale
+from gpucensus.protos import census_pb2 as pb
 
 DEFAULT_PAGE_NODES = 1000
 MAX_PAGE_NODES = 10_000

@@ -9,12 +9,11 @@ streams, a key over its budget) is RESOURCE_EXHAUSTED too, with a retry-after tr
 from __future__ import annotations
 
 import grpc
-
-from collector.errors import ConfigError, StoreError
-from collector.ingest import errors
-from collector.limits import LimitError
-from collector.log.service import LogRangeError, NoCheckpointError
-from collector.store.base import NodeBoundError, RecordExistsError, RecordNotFoundError, TokenRejectedError
+from gpucensus.collector.errors import ConfigError, StoreError
+from gpucensus.collector.ingest import errors
+from gpucensus.collector.limits import LimitError
+from gpucensus.collector.log.service import LogRangeError, NoCheckpointError
+from gpucensus.collector.store.base import NodeBoundError, RecordExistsError, RecordNotFoundError, TokenRejectedError
 
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     errors.MalformedError: grpc.StatusCode.INVALID_ARGUMENT,

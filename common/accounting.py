@@ -14,8 +14,8 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any
 
-from common.catalogue import Catalogue, parse_decimal
-from common.devices import STATUS_LOST, GpuDevice
+from gpucensus.common.catalogue import Catalogue, parse_decimal
+from gpucensus.common.devices import STATUS_LOST, GpuDevice
 
 ECCN_A = "3A090.a"
 ECCN_B = "3A090.b"
@@ -76,7 +76,7 @@ class Accounting:
 
 
 def _data(name: str) -> dict[str, Any]:
-    with resources.files("common.data").joinpath(name).open("rb") as handle:
+    with resources.files("gpucensus.common.data").joinpath(name).open("rb") as handle:
         return tomllib.load(handle)
 
 

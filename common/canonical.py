@@ -14,7 +14,7 @@ import json
 from itertools import pairwise
 from typing import Any
 
-from common import jcs
+from gpucensus.common import jcs
 
 _JCS_INT_LIMIT = 2**53 - 1  # RFC 8785 serializes numbers as IEEE doubles: larger integers have no exact form
 

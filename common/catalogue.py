@@ -13,8 +13,8 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any
 
-from common.devices import PCI_DEVICE_ID
-from common.errors import ConfigError
+from gpucensus.common.devices import PCI_DEVICE_ID
+from gpucensus.common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -170,5 +170,5 @@ def parse_catalogue(document: dict[str, Any], source: str = "catalogue") -> Cata
 
 def load_catalogue() -> Catalogue:
     """The catalogue shipped with the package."""
-    text = resources.files("common.data").joinpath("catalogue.json").read_text(encoding="utf-8")
+    text = resources.files("gpucensus.common.data").joinpath("catalogue.json").read_text(encoding="utf-8")
     return parse_catalogue(json.loads(text), "common/data/catalogue.json")

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 
-from common.errors import GpucensusError
-from common.safe_text import escaped_stdio
+from gpucensus.common.errors import GpucensusError
+from gpucensus.common.safe_text import escaped_stdio
 
 
 def build_parser(prog: str, description: str, version: str, commands: Iterable[ModuleType]) -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common import jcs
+from gpucensus.common import jcs
 
 ENVELOPE_FIELDS = frozenset({"payload", "payloadType", "signatures"})
 SIGNATURE_FIELDS = frozenset({"keyid", "sig"})

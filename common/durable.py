@@ -15,7 +15,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from common.errors import KeyError_
+from gpucensus.common.errors import KeyError_
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from fractions import Fraction
 from typing import Any
 
-from common.accounting import BASIS_UNKNOWN, Accounting, Rules, account_device, classify
-from common.catalogue import Catalogue
-from common.devices import STATUS_INCOMPLETE, STATUS_OK, GpuDevice, PciFunction
+from gpucensus.common.accounting import BASIS_UNKNOWN, Accounting, Rules, account_device, classify
+from gpucensus.common.catalogue import Catalogue
+from gpucensus.common.devices import STATUS_INCOMPLETE, STATUS_OK, GpuDevice, PciFunction
 
 PCI_MATCHED = "matched"
 PCI_NOT_IN_NVML = "not-in-nvml"

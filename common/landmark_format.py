@@ -21,9 +21,8 @@ from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from common import dsse, jcs
-from common.verify import ParsedEnvelope, parse_envelope, public_key_id
+from gpucensus.common import dsse, jcs
+from gpucensus.common.verify import ParsedEnvelope, parse_envelope, public_key_id
 
 MEASUREMENT_TYPE = "application/vnd.gpucensus.location-measurement+json"
 CHALLENGE_TYPE = "application/vnd.gpucensus.landmark-challenge"

@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from common import jcs
+from gpucensus.common import jcs
 
 VERSION = 1
 MAX_FRAME = 16 * 1024

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from common.errors import GpucensusError
+from gpucensus.common.errors import GpucensusError
 
 HASH_SIZE = 32
 MAX_TREE_SIZE = 2**63  # sizes travel as int64/uint64; anything larger is hostile input

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from common.errors import GpucensusError
+from gpucensus.common.errors import GpucensusError
 
 ED25519 = 0x01  # signed-note Ed25519 signature over the note text
 COSIGNATURE_V1 = 0x04  # tlog-cosignature: timestamped Ed25519 over "cosignature/v1\ntime <t>\n" + text

@@ -34,10 +34,9 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from common import dsse, jcs
-from common.canonical import parse_canonical
-from common.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
+from gpucensus.common import dsse, jcs
+from gpucensus.common.canonical import parse_canonical
+from gpucensus.common.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
 
 # Chain reasons an ingest treats specially: a duplicate is an idempotent resend, not an error.
 DUPLICATE, FORK, OUT_OF_ORDER, GAP, PREVIOUS_MISMATCH = (

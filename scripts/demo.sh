@@ -149,8 +149,8 @@ step "totals per site and per country (Census.GetSiteStatus / GetCountryTotals o
 "$PY" - "$ADDRESS" <<'EOF'
 import sys
 import grpc
-from collector.site_pages import all_site_status
-from protos import census_pb2, census_pb2_grpc
+from gpucensus.collector.site_pages import all_site_status
+from gpucensus.protos import census_pb2, census_pb2_grpc
 
 with grpc.insecure_channel(sys.argv[1]) as channel:
     stub = census_pb2_grpc.CensusStub(channel)

@@ -10,14 +10,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gpucensus.agent.attest import sign_predicate
+from gpucensus.collector.audit.bundle import write_bundle
+from gpucensus.collector.policy.pack import pack_text
+from gpucensus.common.dsse import envelope_digest
+from gpucensus.common.merkle import MemoryTree
+from gpucensus.common.note import Checkpoint, SignerKey
+from gpucensus.common.verify import public_key_id
 
-from agent.attest import sign_predicate
-from collector.audit.bundle import write_bundle
-from collector.policy.pack import pack_text
-from common.dsse import envelope_digest
-from common.merkle import MemoryTree
-from common.note import Checkpoint, SignerKey
-from common.verify import public_key_id
 from tests.unit.attest_fixtures import predicate
 
 ORIGIN = "log.example/gpucensus"

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
-from common import jcs
+from gpucensus.common import jcs
 
 T = TypeVar("T")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -10,17 +10,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from agent.attest import sign_predicate
-from agent.backends.mock import MockBackend
-from agent.host import NodeInfo
-from agent.snapshot import build_predicate
-from collector.store.base import Entity, NodeKey, Site, Store
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.dsse import envelope_digest
-from common.statement import format_timestamp
-from common.verify import public_key_id
+from gpucensus.agent.attest import sign_predicate
+from gpucensus.agent.backends.mock import MockBackend
+from gpucensus.agent.host import NodeInfo
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.collector.store.base import Entity, NodeKey, Site, Store
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.dsse import envelope_digest
+from gpucensus.common.statement import format_timestamp
+from gpucensus.common.verify import public_key_id
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -98,7 +97,7 @@ def register(store: Store, site: str = "fra1", country: str = "DE", entity: str 
 
 def enroll(store: Store, node: TestNode, site: str = "fra1", country: str = "DE") -> NodeKey:
     """Register the site (if new), create a token and enroll the node's key with it (no gRPC)."""
-    from collector.registry import new_token
+    from gpucensus.collector.registry import new_token
 
     register(store, site, country)
     _token, record = new_token(site, NOW, timedelta(hours=1))

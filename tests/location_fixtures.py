@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from collector.location.bound import rtt_us_for
-from collector.location.geometry import Point, distance_m
-from collector.location.records import Landmark
-from common import landmark_format as fmt
-from common.verify import public_key_id
+from gpucensus.collector.location.bound import rtt_us_for
+from gpucensus.collector.location.geometry import Point, distance_m
+from gpucensus.collector.location.records import Landmark
+from gpucensus.common import landmark_format as fmt
+from gpucensus.common.verify import public_key_id
 
 ADDED = datetime(2026, 11, 1, tzinfo=UTC)
 PLACES = {

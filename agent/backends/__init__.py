@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any, Protocol
 
-from common.devices import Discovery
-from common.errors import ConfigError
+from gpucensus.common.devices import Discovery
+from gpucensus.common.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
-    "nvml": "agent.backends.nvml:NvmlBackend",
-    "mock": "agent.backends.mock:MockBackend",
+    "nvml": "gpucensus.agent.backends.nvml:NvmlBackend",
+    "mock": "gpucensus.agent.backends.mock:MockBackend",
 }
 
 
@@ -35,7 +35,7 @@ def create_backend(name: str, **options: Any) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] in {"agent", "common"}:
+        if (err.name or "").split(".")[0] == "gpucensus":  # our own code missing: a bug, not a missing extra
             raise
         raise ConfigError(
             f"the {name} backend needs the Python module {err.name!r}, which is not installed",

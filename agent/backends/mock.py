@@ -29,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agent.host import HostFacts
-from common.devices import (
+from gpucensus.agent.host import HostFacts
+from gpucensus.common.devices import (
     MAX_ERROR_TEXT,
     STATUS_INCOMPLETE,
     STATUS_LOST,
@@ -44,9 +44,9 @@ from common.devices import (
     integer_problem,
     text_problem,
 )
-from common.errors import ConfigError
+from gpucensus.common.errors import ConfigError
 
-PROFILE_DIR = "agent.backends.profiles"
+PROFILE_DIR = "gpucensus.agent.backends.profiles"
 # Bus numbers of a DGX H100's eight GPUs; further GPUs continue from 0xe0 upwards.
 _BUS_NUMBERS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 _FACT_FIELDS = {
@@ -73,7 +73,7 @@ def profile_names() -> list[str]:
 
 
 def _models() -> dict[str, dict[str, Any]]:
-    with resources.files("agent.backends").joinpath("mock_models.toml").open("rb") as handle:
+    with resources.files("gpucensus.agent.backends").joinpath("mock_models.toml").open("rb") as handle:
         data = tomllib.load(handle)
     return {k: v for k, v in data.items() if isinstance(v, dict)}
 

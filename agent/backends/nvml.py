@@ -20,9 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pynvml
-
-from common.devices import STATUS_INCOMPLETE, STATUS_LOST, Discovery, DriverInfo, GpuDevice, MigInstance
-from common.errors import DriverError
+from gpucensus.common.devices import STATUS_INCOMPLETE, STATUS_LOST, Discovery, DriverInfo, GpuDevice, MigInstance
+from gpucensus.common.errors import DriverError
 
 LIBRARY_NAME = "libnvidia-ml.so.1"
 

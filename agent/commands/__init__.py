@@ -6,6 +6,6 @@ code.
 
 from __future__ import annotations
 
-from agent.commands import attest, check, classify, keygen, run, snapshot, spool
+from gpucensus.agent.commands import attest, check, classify, keygen, run, snapshot, spool
 
 COMMANDS = [snapshot, classify, keygen, attest, run, check, spool]

@@ -11,12 +11,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.attest import attest
-from agent.chain import ChainStore
-from agent.commands.snapshot import add_discovery_arguments, predicate_from_args
-from agent.keys import load_key
-from common.durable import atomic_write
-from common.errors import ConfigError, StateError
+from gpucensus.agent.attest import attest
+from gpucensus.agent.chain import ChainStore
+from gpucensus.agent.commands.snapshot import add_discovery_arguments, predicate_from_args
+from gpucensus.agent.keys import load_key
+from gpucensus.common.durable import atomic_write
+from gpucensus.common.errors import ConfigError, StateError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

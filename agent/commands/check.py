@@ -27,19 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.chain import ChainStore
+from gpucensus.agent.commands.run import open_spool_of_chain, refuse_lost_spool
+from gpucensus.agent.hints import address_problem, connection_hint, rejection_hint
+from gpucensus.agent.keys import NodeKey, load_key
+from gpucensus.agent.spool import REJECTED, Spool
+from gpucensus.agent.tls import read_tls_files
+from gpucensus.agent.uplink import open_channel
+from gpucensus.common.errors import GpucensusError
+from gpucensus.common.safe_text import printable
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
-
-from agent import config as agent_config
-from agent.chain import ChainStore
-from agent.commands.run import open_spool_of_chain, refuse_lost_spool
-from agent.hints import address_problem, connection_hint, rejection_hint
-from agent.keys import NodeKey, load_key
-from agent.spool import REJECTED, Spool
-from agent.tls import read_tls_files
-from agent.uplink import open_channel
-from common.errors import GpucensusError
-from common.safe_text import printable
 
 CLOCK_RULES = ("future-timestamp", "before the key's enrolment")
 

@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from common.accounting import load_rules
-from common.catalogue import parse_decimal
-from common.errors import ConfigError
-from common.inventory import hypothetical
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import parse_decimal
+from gpucensus.common.errors import ConfigError
+from gpucensus.common.inventory import hypothetical
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.keys import generate_key, public_path
+from gpucensus.agent.keys import generate_key, public_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

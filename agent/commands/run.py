@@ -16,28 +16,27 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from cryptography.hazmat.primitives import serialization
-from prometheus_client import CollectorRegistry, start_http_server
-
-from agent import config as agent_config
-from agent.attest import attest
-from agent.chain import ChainStore
-from agent.commands.snapshot import predicate_from_args
-from agent.connection import Connection
-from agent.hints import connection_hint, rejection_hint
-from agent.host import node_info
-from agent.keys import load_key
-from agent.location import LandmarkInfo, LocationEvidence
-from agent.metrics import AgentMetrics
-from agent.monitor import LogMonitor
-from agent.runner import Runner
-from agent.spool import Spool, SpoolEntry
-from agent.uplink import (
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.attest import attest
+from gpucensus.agent.chain import ChainStore
+from gpucensus.agent.commands.snapshot import predicate_from_args
+from gpucensus.agent.connection import Connection
+from gpucensus.agent.hints import connection_hint, rejection_hint
+from gpucensus.agent.host import node_info
+from gpucensus.agent.keys import load_key
+from gpucensus.agent.location import LandmarkInfo, LocationEvidence
+from gpucensus.agent.metrics import AgentMetrics
+from gpucensus.agent.monitor import LogMonitor
+from gpucensus.agent.runner import Runner
+from gpucensus.agent.spool import Spool, SpoolEntry
+from gpucensus.agent.uplink import (
     Backoff,
     DrainResult,
     RetryableError,
     ensure_enrolled,
 )
-from common.errors import ConfigError, GpucensusError, StateError
+from gpucensus.common.errors import ConfigError, GpucensusError, StateError
+from prometheus_client import CollectorRegistry, start_http_server
 
 log = logging.getLogger("gpucensus.agent")
 

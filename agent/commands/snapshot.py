@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.backends import BACKENDS, create_backend
-from agent.host import node_info, read_host_facts
-from agent.pci import scan_sysfs
-from agent.render import snapshot_table
-from agent.snapshot import build_predicate
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.errors import ConfigError
+from gpucensus.agent.backends import BACKENDS, create_backend
+from gpucensus.agent.host import node_info, read_host_facts
+from gpucensus.agent.pci import scan_sysfs
+from gpucensus.agent.render import snapshot_table
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.errors import ConfigError
 
 DEFAULT_PROFILE = "dgx-h100"
 

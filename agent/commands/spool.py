@@ -14,11 +14,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from agent import config as agent_config
-from agent.render import spool_table
-from agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
-from common.errors import ConfigError
-from common.safe_text import printable
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.render import spool_table
+from gpucensus.agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
+from gpucensus.common.errors import ConfigError
+from gpucensus.common.safe_text import printable
 
 STATES = ("all", PENDING, REJECTED, QUARANTINED, DELIVERED)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.errors import ConfigError
+from gpucensus.collector.errors import ConfigError
 
 FORMAT = "gpucensus-audit-bundle/1"
 CHECKPOINT, VKEY, MANIFEST = "checkpoint", "log.vkey", "manifest.json"

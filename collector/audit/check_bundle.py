@@ -21,17 +21,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from collector.audit.bundle import CHECKPOINT, Bundle, parse_proof, sha256_hex
-from collector.audit.envelopes import verify_file
-from collector.audit.figures import recompute_figures
-from collector.ingest.errors import MalformedFactError
-from collector.policy.pack import parse_pack
-from common import merkle, note
-from common.accounting import Rules
-from common.catalogue import Catalogue
-from common.errors import GpucensusError
-from common.verify import Failure, VerifiedStatement, check_chains, public_key_from_pem, public_key_id
+from gpucensus.collector.audit.bundle import CHECKPOINT, Bundle, parse_proof, sha256_hex
+from gpucensus.collector.audit.envelopes import verify_file
+from gpucensus.collector.audit.figures import recompute_figures
+from gpucensus.collector.ingest.errors import MalformedFactError
+from gpucensus.collector.policy.pack import parse_pack
+from gpucensus.common import merkle, note
+from gpucensus.common.accounting import Rules
+from gpucensus.common.catalogue import Catalogue
+from gpucensus.common.errors import GpucensusError
+from gpucensus.common.verify import Failure, VerifiedStatement, check_chains, public_key_from_pem, public_key_id
 
 
 @dataclass

@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from collector.errors import ConfigError
-from common.dsse import EnvelopeError
-from common.verify import EnvelopeResult, Failure, VerifiedStatement, check_chains, parse_envelope, verify_parsed
+from gpucensus.collector.errors import ConfigError
+from gpucensus.common.dsse import EnvelopeError
+from gpucensus.common.verify import (
+    EnvelopeResult,
+    Failure,
+    VerifiedStatement,
+    check_chains,
+    parse_envelope,
+    verify_parsed,
+)
 
 
 def read_file(path: Path, what: str) -> bytes:

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.ingest import facts as read_facts
-from common import inventory
-from common.accounting import Rules
-from common.catalogue import Catalogue
-from common.inventory import ACCOUNTING_FIELDS, TOTALS_FIELDS
+from gpucensus.collector.ingest import facts as read_facts
+from gpucensus.common import inventory
+from gpucensus.common.accounting import Rules
+from gpucensus.common.catalogue import Catalogue
+from gpucensus.common.inventory import ACCOUNTING_FIELDS, TOTALS_FIELDS
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from collector.audit.check_bundle import BundleReport
-from common.safe_text import printable
-from common.verify import Failure, VerifiedStatement
+from gpucensus.collector.audit.check_bundle import BundleReport
+from gpucensus.common.safe_text import printable
+from gpucensus.common.verify import Failure, VerifiedStatement
 
 
 def _failure_dicts(failures: list[Failure]) -> list[dict]:

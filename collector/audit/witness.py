@@ -15,11 +15,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.audit.bundle import decode_hashes
-from collector.errors import ConfigError
-from common import merkle, note
-from common.durable import atomic_write, make_private_dirs
-from common.errors import StateError
+from gpucensus.collector.audit.bundle import decode_hashes
+from gpucensus.collector.errors import ConfigError
+from gpucensus.common import merkle, note
+from gpucensus.common.durable import atomic_write, make_private_dirs
+from gpucensus.common.errors import StateError
 
 STATE_FILE = "checkpoint"
 MAX_INPUT_BYTES = 64 << 10

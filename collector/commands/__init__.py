@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.commands import (
+from gpucensus.collector.commands import (
     dashboard_password,
     entity,
     evaluate,

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.config import CollectorConfig, load_config
-from collector.errors import ConfigError
-from collector.store import open_store
-from collector.store.base import Store
-from common.safe_text import printable
+from gpucensus.collector.config import CollectorConfig, load_config
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Store
+from gpucensus.common.safe_text import printable
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,8 @@ import argparse
 import getpass
 import sys
 
-from collector.dashboard.access import hash_password
-from collector.errors import ConfigError
+from gpucensus.collector.dashboard.access import hash_password
+from gpucensus.collector.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

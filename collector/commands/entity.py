@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from collector import registry
-from collector.commands.common import command_group, emit, store_action, store_from_args
-from collector.store.base import RecordNotFoundError
+from gpucensus.collector import registry
+from gpucensus.collector.commands.common import command_group, emit, store_action, store_from_args
+from gpucensus.collector.store.base import RecordNotFoundError
 
 HEADERS = ("id", "headquarters", "authorization")
 

@@ -12,15 +12,15 @@ import argparse
 import sys
 from datetime import UTC, date, datetime
 
-from collector import history
-from collector.commands.common import add_store_arguments, config_from_args, store_from_args
-from collector.errors import ConfigError
-from collector.policy import Scenario, evaluate, load_pack, load_scenario, parse_scenario
-from collector.policy.compare import render_compare
-from collector.policy.fields import iso_date
-from collector.policy.render import FORMATS, render
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
+from gpucensus.collector import history
+from gpucensus.collector.commands.common import add_store_arguments, config_from_args, store_from_args
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy import Scenario, evaluate, load_pack, load_scenario, parse_scenario
+from gpucensus.collector.policy.compare import render_compare
+from gpucensus.collector.policy.fields import iso_date
+from gpucensus.collector.policy.render import FORMATS, render
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser, policy_required: bool) -> None:

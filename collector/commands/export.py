@@ -15,16 +15,16 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from collector import __version__
-from collector.audit import bundle
-from collector.commands.common import add_store_arguments, config_from_args, iso, store_from_args
-from collector.countries import is_alpha2
-from collector.log import state
-from collector.log.service import LogRangeError, b64, data_dir
-from collector.policy.pack import load_pack, pack_text
-from collector.store.base import RecordNotFoundError
-from common import merkle
-from common.errors import ConfigError, StateError
+from gpucensus.collector import __version__
+from gpucensus.collector.audit import bundle
+from gpucensus.collector.commands.common import add_store_arguments, config_from_args, iso, store_from_args
+from gpucensus.collector.countries import is_alpha2
+from gpucensus.collector.log import state
+from gpucensus.collector.log.service import LogRangeError, b64, data_dir
+from gpucensus.collector.policy.pack import load_pack, pack_text
+from gpucensus.collector.store.base import RecordNotFoundError
+from gpucensus.common import merkle
+from gpucensus.common.errors import ConfigError, StateError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

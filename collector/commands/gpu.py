@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from collector.commands.common import command_group, iso, now, store_action, store_from_args
-from collector.store.base import RecordNotFoundError
-from common.safe_text import printable
+from gpucensus.collector.commands.common import command_group, iso, now, store_action, store_from_args
+from gpucensus.collector.store.base import RecordNotFoundError
+from gpucensus.common.safe_text import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,15 +10,14 @@ import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from collector.commands.common import command_group, emit, iso, now, store_action, store_from_args
-from collector.errors import ConfigError
-from collector.location import landmark_keys
-from collector.location.landmark_server import Landmark as LandmarkService
-from collector.location.landmark_server import LandmarkServer
-from collector.location.records import Landmark
-from collector.registry import validate_id
-from common.verify import public_key_id
+from gpucensus.collector.commands.common import command_group, emit, iso, now, store_action, store_from_args
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.location import landmark_keys
+from gpucensus.collector.location.landmark_server import Landmark as LandmarkService
+from gpucensus.collector.location.landmark_server import LandmarkServer
+from gpucensus.collector.location.records import Landmark
+from gpucensus.collector.registry import validate_id
+from gpucensus.common.verify import public_key_id
 
 log = logging.getLogger("gpucensus.landmark")
 

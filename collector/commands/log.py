@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from collector.commands.common import command_group, config_from_args, store_action, store_from_args
-from collector.config import CollectorConfig
-from collector.log import cosign, state
-from collector.log.service import LogRangeError, b64, data_dir
-from common import merkle, note
-from common.errors import ConfigError, StateError
+from gpucensus.collector.commands.common import command_group, config_from_args, store_action, store_from_args
+from gpucensus.collector.config import CollectorConfig
+from gpucensus.collector.log import cosign, state
+from gpucensus.collector.log.service import LogRangeError, b64, data_dir
+from gpucensus.common import merkle, note
+from gpucensus.common.errors import ConfigError, StateError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

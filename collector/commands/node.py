@@ -8,8 +8,7 @@ import argparse
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from collector.commands.common import (
+from gpucensus.collector.commands.common import (
     command_group,
     config_from_args,
     emit,
@@ -20,11 +19,11 @@ from collector.commands.common import (
     store_action,
     store_from_args,
 )
-from collector.errors import ConfigError
-from collector.registry import validate_id
-from collector.store.base import NodeStatus, RecordNotFoundError
-from common import verify
-from common.safe_text import printable
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.registry import validate_id
+from gpucensus.collector.store.base import NodeStatus, RecordNotFoundError
+from gpucensus.common import verify
+from gpucensus.common.safe_text import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

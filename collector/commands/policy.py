@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from collector.policy.describe import pack_dict, pack_lines
-from collector.policy.pack import builtin_names, load_pack, pack_text
-from collector.policy.packs import DEFAULT_PACK
+from gpucensus.collector.policy.describe import pack_dict, pack_lines
+from gpucensus.collector.policy.pack import builtin_names, load_pack, pack_text
+from gpucensus.collector.policy.packs import DEFAULT_PACK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,16 +12,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector import history
-from collector.commands.evaluate import add_policy_arguments, parse_as_of
-from collector.config import CollectorConfig, load_config
-from collector.errors import ConfigError
-from collector.location import status as location
-from collector.policy import Pack, evaluate, load_pack, parse_scenario
-from collector.policy.report import render_report
-from collector.store import open_store
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
+from gpucensus.collector import history
+from gpucensus.collector.commands.evaluate import add_policy_arguments, parse_as_of
+from gpucensus.collector.config import CollectorConfig, load_config
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.location import status as location
+from gpucensus.collector.policy import Pack, evaluate, load_pack, parse_scenario
+from gpucensus.collector.policy.report import render_report
+from gpucensus.collector.store import open_store
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,11 +13,11 @@ import signal
 import sys
 import threading
 
-from collector.config import load_config
-from collector.dashboard.server import start_dashboard
-from collector.ingest.pipeline import utc_now
-from collector.server import run_server
-from collector.store import open_store
+from gpucensus.collector.config import load_config
+from gpucensus.collector.dashboard.server import start_dashboard
+from gpucensus.collector.ingest.pipeline import utc_now
+from gpucensus.collector.server import run_server
+from gpucensus.collector.store import open_store
 
 log = logging.getLogger("gpucensus.collector")
 

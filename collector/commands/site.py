@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from collector import registry
-from collector.commands.common import command_group, emit, now, store_action, store_from_args
-from collector.commands.landmark import add_coordinates, coordinates
-from collector.location.records import SiteLocation
+from gpucensus.collector import registry
+from gpucensus.collector.commands.common import command_group, emit, now, store_action, store_from_args
+from gpucensus.collector.commands.landmark import add_coordinates, coordinates
+from gpucensus.collector.location.records import SiteLocation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from collector import registry
-from collector.commands.common import command_group, emit, iso, now, store_action, store_from_args
-from collector.store.base import EnrollmentToken
+from gpucensus.collector import registry
+from gpucensus.collector.commands.common import command_group, emit, iso, now, store_action, store_from_args
+from gpucensus.collector.store.base import EnrollmentToken
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

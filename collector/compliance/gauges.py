@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from gpucensus.collector.compliance.state import ComplianceState, SubjectStatus
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from collector.compliance.state import ComplianceState, SubjectStatus
 
 PREFIX = "gpucensus_collector_"
 STATUS_VALUE = {"compliant": 0, "warning": 1, "violation": 2}

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from collector.policy.result import Evaluation, sort_findings
-from collector.policy.scenario import Scenario
+from gpucensus.collector.policy.result import Evaluation, sort_findings
+from gpucensus.collector.policy.scenario import Scenario
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from collector.compliance.scope import Scope, merge, partial_scenario, scope_of
-from collector.policy import Evaluation, Pack, Scenario, evaluate, parse_scenario
-from collector.store.base import DeviceRecord, PolicyFinding, Store
-from common.accounting import Rules
-from common.catalogue import Catalogue
+from gpucensus.collector.compliance.scope import Scope, merge, partial_scenario, scope_of
+from gpucensus.collector.policy import Evaluation, Pack, Scenario, evaluate, parse_scenario
+from gpucensus.collector.store.base import DeviceRecord, PolicyFinding, Store
+from gpucensus.common.accounting import Rules
+from gpucensus.common.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import ipaddress
 import secrets
 import threading
 
-from collector.errors import ConfigError
+from gpucensus.collector.errors import ConfigError
 
 SCHEME = "pbkdf2-sha256"
 ITERATIONS = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256

@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-from collector.dashboard import svg
+from gpucensus.collector.dashboard import svg
 
 STYLESHEET = "/static/dashboard.css"
 

@@ -32,14 +32,14 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from collector.compliance.state import ComplianceState
-from collector.config import DashboardConfig, NodesConfig
-from collector.dashboard import pages, views
-from collector.dashboard.access import BasicAuth, common_name
-from collector.dashboard.source import ComplianceSource
-from collector.errors import ConfigError, StoreError
-from collector.store.base import Store
-from common.safe_text import csv_cell
+from gpucensus.collector.compliance.state import ComplianceState
+from gpucensus.collector.config import DashboardConfig, NodesConfig
+from gpucensus.collector.dashboard import pages, views
+from gpucensus.collector.dashboard.access import BasicAuth, common_name
+from gpucensus.collector.dashboard.source import ComplianceSource
+from gpucensus.collector.errors import ConfigError, StoreError
+from gpucensus.collector.store.base import Store
+from gpucensus.common.safe_text import csv_cell
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class Dashboard:
         self.basic_auth = (
             BasicAuth(settings.basic_auth_user, settings.basic_auth_password_hash) if settings.basic_auth_user else None
         )
-        self.stylesheet = resources.files("collector.dashboard").joinpath("static/dashboard.css").read_bytes()
+        self.stylesheet = resources.files("gpucensus.collector.dashboard").joinpath("static/dashboard.css").read_bytes()
 
     def answer(self, target: str) -> tuple[int, str, bytes, dict[str, str]]:
         url = urlsplit(target)

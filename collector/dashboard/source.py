@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from collector.compliance.state import ComplianceState
-from collector.errors import ConfigError
-from collector.policy import Evaluation, Pack, evaluate, load_pack, parse_scenario
-from collector.policy.pack import builtin_names
-from collector.policy.result import sort_findings
-from collector.store.base import PolicyFinding, Store
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
+from gpucensus.collector.compliance.state import ComplianceState
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy import Evaluation, Pack, evaluate, load_pack, parse_scenario
+from gpucensus.collector.policy.pack import builtin_names
+from gpucensus.collector.policy.result import sort_findings
+from gpucensus.collector.store.base import PolicyFinding, Store
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 
 
 @dataclass(frozen=True)

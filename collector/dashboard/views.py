@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from collector import history
-from collector.config import NodesConfig
-from collector.dashboard.source import ComplianceSource
-from collector.errors import ConfigError
-from collector.location.status import current_statuses, location_rows
-from collector.store.base import NodeStatus, Store
+from gpucensus.collector import history
+from gpucensus.collector.config import NodesConfig
+from gpucensus.collector.dashboard.source import ComplianceSource
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.location.status import current_statuses, location_rows
+from gpucensus.collector.store.base import NodeStatus, Store
 
 HISTORY_MAX_POINTS = 200  # a dashboard history is one page: coarser steps for longer ranges
 HISTORY_DEFAULT_WEEKS = 12

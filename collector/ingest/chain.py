@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from collector.ingest.model import VIOLATION, WARNING, Finding
-from common import verify
+from gpucensus.collector.ingest.model import VIOLATION, WARNING, Finding
+from gpucensus.common import verify
 
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 DEFAULT_MAX_BACKDATE = timedelta(days=7)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from collector.ingest.facts import HostFacts
-from collector.ingest.model import INFO, VIOLATION, WARNING, Finding
+from gpucensus.collector.ingest.facts import HostFacts
+from gpucensus.collector.ingest.model import INFO, VIOLATION, WARNING, Finding
 
 NOT_IN_NVML = "not-in-nvml"
 BOOT_TIME_TOLERANCE_SECONDS = 60  # the kernel's boot time moves with clock corrections (NTP), not by minutes

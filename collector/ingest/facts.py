@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.ingest.errors import MalformedFactError
-from common.devices import (
+from gpucensus.collector.ingest.errors import MalformedFactError
+from gpucensus.common.devices import (
     COUNT_FACTS,
     MAX_ERROR_TEXT,
     MAX_INDEX,

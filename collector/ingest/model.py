@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collector.store.base import Finding
+from gpucensus.collector.store.base import Finding
 
 __all__ = ["ACCEPTED", "INFO", "REJECTED", "SEVERITIES", "VIOLATION", "WARNING", "Finding", "IngestResult"]
 

@@ -16,18 +16,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from gpucensus.collector.compliance.state import ComplianceState
+from gpucensus.collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
+from gpucensus.collector.ingest.errors import BindingError, SignatureError
+from gpucensus.collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from gpucensus.collector.location.ingest import LocationCheck
+from gpucensus.collector.metrics import CollectorMetrics
+from gpucensus.collector.store.base import (
+    AttestationRecord,
+    ChainHead,
+    ConflictError,
+    DeviceRecord,
+    Evidence,
+    NodeKey,
+    Store,
+)
+from gpucensus.common import dsse, verify
+from gpucensus.common.accounting import Rules, load_rules
+from gpucensus.common.catalogue import Catalogue, load_catalogue
 from prometheus_client import CollectorRegistry
-
-from collector.compliance.state import ComplianceState
-from collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
-from collector.ingest.errors import BindingError, SignatureError
-from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
-from collector.location.ingest import LocationCheck
-from collector.metrics import CollectorMetrics
-from collector.store.base import AttestationRecord, ChainHead, ConflictError, DeviceRecord, Evidence, NodeKey, Store
-from common import dsse, verify
-from common.accounting import Rules, load_rules
-from common.catalogue import Catalogue, load_catalogue
 
 STEPS = ("signature", "chain", "recompute", "crossnode", "store", "compliance")
 

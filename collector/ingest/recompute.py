@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.ingest import facts as read_facts
-from collector.ingest.model import INFO, WARNING, Finding
-from collector.store.base import DeviceRecord
-from common import inventory
-from common.accounting import ECCN_A, ECCN_B, Rules
-from common.catalogue import Catalogue
-from common.devices import STATUS_INCOMPLETE, STATUS_OK
-from common.inventory import ACCOUNTING_FIELDS, TOTALS_FIELDS
+from gpucensus.collector.ingest import facts as read_facts
+from gpucensus.collector.ingest.model import INFO, WARNING, Finding
+from gpucensus.collector.store.base import DeviceRecord
+from gpucensus.common import inventory
+from gpucensus.common.accounting import ECCN_A, ECCN_B, Rules
+from gpucensus.common.catalogue import Catalogue
+from gpucensus.common.devices import STATUS_INCOMPLETE, STATUS_OK
+from gpucensus.common.inventory import ACCOUNTING_FIELDS, TOTALS_FIELDS
 
 # Compared only when the agent states them: agents before issue 11 do not, and their statements stay valid.
 OPTIONAL_FIELDS = ("dram_bandwidth_gbs", "bandwidth_basis")

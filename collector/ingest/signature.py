@@ -10,15 +10,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from collector.ingest.errors import (
+from gpucensus.collector.ingest.errors import (
     BindingError,
     MalformedError,
     RevokedKeyError,
     SignatureError,
     UnknownKeyError,
 )
-from collector.store.base import NodeKey
-from common import dsse, verify
+from gpucensus.collector.store.base import NodeKey
+from gpucensus.common import dsse, verify
 
 # verify reasons meaning "not signed by this key"; every other reason means a malformed envelope.
 SIGNATURE_REASONS = frozenset({"wrong-key", "signature-invalid", "subject-key-mismatch"})

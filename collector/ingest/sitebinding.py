@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from collector.ingest.model import VIOLATION, WARNING, Finding
-from collector.store.base import Site
+from gpucensus.collector.ingest.model import VIOLATION, WARNING, Finding
+from gpucensus.collector.store.base import Site
 
 RULE = "binding.site-mismatch"
 _SHOWN = 64  # characters of the claimed site kept in the message (it is signed, but the agent's text)

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.ingest.model import VIOLATION, WARNING, Finding
-from collector.location import geometry
-from collector.location.bound import DEFAULT_FIBRE_SPEED_KM_PER_S, max_distance_m
-from collector.location.countries import country_border, country_shape
-from collector.location.evidence import Accepted
-from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, UNPROVEN, SiteLocation
+from gpucensus.collector.ingest.model import VIOLATION, WARNING, Finding
+from gpucensus.collector.location import geometry
+from gpucensus.collector.location.bound import DEFAULT_FIBRE_SPEED_KM_PER_S, max_distance_m
+from gpucensus.collector.location.countries import country_border, country_shape
+from gpucensus.collector.location.evidence import Accepted
+from gpucensus.collector.location.records import IMPLAUSIBLE, IN_COUNTRY, UNPROVEN, SiteLocation
 
 IMPLAUSIBLE_RULE = "location.implausible"
 UNPROVEN_RULE = "location.country-unproven"

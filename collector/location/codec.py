@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from collector.location.records import Landmark
-from protos import census_pb2 as pb
+from gpucensus.collector.location.records import Landmark
+from gpucensus.protos import census_pb2 as pb
 
 
 def landmarks_to_pb(landmarks: Iterable[Landmark]) -> pb.ListLandmarksResponse:

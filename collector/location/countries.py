@@ -7,14 +7,14 @@ import json
 from functools import cache
 from importlib import resources
 
-from collector.location.geometry import Country, Point, border_points
+from gpucensus.collector.location.geometry import Country, Point, border_points
 
 DATA_FILE = "countries.json"
 
 
 @cache
 def _data() -> dict:
-    return json.loads(resources.files("collector.data").joinpath(DATA_FILE).read_text(encoding="utf-8"))
+    return json.loads(resources.files("gpucensus.collector.data").joinpath(DATA_FILE).read_text(encoding="utf-8"))
 
 
 def country_shape(code: str) -> Country | None:

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from collector.ingest.model import VIOLATION, WARNING, Finding
-from collector.location.records import Landmark
-from common import landmark_format as fmt
-from common.verify import public_key_from_pem
+from gpucensus.collector.ingest.model import VIOLATION, WARNING, Finding
+from gpucensus.collector.location.records import Landmark
+from gpucensus.common import landmark_format as fmt
+from gpucensus.common.verify import public_key_from_pem
 
 RULE = "location.evidence-rejected"
 # what a node cannot do by accident (its agent checks the landmark's signature before it sends one) is a violation

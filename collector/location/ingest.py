@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from collector.ingest import facts
-from collector.ingest.model import WARNING, Finding
-from collector.location import evidence
-from collector.location.assess import STALE_RULE, Settings, assess
-from collector.location.records import (
+from gpucensus.collector.ingest import facts
+from gpucensus.collector.ingest.model import WARNING, Finding
+from gpucensus.collector.location import evidence
+from gpucensus.collector.location.assess import STALE_RULE, Settings, assess
+from gpucensus.collector.location.records import (
     STALE,
     UNLOCATED,
     UNMEASURED,
@@ -30,8 +30,8 @@ from collector.location.records import (
     NodeLocation,
     StoredMeasurement,
 )
-from collector.store.base import Site
-from common.dsse import envelope_digest
+from gpucensus.collector.store.base import Site
+from gpucensus.common.dsse import envelope_digest
 
 LANDMARK_CACHE_SECONDS = 30.0
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from common.durable import atomic_write, refuse_shared_private_key
-from common.errors import KeyError_
-from common.verify import public_key_from_pem
+from gpucensus.common.durable import atomic_write, refuse_shared_private_key
+from gpucensus.common.errors import KeyError_
+from gpucensus.common.verify import public_key_from_pem
 
 
 def generate(path: Path) -> Ed25519PrivateKey:

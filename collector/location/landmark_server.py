@@ -20,11 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from common import jcs
-from common import landmark_format as fmt
-from common import landmark_wire as wire
-from common.verify import public_key_id
+from gpucensus.common import jcs
+from gpucensus.common import landmark_format as fmt
+from gpucensus.common import landmark_wire as wire
+from gpucensus.common.verify import public_key_id
 
 log = logging.getLogger("gpucensus.landmark")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from collector.location.records import (
+from gpucensus.collector.location.records import (
     IMPLAUSIBLE,
     IN_COUNTRY,
     STALE,
@@ -22,8 +22,8 @@ from collector.location.records import (
     NodeLocation,
     SiteLocation,
 )
-from collector.policy.result import WARNING, Evaluation, Finding, sort_findings
-from collector.policy.scenario import Scenario
+from gpucensus.collector.policy.result import WARNING, Evaluation, Finding, sort_findings
+from gpucensus.collector.policy.scenario import Scenario
 
 RANK = (IMPLAUSIBLE, UNLOCATED, STALE, UNMEASURED, UNPROVEN, IN_COUNTRY)  # worst first
 UNKNOWN_COUNTRY = "unknown"

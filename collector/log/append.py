@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from common.merkle import leaf_hash, node_hash
+from gpucensus.common.merkle import leaf_hash, node_hash
 
 Coordinate = tuple[int, int]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.log import state
-from common import note
-from common.durable import atomic_write
-from common.errors import ConfigError
+from gpucensus.collector.log import state
+from gpucensus.common import note
+from gpucensus.common.durable import atomic_write
+from gpucensus.common.errors import ConfigError
 
 
 def witness_keys(texts: Sequence[str]) -> list[note.VerifierKey]:

@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gpucensus.collector.config import CollectorConfig
+from gpucensus.collector.log import state
+from gpucensus.collector.store.base import Store
+from gpucensus.common import merkle, note
+from gpucensus.common.errors import GpucensusError
+from gpucensus.common.note import Checkpoint
 from prometheus_client import CollectorRegistry, Gauge
-
-from collector.config import CollectorConfig
-from collector.log import state
-from collector.store.base import Store
-from common import merkle, note
-from common.errors import GpucensusError
-from common.note import Checkpoint
 
 log = logging.getLogger("gpucensus.collector.log")
 

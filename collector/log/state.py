@@ -21,10 +21,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import note
-from common.durable import atomic_write, make_private_dirs, refuse_shared_private_key
-from common.errors import ConfigError, KeyError_, StateError
-from common.note import Checkpoint
+from gpucensus.common import note
+from gpucensus.common.durable import atomic_write, make_private_dirs, refuse_shared_private_key
+from gpucensus.common.errors import ConfigError, KeyError_, StateError
+from gpucensus.common.note import Checkpoint
 
 log = logging.getLogger("gpucensus.collector.log")
 

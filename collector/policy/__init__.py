@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collector.policy.evaluate import evaluate
-from collector.policy.pack import Pack, builtin_names, load_pack
-from collector.policy.result import Evaluation, Finding
-from collector.policy.scenario import Scenario, load_scenario, parse_scenario
+from gpucensus.collector.policy.evaluate import evaluate
+from gpucensus.collector.policy.pack import Pack, builtin_names, load_pack
+from gpucensus.collector.policy.result import Evaluation, Finding
+from gpucensus.collector.policy.scenario import Scenario, load_scenario, parse_scenario
 
 __all__ = [
     "Evaluation",

@@ -7,9 +7,9 @@ import io
 import json
 from typing import Any
 
-from collector.policy.render import finding_lines, grid, int_text, summary_line, to_dict
-from collector.policy.result import Evaluation
-from common.safe_text import csv_cell, printable
+from gpucensus.collector.policy.render import finding_lines, grid, int_text, summary_line, to_dict
+from gpucensus.collector.policy.result import Evaluation
+from gpucensus.common.safe_text import csv_cell, printable
 
 
 def compare_dict(a: Evaluation, b: Evaluation) -> dict[str, Any]:

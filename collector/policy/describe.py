@@ -5,8 +5,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from collector.policy.pack import Pack
-from collector.policy.result import percent, points
+from gpucensus.collector.policy.pack import Pack
+from gpucensus.collector.policy.result import percent, points
 
 
 def _share(value: Fraction | None) -> str | None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from collector.policy import rules_licensing, rules_tiers, rules_veu
-from collector.policy.pack import Pack
-from collector.policy.result import (
+from gpucensus.collector.policy import rules_licensing, rules_tiers, rules_veu
+from gpucensus.collector.policy.pack import Pack
+from gpucensus.collector.policy.result import (
     INFO,
     WARNING,
     CountryResult,
@@ -27,9 +27,9 @@ from collector.policy.result import (
     sort_findings,
     worst,
 )
-from collector.policy.scenario import DeviceGroup, Scenario, Site
-from common.accounting import Rules, classify
-from common.catalogue import Catalogue
+from gpucensus.collector.policy.scenario import DeviceGroup, Scenario, Site
+from gpucensus.common.accounting import Rules, classify
+from gpucensus.common.catalogue import Catalogue
 
 
 def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules) -> Evaluation:

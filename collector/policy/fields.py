@@ -10,9 +10,9 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from collector.countries import is_alpha2
-from collector.errors import ConfigError
-from common.catalogue import exact_decimal
+from gpucensus.collector.countries import is_alpha2
+from gpucensus.collector.errors import ConfigError
+from gpucensus.common.catalogue import exact_decimal
 
 _MISSING = object()
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from collector.errors import ConfigError
-from collector.policy.fields import Reader
-from common.accounting import ECCN_A, ECCN_B
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.fields import Reader
+from gpucensus.common.accounting import ECCN_A, ECCN_B
 
 # not-enforced: still in the regulations but the agency announced it will not enforce it (the AI Diffusion rule
 # since 2025-05-13); rescinded: removed by a published rule.
@@ -188,7 +188,7 @@ class Pack:
 
 
 def builtin_names() -> list[str]:
-    folder = resources.files("collector.policy.packs")
+    folder = resources.files("gpucensus.collector.policy.packs")
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -202,7 +202,7 @@ def pack_text(name_or_path: str) -> tuple[str, str, str]:
     """(TOML text, where to name in errors, "builtin" or the path) of a shipped pack or a pack file."""
     if name_or_path in builtin_names():
         where = f"{name_or_path}.toml"
-        text = resources.files("collector.policy.packs").joinpath(where).read_text(encoding="utf-8")
+        text = resources.files("gpucensus.collector.policy.packs").joinpath(where).read_text(encoding="utf-8")
         return text, f"builtin pack {where}", "builtin"
     path = Path(name_or_path)
     if not path.is_file():

@@ -12,8 +12,8 @@ import json
 from fractions import Fraction
 from typing import Any
 
-from collector.policy.result import Evaluation, Finding, percent
-from common.safe_text import csv_cell, printable
+from gpucensus.collector.policy.result import Evaluation, Finding, percent
+from gpucensus.common.safe_text import csv_cell, printable
 
 FORMATS = ("table", "json", "csv")
 

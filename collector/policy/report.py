@@ -11,10 +11,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from collector.policy.compare import compare_dict, render_compare
-from collector.policy.render import csv_writer, finding_lines, render, to_dict
-from collector.policy.result import Evaluation
-from common.safe_text import printable
+from gpucensus.collector.policy.compare import compare_dict, render_compare
+from gpucensus.collector.policy.render import csv_writer, finding_lines, render, to_dict
+from gpucensus.collector.policy.result import Evaluation
+from gpucensus.common.safe_text import printable
 
 
 def _when(value: datetime | None) -> str | None:

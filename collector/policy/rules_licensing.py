@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from collector.policy.pack import CaseByCase, Pack
-from collector.policy.result import INFO, VIOLATION, WARNING, Finding, ResolvedDevice, tpp_text
-from collector.policy.scenario import Scenario
-from common.accounting import ECCN_A, ECCN_B
+from gpucensus.collector.policy.pack import CaseByCase, Pack
+from gpucensus.collector.policy.result import INFO, VIOLATION, WARNING, Finding, ResolvedDevice, tpp_text
+from gpucensus.collector.policy.scenario import Scenario
+from gpucensus.common.accounting import ECCN_A, ECCN_B
 
 PRESUMPTION_OF_DENIAL = "licence.presumption-of-denial"
 CASE_BY_CASE = "licence.case-by-case"

@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from collector.policy.pack import Pack
-from collector.policy.result import HOW, VIOLATION, WARNING, Finding, ResolvedDevice, check_cap, percent, tpp_text
-from collector.policy.scenario import Scenario
-from common.accounting import ECCN_A, ECCN_B
+from gpucensus.collector.policy.pack import Pack
+from gpucensus.collector.policy.result import (
+    HOW,
+    VIOLATION,
+    WARNING,
+    Finding,
+    ResolvedDevice,
+    check_cap,
+    percent,
+    tpp_text,
+)
+from gpucensus.collector.policy.scenario import Scenario
+from gpucensus.common.accounting import ECCN_A, ECCN_B
 
 
 def tier3(scenario: Scenario, pack: Pack, devices: list[ResolvedDevice]) -> list[Finding]:

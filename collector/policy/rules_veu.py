@@ -6,8 +6,8 @@ from collections import defaultdict
 from fractions import Fraction
 from typing import Any
 
-from collector.policy.pack import Pack
-from collector.policy.result import (
+from gpucensus.collector.policy.pack import Pack
+from gpucensus.collector.policy.result import (
     HOW,
     VIOLATION,
     Finding,
@@ -19,7 +19,7 @@ from collector.policy.result import (
     percent_near,
     tpp_text,
 )
-from collector.policy.scenario import Scenario
+from gpucensus.collector.policy.scenario import Scenario
 
 
 def shares(entity: str, devices: list[ResolvedDevice]) -> tuple[int, dict[str, Any]]:

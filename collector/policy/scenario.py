@@ -18,9 +18,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from collector.errors import ConfigError
-from collector.policy.fields import Reader, parse_date
-from common.catalogue import exact_decimal
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.fields import Reader, parse_date
+from gpucensus.common.catalogue import exact_decimal
 
 AUTHORIZATIONS = ("none", "uveu", "nveu")
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.errors import ConfigError
-from collector.store.base import Store
-from collector.store.postgres import PostgresStore
-from collector.store.sqlite import SqliteStore
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store.base import Store
+from gpucensus.collector.store.postgres import PostgresStore
+from gpucensus.collector.store.sqlite import SqliteStore
 
 STORES: dict[str, type[Any]] = {"sqlite": SqliteStore, "postgres": PostgresStore}
 

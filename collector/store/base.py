@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from collector.location.records import LocationStore  # the location part of the interface
-from common.errors import GpucensusError
+from gpucensus.collector.location.records import LocationStore  # the location part of the interface
+from gpucensus.common.errors import GpucensusError
 
 
 class ConflictError(Exception):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.store.base import Entity, Site
+from gpucensus.collector.store.base import Entity, Site
 
 
 @dataclass(frozen=True)

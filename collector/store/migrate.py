@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from collector.errors import StoreError
+from gpucensus.collector.errors import StoreError
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sqlite|postgres)\.sql$")
 
@@ -32,7 +32,7 @@ def split_statements(sql: str) -> tuple[str, ...]:
 
 def load_migrations(dialect: str) -> list[Migration]:
     found: list[Migration] = []
-    for entry in resources.files("collector.store.migrations").iterdir():
+    for entry in resources.files("gpucensus.collector.store.migrations").iterdir():
         match = _NAME.match(entry.name)
         if match and match.group(3) == dialect:
             found.append(Migration(int(match.group(1)), match.group(2), split_statements(entry.read_text())))

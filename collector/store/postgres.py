@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.store.sqlstore import SqlStore
 from psycopg import sql
-
-from collector.errors import StoreError
-from collector.store.sqlstore import SqlStore
 
 _MIGRATION_LOCK_KEY = 7_206_452_118_733_370_001  # any fixed bigint; names "gpucensus migrations"
 

@@ -13,8 +13,8 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.store import migrate as migrations
-from collector.store.base import (
+from gpucensus.collector.store import migrate as migrations
+from gpucensus.collector.store.base import (
     EnrollmentToken,
     Entity,
     NodeBoundError,

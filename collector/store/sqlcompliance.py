@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from collector.store.base import PolicyFinding
-from collector.store.sqlbase import SqlBase
+from gpucensus.collector.store.base import PolicyFinding
+from gpucensus.collector.store.sqlbase import SqlBase
 
 _COLUMNS = "id, pack, rule_id, severity, subject, message, opened_at, cleared_at"
 CHANGES_KEPT = timedelta(hours=1)  # inventory change notes older than this are deleted

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from collector.store.base import AttestationRecord, CountryTotals, EccnTotals, SiteStatus
-from collector.store.sqlnodes import SqlNodes
+from gpucensus.collector.store.base import AttestationRecord, CountryTotals, EccnTotals, SiteStatus
+from gpucensus.collector.store.sqlnodes import SqlNodes
 
 _CHUNK = 200  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 

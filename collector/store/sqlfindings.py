@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.store.base import Evidence, Finding
-from collector.store.sqlbase import SqlBase, where_equal
+from gpucensus.collector.store.base import Evidence, Finding
+from gpucensus.collector.store.sqlbase import SqlBase, where_equal
 
 FINDING_COLUMNS = "id, rule_id, severity, subject, message, keyid, sequence, created_at, digest"
 _EVIDENCE_COLUMNS = "id, keyid, sequence, digest, envelope, stored_digest, received_at"

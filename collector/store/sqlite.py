@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.errors import StoreError
-from collector.store.sqlstore import SqlStore
-from common.durable import create_sqlite_file
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.store.sqlstore import SqlStore
+from gpucensus.common.durable import create_sqlite_file
 
 DB_FILENAME = "collector.db"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

@@ -10,10 +10,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from collector.location.records import Landmark, NodeLocation, SiteLocation, StoredMeasurement
-from collector.store.base import RecordExistsError, RecordNotFoundError, Site
-from collector.store.inventory import build_inventory
-from collector.store.sqlbase import SqlBase
+from gpucensus.collector.location.records import Landmark, NodeLocation, SiteLocation, StoredMeasurement
+from gpucensus.collector.store.base import RecordExistsError, RecordNotFoundError, Site
+from gpucensus.collector.store.inventory import build_inventory
+from gpucensus.collector.store.sqlbase import SqlBase
 
 _LANDMARK_COLUMNS = "name, keyid, public_key_pem, latitude, longitude, address, added_at"
 

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from collector.errors import StoreError
-from collector.log import append as tree
-from collector.store.sqlnodes import SqlNodes
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.log import append as tree
+from gpucensus.collector.store.sqlnodes import SqlNodes
 
 _CHUNK = 400  # coordinates per query: well under SQLite's 32766 parameters
 

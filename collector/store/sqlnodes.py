@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from collector.store.base import (
+from gpucensus.collector.store.base import (
     Finding,
     NodeBoundError,
     NodeEvent,
@@ -22,8 +22,8 @@ from collector.store.base import (
     RecordNotFoundError,
     TokenRejectedError,
 )
-from collector.store.sqlbase import KEY_COLUMNS, USABLE_TOKEN, where_equal
-from collector.store.sqltokens import SqlTokens
+from gpucensus.collector.store.sqlbase import KEY_COLUMNS, USABLE_TOKEN, where_equal
+from gpucensus.collector.store.sqltokens import SqlTokens
 
 TAKEOVER_RULE = "enroll.node-already-bound"
 _EVENT_COLUMNS = "id, node_id, event, keyid, site, actor, created_at, old_keyid, old_site, reason"

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from collector.store.base import (
+from gpucensus.collector.store.base import (
     AttestationRecord,
     AttestationSummary,
     ChainHead,
@@ -26,13 +26,13 @@ from collector.store.base import (
     Site,
     is_stale,
 )
-from collector.store.inventory import CurrentDevice, build_inventory
-from collector.store.sqlbase import where_equal
-from collector.store.sqlcompliance import SqlCompliance
-from collector.store.sqlcurrent import SqlCurrent
-from collector.store.sqlfindings import FINDING_COLUMNS
-from collector.store.sqllocation import SqlLocation
-from collector.store.sqllog import SqlLog
+from gpucensus.collector.store.inventory import CurrentDevice, build_inventory
+from gpucensus.collector.store.sqlbase import where_equal
+from gpucensus.collector.store.sqlcompliance import SqlCompliance
+from gpucensus.collector.store.sqlcurrent import SqlCurrent
+from gpucensus.collector.store.sqlfindings import FINDING_COLUMNS
+from gpucensus.collector.store.sqllocation import SqlLocation
+from gpucensus.collector.store.sqllog import SqlLog
 
 _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "

@@ -11,10 +11,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from collector.errors import ConfigError
-from collector.store.base import TOKEN_ID_LENGTH, EnrollmentToken, RecordNotFoundError, TokenUse
-from collector.store.sqlbase import where_equal
-from collector.store.sqlfindings import SqlFindings
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store.base import TOKEN_ID_LENGTH, EnrollmentToken, RecordNotFoundError, TokenUse
+from gpucensus.collector.store.sqlbase import where_equal
+from gpucensus.collector.store.sqlfindings import SqlFindings
 
 _TOKEN_COLUMNS = "token_hash, site, created_at, expires_at, used_at, node_id, uses_total, uses_left, revoked_at"
 _PUBLIC_ID = re.compile(rf"^[0-9a-f]{{{TOKEN_ID_LENGTH},64}}$")

@@ -23,13 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script by `make bench`
     sys.path.insert(0, str(ROOT))
 
-from collector.compliance.state import ComplianceState  # noqa: E402
-from collector.ingest.pipeline import STEPS, Pipeline, StepTimings  # noqa: E402
-from collector.policy import load_pack  # noqa: E402
-from collector.store import open_store  # noqa: E402
-from collector.store.base import AttestationRecord, DeviceRecord, Entity, Site  # noqa: E402
-from common.accounting import load_rules  # noqa: E402
-from common.catalogue import load_catalogue  # noqa: E402
+from gpucensus.collector.compliance.state import ComplianceState  # noqa: E402
+from gpucensus.collector.ingest.pipeline import STEPS, Pipeline, StepTimings  # noqa: E402
+from gpucensus.collector.policy import load_pack  # noqa: E402
+from gpucensus.collector.store import open_store  # noqa: E402
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, Entity, Site  # noqa: E402
+from gpucensus.common.accounting import load_rules  # noqa: E402
+from gpucensus.common.catalogue import load_catalogue  # noqa: E402
+
 from tests.ingest_nodes import NOW, TestNode, enroll  # noqa: E402
 
 COUNTRIES = ("AE", "IN", "SA", "BR", "MX", "PL", "IL", "ID", "MY", "TH", "VN", "PH", "EG", "TR", "ZA", "AR", "CL",

@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script by `make bench`
     sys.path.insert(0, str(ROOT))
 
-from collector import history  # noqa: E402
-from collector.config import PolicyConfig  # noqa: E402
-from collector.policy import load_pack  # noqa: E402
-from collector.store import open_store  # noqa: E402
-from common.accounting import load_rules  # noqa: E402
-from common.catalogue import load_catalogue  # noqa: E402
+from gpucensus.collector import history  # noqa: E402
+from gpucensus.collector.config import PolicyConfig  # noqa: E402
+from gpucensus.collector.policy import load_pack  # noqa: E402
+from gpucensus.collector.store import open_store  # noqa: E402
+from gpucensus.common.accounting import load_rules  # noqa: E402
+from gpucensus.common.catalogue import load_catalogue  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 COUNTRIES = ("US", "IN", "AE", "DE", "BR", "SG", "MX", "PL")

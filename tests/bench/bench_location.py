@@ -38,16 +38,16 @@ if str(ROOT) not in sys.path:  # run as a script by `make bench`
 
 import grpc  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from gpucensus.agent.location import measure  # noqa: E402
+from gpucensus.collector.location.assess import Settings, assess  # noqa: E402
+from gpucensus.collector.location.bound import DEFAULT_FIBRE_SPEED_KM_PER_S, rtt_us_for  # noqa: E402
+from gpucensus.collector.location.evidence import Accepted  # noqa: E402
+from gpucensus.collector.location.geometry import Point, distance_m  # noqa: E402
+from gpucensus.collector.location.landmark_keys import generate  # noqa: E402
+from gpucensus.collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation  # noqa: E402
+from gpucensus.common import landmark_format as fmt  # noqa: E402
+from gpucensus.common import landmark_wire as wire  # noqa: E402
 
-from agent.location import measure  # noqa: E402
-from collector.location.assess import Settings, assess  # noqa: E402
-from collector.location.bound import DEFAULT_FIBRE_SPEED_KM_PER_S, rtt_us_for  # noqa: E402
-from collector.location.evidence import Accepted  # noqa: E402
-from collector.location.geometry import Point, distance_m  # noqa: E402
-from collector.location.landmark_keys import generate  # noqa: E402
-from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation  # noqa: E402
-from common import landmark_format as fmt  # noqa: E402
-from common import landmark_wire as wire  # noqa: E402
 from tests.location_fixtures import FRANKFURT_DC, SINGAPORE_DC, TestLandmark  # noqa: E402
 
 SITES = {  # honest nodes: site id -> (country, place)

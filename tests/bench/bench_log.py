@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script by `make bench`
     sys.path.insert(0, str(ROOT))
 
-from collector.config import CollectorConfig, LogConfig, ServerConfig  # noqa: E402
-from collector.log.service import INTEGRATION_BATCH  # noqa: E402
-from collector.server import run_server  # noqa: E402
-from collector.store import open_store  # noqa: E402
-from collector.store.base import AttestationRecord  # noqa: E402
-from common import merkle  # noqa: E402
+from gpucensus.collector.config import CollectorConfig, LogConfig, ServerConfig  # noqa: E402
+from gpucensus.collector.log.service import INTEGRATION_BATCH  # noqa: E402
+from gpucensus.collector.server import run_server  # noqa: E402
+from gpucensus.collector.store import open_store  # noqa: E402
+from gpucensus.collector.store.base import AttestationRecord  # noqa: E402
+from gpucensus.common import merkle  # noqa: E402
+
 from tests.bench.bench_ingest import _stream, make_chains  # noqa: E402
 from tests.ingest_nodes import NOW, TestNode, enroll  # noqa: E402
 

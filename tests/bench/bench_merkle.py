@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import merkle  # noqa: E402
+from gpucensus.common import merkle  # noqa: E402
 
 
 def _per_call_us(fn, args_list: list[tuple]) -> float:

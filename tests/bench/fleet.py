@@ -81,11 +81,11 @@ def node_predicate(base: dict[str, Any], node_id: str, generations: list[int]) -
 def _node(args: tuple[FleetSpec, int, str]) -> dict[str, Any]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from gpucensus.agent.attest import sign_predicate
+    from gpucensus.common.dsse import envelope_digest
+    from gpucensus.common.statement import format_timestamp
+    from gpucensus.common.verify import public_key_id
 
-    from agent.attest import sign_predicate
-    from common.dsse import envelope_digest
-    from common.statement import format_timestamp
-    from common.verify import public_key_id
     from tests.ingest_nodes import mock_predicate
 
     spec, index, start = args

@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+from gpucensus.collector.registry import new_token
+from gpucensus.collector.store.base import Entity, Site, Store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.registry import new_token
-from collector.store.base import Entity, Site, Store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.bench.fleet import FleetNode, interleaved
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,8 @@ class Collector:
         )  # fmt: skip
         self.log = (directory / "collector.log").open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "serve", "--config", str(self.config), "--log-level", "warning"],
+            [sys.executable, "-m", "gpucensus.collector.cli", "serve", "--config", str(self.config),
+             "--log-level", "warning"],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self._wait_ready()

@@ -33,11 +33,11 @@ if str(ROOT) not in sys.path:  # run as a script by `make bench`
     sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from gpucensus.collector.site_pages import all_site_status  # noqa: E402
+from gpucensus.collector.store import open_store  # noqa: E402
+from gpucensus.protos import census_pb2 as pb  # noqa: E402
+from gpucensus.protos import census_pb2_grpc  # noqa: E402
 
-from collector.site_pages import all_site_status  # noqa: E402
-from collector.store import open_store  # noqa: E402
-from protos import census_pb2 as pb  # noqa: E402
-from protos import census_pb2_grpc  # noqa: E402
 from tests.bench import fleet, limits, loadgen, scale  # noqa: E402
 from tests.bench.stats import Figure, percentile, ratio, summarize  # noqa: E402
 
@@ -238,7 +238,7 @@ def ingest(report: Report, args: argparse.Namespace, work: Path, found: dict[str
 
 # --- profile of the ingest path -------------------------------------------------------------------------------
 def profile(report: Report, fleets: dict, work: Path) -> None:
-    from collector.ingest.pipeline import STEPS, Pipeline
+    from gpucensus.collector.ingest.pipeline import STEPS, Pipeline
 
     report.section("profile", "Where an envelope's time goes (in process, one thread, SQLite, no gRPC)")
     for mix, nodes in fleets.items():
@@ -280,7 +280,7 @@ def report_cli(config: Path) -> tuple[float, float]:
     it is."""
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-m', 'collector.cli', 'report', '--config', {str(config)!r}, "
+        f"subprocess.run([sys.executable, '-m', 'gpucensus.collector.cli', 'report', '--config', {str(config)!r}, "
         "'--format', 'json'], stdout=subprocess.DEVNULL, check=False); "
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )

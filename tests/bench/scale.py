@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.store.base import CountryTotals, DeviceRecord, EccnTotals, Store
-from collector.store.sqlcurrent import node_totals_rows
+from gpucensus.collector.store.base import CountryTotals, DeviceRecord, EccnTotals, Store
+from gpucensus.collector.store.sqlcurrent import node_totals_rows
+
 from tests.bench.fleet import COUNTRIES, gpu_identity
 
 _NODES_PER_TX = 2000
@@ -27,8 +28,9 @@ _DEVICE_COLUMNS = (
 
 def device_templates(profiles: Sequence[str] = ("dgx-h100", "hgx-a100", "h20-8x")) -> list[list[DeviceRecord]]:
     """Per mock profile, the devices as the collector stores them (the real pipeline's recomputed accounting)."""
-    from collector.ingest.pipeline import Pipeline
-    from collector.store import open_store
+    from gpucensus.collector.ingest.pipeline import Pipeline
+    from gpucensus.collector.store import open_store
+
     from tests.ingest_nodes import NOW, TestNode, enroll
 
     out = []

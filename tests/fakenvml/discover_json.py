@@ -11,8 +11,8 @@ import dataclasses
 import json
 import sys
 
-from agent.backends.nvml import NvmlBackend
-from common.errors import GpucensusError
+from gpucensus.agent.backends.nvml import NvmlBackend
+from gpucensus.common.errors import GpucensusError
 
 
 def main(argv: list[str]) -> int:

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from common.devices import Discovery, DriverInfo, GpuDevice, MigInstance
-from common.errors import DriverError
+from gpucensus.common.devices import Discovery, DriverInfo, GpuDevice, MigInstance
+from gpucensus.common.errors import DriverError
 
 FAKENVML_DIR = Path(__file__).resolve().parents[1] / "fakenvml"
 PROFILES_DIR = FAKENVML_DIR / "profiles"

@@ -12,13 +12,12 @@ import json
 import sys
 from pathlib import Path
 
+from gpucensus.protos import census_pb2 as pb
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
-
-from protos import census_pb2 as pb
 
 REPORT = "/gpucensus.v1.Census/Report"
 

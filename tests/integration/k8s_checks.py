@@ -9,9 +9,9 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import agent.config
-import collector.config
-from common.errors import ConfigError
+from gpucensus.agent import config as agent_config
+from gpucensus.collector import config as collector_config
+from gpucensus.common.errors import ConfigError
 
 Obj = dict[str, Any]
 WORKLOADS = ("DaemonSet", "StatefulSet", "Deployment")
@@ -177,9 +177,9 @@ def agent_config_problems(objects: list[Obj], root: Path) -> list[str]:
     config_file = root / config_path.lstrip("/")
     if not config_file.is_file():
         return [f"agent: --config {config_path} is not a mounted file"]
-    raw = agent.config.load(config_file, env=literal_env(container, {}))
+    raw = agent_config.load(config_file, env=literal_env(container, {}))
     problems = []
-    for dotted in sorted(agent.config.PATH_KEYS):
+    for dotted in sorted(agent_config.PATH_KEYS):
         value = getattr(raw, dotted.replace(".", "_"))
         if value and mount_of(container, value) is None:
             problems.append(f"agent: {dotted} = {value} is not on any volume")
@@ -192,7 +192,7 @@ def agent_config_problems(objects: list[Obj], root: Path) -> list[str]:
     if state is None or state.get("readOnly") or state["name"] != "state":
         problems.append(f"agent: state_dir {raw.node_state_dir} is not the writable state volume")
     config_file.write_text(rooted(config_file.read_text(encoding="utf-8"), root), encoding="utf-8")
-    rooted_config = agent.config.load(config_file, env=literal_env(container, {}))
+    rooted_config = agent_config.load(config_file, env=literal_env(container, {}))
     try:
         if rooted_config.read_token() != "site-token-123":
             problems.append("agent: the enrolment token file is not the Secret's key `token`")
@@ -212,7 +212,7 @@ def collector_config_problems(objects: list[Obj], root: Path) -> list[str]:
     if not config_file.is_file():
         return [f"collector: --config {config_path} is not a mounted file"]
     env = literal_env(container, {"gpucensus-collector-db": "host=db dbname=gpucensus"})
-    config = collector.config.load_config(config_file, env=env)
+    config = collector_config.load_config(config_file, env=env)
     problems = []
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     if int(config.server.listen.rpartition(":")[2]) != ports.get("grpc"):
@@ -293,10 +293,10 @@ def tls_problems(objects: list[Obj], root: Path) -> list[str]:
     agent_obj, collector_obj = workload(objects, "gpucensus-agent"), workload(objects, "gpucensus-collector")
     agent_container = next(c for c in pod_spec(agent_obj)["containers"] if c["name"] == "agent")
     collector_container = pod_spec(collector_obj)["containers"][0]
-    agent_cfg = agent.config.load(
+    agent_cfg = agent_config.load(
         root / "agent" / agent_container["args"][-1].lstrip("/"), env=literal_env(agent_container, {})
     )
-    collector_cfg = collector.config.load_config(
+    collector_cfg = collector_config.load_config(
         root / "collector" / collector_container["args"][-1].lstrip("/"),
         env=literal_env(collector_container, {"gpucensus-collector-db": "host=db"}),
     )

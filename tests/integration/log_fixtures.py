@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import grpc
+from gpucensus.collector.config import CollectorConfig, LogConfig, ServerConfig
+from gpucensus.collector.server import CollectorServer, run_server
+from gpucensus.collector.store.base import Store
+from gpucensus.common import merkle, note
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.config import CollectorConfig, LogConfig, ServerConfig
-from collector.server import CollectorServer, run_server
-from collector.store.base import Store
-from common import merkle, note
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import NOW
 
 INTERVAL = 0.05  # seconds between checkpoints: the tests wait for them

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.config import CollectorConfig, LogConfig, ServerConfig
+from gpucensus.collector.registry import new_token
+from gpucensus.collector.server import CollectorServer, run_server
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.config import CollectorConfig, LogConfig, ServerConfig
-from collector.registry import new_token
-from collector.server import CollectorServer, run_server
-from collector.store import open_store
-from collector.store.base import Store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import NOW, TestNode, register
 from tests.integration.store_fixtures import make_store, store_kind  # noqa: F401 (fixtures)
 
@@ -129,7 +129,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def spawn_serve(config: Path) -> subprocess.Popen[str]:
     """`gpucensus-collector serve --config CONFIG` as a child process, stderr piped for its start-up lines."""
     return subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "gpucensus.collector.cli", "serve", "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,

@@ -28,10 +28,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Store
 from psycopg import sql
-
-from collector.store import open_store
-from collector.store.base import Store
 
 PG_DSN = os.environ.get("GPUCENSUS_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 STORE_KINDS = ("sqlite", "postgres")

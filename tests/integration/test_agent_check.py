@@ -15,17 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from gpucensus.agent.keys import generate_key
+from gpucensus.collector.config import CollectorConfig, ServerConfig
+from gpucensus.collector.registry import new_token
+from gpucensus.collector.server import run_server
+from gpucensus.collector.store import open_store
 
-from agent.keys import generate_key
-from collector.config import CollectorConfig, ServerConfig
-from collector.registry import new_token
-from collector.server import run_server
-from collector.store import open_store
 from tests.ingest_nodes import register
 from tests.integration.test_delivery import free_port
 from tests.integration.test_server_tls import Pem, issue
 
-AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT = [sys.executable, "-m", "gpucensus.agent.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.sysfs_tree import add_function
 
-AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT = [sys.executable, "-m", "gpucensus.agent.cli"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -123,7 +123,7 @@ def test_classify_bad_die_area() -> None:
 
 
 def make_spool(tmp_path: Path) -> Path:
-    from agent.spool import Spool
+    from gpucensus.agent.spool import Spool
 
     path = tmp_path / "state" / "spool.db"
     spool = Spool(path, max_bytes=1_000_000)
@@ -170,7 +170,7 @@ def test_spool_commands_never_create_a_spool(tmp_path: Path) -> None:
 
 def run_config(tmp_path: Path) -> tuple[Path, str]:
     """An agent config over tmp_path/state with a fresh key; returns the config and the key id."""
-    from agent.keys import generate_key
+    from gpucensus.agent.keys import generate_key
 
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
@@ -192,7 +192,7 @@ def test_run_with_a_corrupted_chain_state_stops_at_start_naming_the_file(tmp_pat
 
 def test_run_refuses_a_chain_state_behind_its_spool(tmp_path: Path) -> None:
     # chain.json deleted (or restored from an old backup): signing again would reuse sequence numbers
-    from agent.spool import Spool
+    from gpucensus.agent.spool import Spool
 
     config, keyid = run_config(tmp_path)
     spool = Spool(tmp_path / "state" / "spool.db", max_bytes=1_000_000)

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from agent import config as agent_config
-from agent.location import LandmarkInfo, LocationEvidence
-from collector.config import load_config
-from collector.location.landmark_server import Landmark, LandmarkServer
-from common import landmark_format as fmt
-from common.errors import ConfigError
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.location import LandmarkInfo, LocationEvidence
+from gpucensus.collector.config import load_config
+from gpucensus.collector.location.landmark_server import Landmark, LandmarkServer
+from gpucensus.common import landmark_format as fmt
+from gpucensus.common.errors import ConfigError
 
 
 def _pem(key: Ed25519PrivateKey) -> str:

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.agent.monitor import STATE_FILE, LogMonitor
+from gpucensus.agent.spool import Spool
+from gpucensus.agent.uplink import Uplink
+from gpucensus.collector.store import open_store
+from gpucensus.common import merkle, note
+from gpucensus.common.errors import StateError
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from agent.monitor import STATE_FILE, LogMonitor
-from agent.spool import Spool
-from agent.uplink import Uplink
-from collector.store import open_store
-from common import merkle, note
-from common.errors import StateError
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.log_fixtures import serve, vkey, wait_for_size
 

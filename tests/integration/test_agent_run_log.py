@@ -10,11 +10,12 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.config import CollectorConfig, ServerConfig
-from collector.registry import new_token
-from collector.server import run_server
-from collector.store import open_store
-from common import dsse, merkle, note
+from gpucensus.collector.config import CollectorConfig, ServerConfig
+from gpucensus.collector.registry import new_token
+from gpucensus.collector.server import run_server
+from gpucensus.collector.store import open_store
+from gpucensus.common import dsse, merkle, note
+
 from tests.ingest_nodes import register
 from tests.integration.log_fixtures import log_config
 from tests.integration.test_agent_check import agent_config, cli

@@ -14,16 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
+from gpucensus.agent.chain import STATE_FILE
+from gpucensus.agent.cli import main as agent_main
+from gpucensus.agent.commands import run as run_command
+from gpucensus.agent.keys import generate_key
+from gpucensus.agent.spool import Spool
+from gpucensus.common.errors import StateError
 
-from agent.chain import STATE_FILE
-from agent.cli import main as agent_main
-from agent.commands import run as run_command
-from agent.keys import generate_key
-from agent.spool import Spool
-from common.errors import StateError
-
-AGENT = [sys.executable, "-m", "agent.cli"]
-COLLECTOR = [sys.executable, "-m", "collector.cli"]
+AGENT = [sys.executable, "-m", "gpucensus.agent.cli"]
+COLLECTOR = [sys.executable, "-m", "gpucensus.collector.cli"]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

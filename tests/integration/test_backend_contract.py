@@ -9,13 +9,12 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
-
-from agent.backends.mock import MockBackend
-from agent.host import NodeInfo
-from agent.snapshot import build_predicate
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.devices import STATUS_LOST, STATUS_OK, Discovery, GpuDevice
+from gpucensus.agent.backends.mock import MockBackend
+from gpucensus.agent.host import NodeInfo
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.devices import STATUS_LOST, STATUS_OK, Discovery, GpuDevice
 
 BUS_ID = re.compile(r"^[0-9a-f]{8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 DEVICE_ID = re.compile(r"^0x[0-9a-f]{4}$")

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.config import CollectorConfig, MetricsConfig, NodesConfig, ServerConfig
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.ingest.pipeline import STEPS
+from gpucensus.collector.server import run_server
+from gpucensus.collector.store import open_store
+from gpucensus.common.dsse import envelope_digest
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.config import CollectorConfig, MetricsConfig, NodesConfig, ServerConfig
-from collector.errors import ConfigError
-from collector.ingest.pipeline import STEPS
-from collector.server import run_server
-from collector.store import open_store
-from common.dsse import envelope_digest
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Clock, Collector, spawn_serve, status_of
 from tests.integration.test_server import _tampered

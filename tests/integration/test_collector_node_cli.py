@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from gpucensus.collector.registry import hash_token
 
-from collector.registry import hash_token
 from tests.ingest_nodes import TestNode
 from tests.integration.test_collector_registry_cli import cli, setup_registry  # noqa: F401 (the fixture)
 

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from collector.cli import main
-from collector.registry import hash_token
-from collector.store.base import AttestationRecord, DeviceRecord, TokenRejectedError
+from gpucensus.collector.cli import main
+from gpucensus.collector.registry import hash_token
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, TokenRejectedError
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 
@@ -133,7 +132,7 @@ def test_the_console_script_with_a_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "collector.cli", *argv, "--data-dir", str(data)],
+        return subprocess.run([sys.executable, "-m", "gpucensus.collector.cli", *argv, "--data-dir", str(data)],
                               capture_output=True, text=True, timeout=60)  # fmt: skip
 
     assert run("entity", "add", "acme", "--headquarters", "US").returncode == 0

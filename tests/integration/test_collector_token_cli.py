@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from gpucensus.collector.registry import hash_token
+from gpucensus.collector.store.base import TokenRejectedError
 
-from collector.registry import hash_token
-from collector.store.base import TokenRejectedError
 from tests.ingest_nodes import TestNode
 from tests.integration.test_collector_registry_cli import cli, setup_registry  # noqa: F401 (the fixture)
 

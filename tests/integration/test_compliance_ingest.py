@@ -19,13 +19,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.config import CollectorConfig, MetricsConfig, PolicyConfig, ServerConfig
+from gpucensus.collector.policy.pack import pack_text
+from gpucensus.collector.server import run_server
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.config import CollectorConfig, MetricsConfig, PolicyConfig, ServerConfig
-from collector.policy.pack import pack_text
-from collector.server import run_server
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Clock, Collector, serving
 
@@ -138,8 +138,9 @@ def test_a_node_crossing_the_allocation_is_in_its_ack_and_the_metrics_and_clears
     config = tmp_path / "cli.toml"
     config.write_text(make_store.toml())
     for device in node.predicate["devices"][4:]:
-        subprocess.run([sys.executable, "-m", "collector.cli", "gpu", "decommission", device["uuid"], "--config",
-                        str(config), "--reason", "RMA"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        subprocess.run([sys.executable, "-m", "gpucensus.collector.cli", "gpu", "decommission", device["uuid"],
+                        "--config", str(config), "--reason", "RMA"],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                        check=True, capture_output=True, timeout=60)  # fmt: skip
     poll(collector, 0, within=5.0)  # the watcher checks the registry version every second
     history = [f for f in collector.server.compliance.history("country:AE") if f.rule_id == "country.allocation"]
@@ -194,7 +195,7 @@ def test_serve_with_an_unknown_pack_stops_with_one_line_and_exit_2(tmp_path: Pat
     config = tmp_path / "collector.toml"
     config.write_text(f'[store]\nkind = "sqlite"\ndata_dir = "{tmp_path / "data"}"\n[server]\nlisten = "127.0.0.1:0"\n'
                       '[policy]\npack = "no-such-pack"\n')  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "collector.cli", "serve", "--config", str(config)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "gpucensus.collector.cli", "serve", "--config", str(config)], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 2

@@ -10,17 +10,17 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+from gpucensus.collector.compliance.state import ComplianceState
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.policy import evaluate, parse_scenario
+from gpucensus.collector.policy.pack import Pack, pack_text, parse_pack
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
+from gpucensus.collector.store.sqlite import SqliteStore
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from collector.compliance.state import ComplianceState
-from collector.errors import StoreError
-from collector.policy import evaluate, parse_scenario
-from collector.policy.pack import Pack, pack_text, parse_pack
-from collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
-from collector.store.sqlite import SqliteStore
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
 from tests.integration.store_fixtures import StoreFactory
 from tests.integration.test_store_contract import T0
 

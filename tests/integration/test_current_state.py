@@ -8,8 +8,9 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
-from collector.store.migrate import load_migrations
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
+from gpucensus.collector.store.migrate import load_migrations
+
 from tests.bench.scale import full_scan_totals
 from tests.ingest_nodes import NOW
 

@@ -19,20 +19,20 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.agent.backends.mock import MockBackend
+from gpucensus.agent.host import NodeInfo
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.collector.config import CollectorConfig, DashboardConfig, NodesConfig, PolicyConfig, ServerConfig
+from gpucensus.collector.dashboard.server import DashboardService, start_dashboard
+from gpucensus.collector.registry import new_token
+from gpucensus.collector.server import run_server
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Entity, Site
+from gpucensus.common.accounting import ECCN_A, ECCN_B, load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from agent.backends.mock import MockBackend
-from agent.host import NodeInfo
-from agent.snapshot import build_predicate
-from collector.config import CollectorConfig, DashboardConfig, NodesConfig, PolicyConfig, ServerConfig
-from collector.dashboard.server import DashboardService, start_dashboard
-from collector.registry import new_token
-from collector.server import run_server
-from collector.store import open_store
-from collector.store.base import Entity, Site
-from common.accounting import ECCN_A, ECCN_B, load_rules
-from common.catalogue import load_catalogue
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import NOW, TestNode
 from tests.integration.server_fixtures import Clock
 

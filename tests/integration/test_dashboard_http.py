@@ -21,14 +21,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from gpucensus.collector.config import DashboardConfig, NodesConfig, load_config
+from gpucensus.collector.dashboard.access import hash_password
+from gpucensus.collector.dashboard.server import DashboardService, start_dashboard
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.packs import DEFAULT_PACK
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Site, Store
 
-from collector.config import DashboardConfig, NodesConfig, load_config
-from collector.dashboard.access import hash_password
-from collector.dashboard.server import DashboardService, start_dashboard
-from collector.errors import ConfigError
-from collector.policy.packs import DEFAULT_PACK
-from collector.store import open_store
-from collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Site, Store
 from tests.integration.server_fixtures import spawn_serve
 from tests.integration.test_server_tls import Pem, issue
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from gpucensus.agent.chain import STATE_FILE
+from gpucensus.agent.keys import generate_key
+from gpucensus.collector.registry import make_entity, make_site, new_token
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.chain import STATE_FILE
-from agent.keys import generate_key
-from collector.registry import make_entity, make_site, new_token
 from tests.integration.store_fixtures import PG_DSN, make_store, store_kind  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow

@@ -28,13 +28,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from gpucensus.agent.chain import STATE_FILE
+from gpucensus.agent.keys import generate_key
+from gpucensus.agent.tls import read_tls_files
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.chain import STATE_FILE
-from agent.keys import generate_key
-from agent.tls import read_tls_files
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.integration.test_delivery import BIN, WAIT_SECONDS, Proc, free_port, wait_for
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from gpucensus import common
 
-import common
 from tests.containerfile import Stage, stages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ def test_the_base_image_is_pinned_by_tag_and_both_stages_use_it() -> None:
 def test_the_builder_copies_every_package_and_file_the_build_reads() -> None:
     _, builder, _ = builder_and_final()
     copied = {word.rstrip("/") for i in builder.all("COPY") for word in i.words()[:-1]}
-    packages = {p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
+    packages = {p.split(".")[1] for p in PYPROJECT["tool"]["setuptools"]["packages"]}  # gpucensus.<top>...
     read_by_the_build = {"pyproject.toml", "MANIFEST.in", PYPROJECT["project"]["readme"]}
     read_by_the_build |= set(PYPROJECT["project"]["license-files"])
     needed = packages | read_by_the_build
@@ -240,8 +240,8 @@ print("imported")
 @pytest.mark.parametrize(
     ("role", "blocked", "modules"),
     [
-        ("agent", "psycopg,grpc_reflection", ["agent", "agent.cli", "common"]),
-        ("audit", "psycopg,grpc_reflection,pynvml", ["collector.audit_cli", "common"]),
+        ("agent", "psycopg,grpc_reflection", ["gpucensus.agent", "gpucensus.agent.cli", "gpucensus.common"]),
+        ("audit", "psycopg,grpc_reflection,pynvml", ["gpucensus.collector.audit_cli", "gpucensus.common"]),
     ],
 )
 def test_a_role_imports_nothing_from_another_roles_extra(role: str, blocked: str, modules: list[str]) -> None:

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
+from gpucensus.agent.metrics import AgentMetrics
+from gpucensus.agent.monitor import LogMonitor
+from gpucensus.agent.spool import Spool
+from gpucensus.collector.config import CollectorConfig, MetricsConfig, ServerConfig
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.metrics import AgentMetrics
-from agent.monitor import LogMonitor
-from agent.spool import Spool
-from collector.config import CollectorConfig, MetricsConfig, ServerConfig
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Collector, serving
 
@@ -78,7 +78,7 @@ def exported_names(text: str) -> set[str]:
 
 @pytest.fixture(name="collector")
 def collector_fixture(tmp_path: Path) -> Iterator[Collector]:
-    from collector.store import open_store
+    from gpucensus.collector.store import open_store
 
     store = open_store("sqlite", data_dir=str(tmp_path / "collector-data"))
     config = CollectorConfig(server=ServerConfig(listen="127.0.0.1:0"), metrics=MetricsConfig(listen="127.0.0.1:0"))

@@ -18,8 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from agent import config as agent_config
+from gpucensus.agent import config as agent_config
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 UNITS = ("gpucensus-agent.service", "gpucensus-collector.service")

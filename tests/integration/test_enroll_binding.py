@@ -8,9 +8,9 @@ site and key, totals do not move, the node's later reports still count, and the 
 from __future__ import annotations
 
 import grpc
+from gpucensus.collector.registry import hash_token
+from gpucensus.protos import census_pb2 as pb
 
-from collector.registry import hash_token
-from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Collector, collector_fixture, make_store, status_of, store_kind  # noqa: F401
 

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Finding, Site
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Finding, Site
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 
@@ -227,7 +226,11 @@ def test_usage_errors_exit_2(argv) -> None:
 def _pack_with(text: str, old: str, new: str, tmp_path: Path) -> str:
     from importlib import resources
 
-    source = resources.files("collector.policy.packs").joinpath("ai-diffusion-2025.toml").read_text(encoding="utf-8")
+    source = (
+        resources.files("gpucensus.collector.policy.packs")
+        .joinpath("ai-diffusion-2025.toml")
+        .read_text(encoding="utf-8")
+    )
     assert old in source
     path = tmp_path / "pack.toml"
     path.write_text(source.replace(old, new) if text == "" else text, encoding="utf-8")

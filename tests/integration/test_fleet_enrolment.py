@@ -17,14 +17,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.agent.attest import sign_predicate
+from gpucensus.agent.keys import generate_key, load_key, public_path
+from gpucensus.collector.registry import make_entity, make_site
+from gpucensus.collector.store import open_store
+from gpucensus.common.statement import format_timestamp
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from agent.attest import sign_predicate
-from agent.keys import generate_key, load_key, public_path
-from collector.registry import make_entity, make_site
-from collector.store import open_store
-from common.statement import format_timestamp
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import mock_predicate
 from tests.integration.test_delivery import BIN, WAIT_SECONDS, Agent, Proc, free_port, serving, wait_for
 

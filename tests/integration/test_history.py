@@ -18,13 +18,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from collector import history
-from collector.errors import ConfigError
-from collector.policy import load_pack
-from collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Site
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
+from gpucensus.collector import history
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy import load_pack
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Site
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
 

@@ -13,7 +13,7 @@ HOST_FACTS = {"cpu_logical", "cpu_physical", "memory_total_bytes", "boot_time"}
 
 def _node(*args: str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "snapshot", "--format", "json", *args],
+        [sys.executable, "-m", "gpucensus.agent.cli", "snapshot", "--format", "json", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,9 +8,9 @@ from typing import Any
 
 import grpc
 import pytest
+from gpucensus.collector.ingest.pipeline import Pipeline
+from gpucensus.protos import census_pb2 as pb
 
-from collector.ingest.pipeline import Pipeline
-from protos import census_pb2 as pb
 from tests.ingest_nodes import NOW, TestNode
 from tests.integration.server_fixtures import Collector, collector_fixture, make_store, store_kind  # noqa: F401
 

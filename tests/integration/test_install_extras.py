@@ -20,7 +20,7 @@ class Missing(importlib.abc.MetaPathFinder):
         if name.split(".")[0] == "pynvml":
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Missing())
-from agent.cli import main
+from gpucensus.agent.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -47,7 +47,7 @@ class Missing(importlib.abc.MetaPathFinder):
         if name.split(".")[0] == missing:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Missing())
-from collector.cli import main
+from gpucensus.collector.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -74,12 +74,17 @@ def test_the_walkthrough_runs_as_written_from_a_wheel(tmp_path: Path) -> None:
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}"
     assert "Traceback" not in done.stderr
 
-    # the installed wheel ran, not the checkout
-    where = subprocess.run(
-        [str(tmp_path / "opt" / "bin" / "python"), "-c", "import agent, collector; print(agent.__file__)"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert where.stdout.startswith(str(tmp_path / "opt")), where.stdout + where.stderr
+    # the installed wheel ran, not the checkout, and it installs nothing outside its namespace: no top-level
+    # agent, collector, common or protos to collide with the unrelated published packages of those names
+    probe = (
+        "import importlib.util, gpucensus.agent; print(gpucensus.agent.__file__); "
+        "print([n for n in ('agent', 'collector', 'common', 'protos') if importlib.util.find_spec(n)])"
+    )
+    where = subprocess.run([str(tmp_path / "opt" / "bin" / "python"), "-c", probe],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)  # fmt: skip
+    lines = where.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "opt")), where.stdout + where.stderr
+    assert lines[1] == "[]", lines[1]
     # the node got its certificate from the collector and reported over mutual TLS; `check` passed every line
     assert (tmp_path / "var" / "node" / "node.key.client.pem").is_file()
     assert "enrolled node gpu-01 at site fra1" in done.stderr

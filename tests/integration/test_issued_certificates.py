@@ -26,13 +26,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
+from gpucensus.agent.keys import generate_key
+from gpucensus.collector.enrolment_ca import EnrolmentCA
+from gpucensus.common import csr_binding
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.keys import generate_key
-from collector.enrolment_ca import EnrolmentCA
-from common import csr_binding
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.integration.server_fixtures import DEADLINE, sqlite_collector_fixture  # noqa: F401 - fixture
 from tests.integration.test_delivery import BIN, WAIT_SECONDS, Proc, free_port, wait_for
 

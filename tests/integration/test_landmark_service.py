@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from agent.location import measure
-from collector.location.landmark_server import Landmark, LandmarkServer
-from common import landmark_format as fmt
-from common import landmark_wire as wire
-from common.verify import public_key_id
+from gpucensus.agent.location import measure
+from gpucensus.collector.location.landmark_server import Landmark, LandmarkServer
+from gpucensus.common import landmark_format as fmt
+from gpucensus.common import landmark_wire as wire
+from gpucensus.common.verify import public_key_id
 
 BIN = Path(sys.executable).parent
 LANDMARK_KEY = Ed25519PrivateKey.generate()

@@ -18,17 +18,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from gpucensus.agent.keys import generate_key
+from gpucensus.collector.config import CollectorConfig, ServerConfig
+from gpucensus.collector.location.bound import rtt_us_for
+from gpucensus.collector.location.geometry import distance_m
+from gpucensus.collector.location.landmark_keys import generate
+from gpucensus.collector.location.records import IMPLAUSIBLE, IN_COUNTRY, UNPROVEN, Landmark, SiteLocation
+from gpucensus.collector.registry import make_entity, make_site, new_token
+from gpucensus.collector.server import run_server
+from gpucensus.collector.store import open_store
+from gpucensus.common.verify import public_key_id
 
-from agent.keys import generate_key
-from collector.config import CollectorConfig, ServerConfig
-from collector.location.bound import rtt_us_for
-from collector.location.geometry import distance_m
-from collector.location.landmark_keys import generate
-from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, UNPROVEN, Landmark, SiteLocation
-from collector.registry import make_entity, make_site, new_token
-from collector.server import run_server
-from collector.store import open_store
-from common.verify import public_key_id
 from tests.location_fixtures import FRANKFURT_DC, PLACES, SINGAPORE_DC
 
 pytestmark = pytest.mark.slow

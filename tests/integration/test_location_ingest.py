@@ -13,14 +13,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.config import DashboardConfig, NodesConfig
+from gpucensus.collector.dashboard.server import start_dashboard
+from gpucensus.collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation
+from gpucensus.collector.policy.pack import pack_text
+from gpucensus.collector.policy.packs import DEFAULT_PACK
+from gpucensus.common import jcs
+from gpucensus.protos import census_pb2 as pb
 
-from collector.config import DashboardConfig, NodesConfig
-from collector.dashboard.server import start_dashboard
-from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, SiteLocation
-from collector.policy.pack import pack_text
-from collector.policy.packs import DEFAULT_PACK
-from common import jcs
-from protos import census_pb2 as pb
 from tests.ingest_nodes import NOW, TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
     DEADLINE,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.store import open_store
+from gpucensus.common import merkle, note
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.store import open_store
-from common import merkle, note
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.log_fixtures import DEADLINE, serve, vkey, wait_for_size
 
@@ -27,7 +27,7 @@ LEAVES = 6
 
 def cli(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "collector.cli", *argv],
+        [sys.executable, "-m", "gpucensus.collector.cli", *argv],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -69,7 +69,7 @@ def test_key_prints_the_verifier_key_on_one_line(signed_log) -> None:
 def test_checkpoint_prints_the_signed_note_verbatim(signed_log) -> None:
     data, _, head = signed_log
     result = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "log", "checkpoint", "--data-dir", str(data)],
+        [sys.executable, "-m", "gpucensus.collector.cli", "log", "checkpoint", "--data-dir", str(data)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

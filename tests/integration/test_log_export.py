@@ -13,10 +13,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.store import open_store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.store import open_store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.log_fixtures import DEADLINE, serve, vkey, wait_for_size
 
@@ -32,11 +32,11 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def export(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run("collector.cli", "export", "--data-dir", str(data), "--out", str(out), *extra)
+    return run("gpucensus.collector.cli", "export", "--data-dir", str(data), "--out", str(out), *extra)
 
 
 def audit(bundle: Path, key: str) -> subprocess.CompletedProcess[str]:
-    return run("collector.audit_cli", "verify", "--vkey", key, str(bundle))
+    return run("gpucensus.collector.audit_cli", "verify", "--vkey", key, str(bundle))
 
 
 @pytest.fixture(scope="module")

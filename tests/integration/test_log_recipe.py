@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from gpucensus.common import note
 
-from common import note
 from tests.audit_bundles import ORIGIN, BuiltLog, build_log, export
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.log import cosign
+from gpucensus.collector.log.service import b64 as merkle_b64
+from gpucensus.collector.store import open_store
+from gpucensus.common import merkle, note
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.log import cosign
-from collector.log.service import b64 as merkle_b64
-from collector.store import open_store
-from common import merkle, note
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.log_fixtures import DEADLINE, assert_included, checkpoint, serve, vkey, wait_for_size
 from tests.integration.server_fixtures import status_of
@@ -149,11 +149,11 @@ def _subprocess(module: str, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def audit(*argv: str) -> subprocess.CompletedProcess[str]:
-    return _subprocess("collector.audit_cli", *argv)
+    return _subprocess("gpucensus.collector.audit_cli", *argv)
 
 
 def collector_cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return _subprocess("collector.cli", *argv)
+    return _subprocess("gpucensus.collector.cli", *argv)
 
 
 def config_for(tmp_path: Path, data: Path, log_dir: Path) -> Path:

@@ -11,10 +11,10 @@ import threading
 from pathlib import Path
 
 import grpc
+from gpucensus.common import merkle
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from common import merkle
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.log_fixtures import DEADLINE, assert_included, vkey, wait_for_size
 from tests.integration.server_fixtures import spawn_serve

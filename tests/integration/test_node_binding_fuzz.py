@@ -12,11 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from collector.store import open_store
-from collector.store.base import (
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import (
     EnrollmentToken,
     Entity,
     NodeBoundError,
@@ -26,6 +23,8 @@ from collector.store.base import (
     Store,
     TokenRejectedError,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 SITES = ("s0", "s1")

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from common.devices import STATUS_INCOMPLETE, STATUS_LOST, STATUS_OK, MigInstance
-from common.errors import DriverError
+from gpucensus.common.devices import STATUS_INCOMPLETE, STATUS_LOST, STATUS_OK, MigInstance
+from gpucensus.common.errors import DriverError
 
 pytest.register_assert_rewrite("tests.integration.fakenvml_fixtures")
 from tests.integration.fakenvml_fixtures import DISCOVER_SCRIPT, REPO_ROOT, build, fake_env  # noqa: E402
@@ -257,8 +256,8 @@ def test_snapshot_json_from_the_fake_library(fakenvml_build, tmp_path):
 def test_memory_bus_width_and_clock_give_the_dram_bandwidth(nvml_discovery):
     # an unknown Hopper part (device id the catalogue lacks): bandwidth from NVML, 5120 bits x 2619 MHz x 2 / 8000 =
     # 3352.32 -> 3353 GB/s, rounded up; the H100 itself takes the datasheet's 3350 from the catalogue
-    from common.accounting import account_device, load_rules
-    from common.catalogue import load_catalogue
+    from gpucensus.common.accounting import account_device, load_rules
+    from gpucensus.common.catalogue import load_catalogue
 
     known, unknown = nvml_discovery(
         "h100-16x", "count=2\ngpu.1.pci_device_id=0x23ff10de\ngpu.1.name=NVIDIA X\n"

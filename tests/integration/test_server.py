@@ -8,11 +8,11 @@ import json
 from datetime import timedelta
 
 import grpc
+from gpucensus.agent.attest import sign_predicate
+from gpucensus.collector.ingest.pipeline import Pipeline
+from gpucensus.common.dsse import envelope_digest
+from gpucensus.protos import census_pb2 as pb
 
-from agent.attest import sign_predicate
-from collector.ingest.pipeline import Pipeline
-from common.dsse import envelope_digest
-from protos import census_pb2 as pb
 from tests.ingest_nodes import NOW, TestNode, enroll
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
     DEADLINE,

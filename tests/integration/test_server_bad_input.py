@@ -7,8 +7,8 @@ import logging
 
 import grpc
 import pytest
+from gpucensus.protos import census_pb2 as pb
 
-from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode, mock_predicate
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)
     DEADLINE,

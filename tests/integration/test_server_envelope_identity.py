@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from gpucensus.protos import census_pb2 as pb
 
-from protos import census_pb2 as pb
 from tests.envelope_variants import VARIANTS, with_distinct_variants
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import (  # noqa: F401 (fixtures)

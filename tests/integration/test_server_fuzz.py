@@ -11,14 +11,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.config import ServerConfig
+from gpucensus.collector.store import open_store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.config import ServerConfig
-from collector.store import open_store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.server_fixtures import start
 

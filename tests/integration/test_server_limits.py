@@ -12,16 +12,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.spool import REJECTED, Spool
+from gpucensus.agent.uplink import RetryableError, Uplink, open_channel
+from gpucensus.collector.config import ServerConfig
+from gpucensus.collector.limits import RETRY_AFTER_KEY
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from agent import config as agent_config
-from agent.spool import REJECTED, Spool
-from agent.uplink import RetryableError, Uplink, open_channel
-from collector.config import ServerConfig
-from collector.limits import RETRY_AFTER_KEY
-from collector.store import open_store
-from collector.store.base import Store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.server_fixtures import DEADLINE, start
 

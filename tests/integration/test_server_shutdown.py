@@ -12,11 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.servicer import SHUTTING_DOWN
+from gpucensus.collector.store import open_store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.servicer import SHUTTING_DOWN
-from collector.store import open_store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.server_fixtures import spawn_serve
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.spool import DELIVERED, Spool
+from gpucensus.agent.uplink import Uplink, open_channel
+from gpucensus.collector.config import ServerConfig
+from gpucensus.collector.store import open_store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent import config as agent_config
-from agent.spool import DELIVERED, Spool
-from agent.uplink import Uplink, open_channel
-from collector.config import ServerConfig
-from collector.store import open_store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.server_fixtures import DEADLINE, start
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from gpucensus.collector.config import ServerConfig
+from gpucensus.collector.store import open_store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.config import ServerConfig
-from collector.store import open_store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.server_fixtures import DEADLINE, start
 

@@ -17,13 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from gpucensus.collector.config import ServerConfig
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Store
+from gpucensus.protos import census_pb2 as pb
+from gpucensus.protos import census_pb2_grpc
 
-from collector.config import ServerConfig
-from collector.errors import ConfigError
-from collector.store import open_store
-from collector.store.base import Store
-from protos import census_pb2 as pb
-from protos import census_pb2_grpc
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Clock, Collector, start, status_of
 

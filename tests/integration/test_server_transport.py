@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import grpc
+from gpucensus.protos import census_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from protos import census_pb2 as pb
 from tests.ingest_nodes import TestNode
 from tests.integration.server_fixtures import DEADLINE, Collector, sqlite_collector_fixture, status_of  # noqa: F401
 

@@ -4,10 +4,11 @@ it and this collector answers from what the other stored — a duplicate, or an 
 
 from __future__ import annotations
 
-from collector.ingest.model import ACCEPTED, REJECTED, IngestResult
-from collector.ingest.pipeline import Pipeline
-from collector.store.base import AttestationRecord, Store
-from common.dsse import envelope_digest
+from gpucensus.collector.ingest.model import ACCEPTED, REJECTED, IngestResult
+from gpucensus.collector.ingest.pipeline import Pipeline
+from gpucensus.collector.store.base import AttestationRecord, Store
+from gpucensus.common.dsse import envelope_digest
+
 from tests.ingest_nodes import NOW, TestNode, enroll
 from tests.integration.store_fixtures import make_store, store_kind  # noqa: F401 (fixtures)
 

@@ -8,7 +8,8 @@ another country (the node says it is somewhere the enrolled country's counts wou
 
 from __future__ import annotations
 
-from protos import census_pb2 as pb
+from gpucensus.protos import census_pb2 as pb
+
 from tests.ingest_nodes import TestNode, register
 from tests.integration.server_fixtures import DEADLINE, Collector, collector_fixture, make_store, store_kind  # noqa: F401
 

@@ -5,9 +5,9 @@ nodes page too; a forged or foreign page token is INVALID_ARGUMENT."""
 from __future__ import annotations
 
 import grpc
+from gpucensus.collector.site_pages import all_site_status, page_token
+from gpucensus.protos import census_pb2 as pb
 
-from collector.site_pages import all_site_status, page_token
-from protos import census_pb2 as pb
 from tests.bench.scale import build, device_templates
 from tests.ingest_nodes import NOW
 from tests.integration.server_fixtures import DEADLINE, Collector, collector_fixture, status_of  # noqa: F401

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from gpucensus.collector.registry import make_entity, make_site, new_token
 
-from collector.registry import make_entity, make_site, new_token
 from tests.integration.test_delivery import (
     BIN,
     WAIT_SECONDS,

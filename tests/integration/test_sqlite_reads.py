@@ -8,10 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from collector.errors import StoreError
-from collector.store import open_store
-from collector.store.base import Entity, Site
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import Entity, Site
 
 
 def test_a_read_answers_while_a_write_holds_the_lock(tmp_path: Path) -> None:

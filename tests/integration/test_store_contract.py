@@ -9,11 +9,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from collector.errors import ConfigError, StoreError
-from collector.policy.scenario import parse_scenario
-from collector.store import STORES, migrate, open_store
-from collector.store.base import (
+from gpucensus.collector.errors import ConfigError, StoreError
+from gpucensus.collector.policy.scenario import parse_scenario
+from gpucensus.collector.store import STORES, migrate, open_store
+from gpucensus.collector.store.base import (
     AttestationRecord,
     ChainHead,
     ConflictError,
@@ -29,6 +28,7 @@ from collector.store.base import (
     Store,
     TokenRejectedError,
 )
+
 from tests.integration.store_fixtures import STORE_KINDS
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind

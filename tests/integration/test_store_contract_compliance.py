@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from collector.store.base import Entity, PolicyFinding, Site
+from gpucensus.collector.store.base import Entity, PolicyFinding, Site
+
 from tests.integration.test_store_contract import T0, at, attestation, gpu, populated, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind

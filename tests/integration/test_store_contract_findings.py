@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from collector.store import migrate, open_store
-from collector.store.base import Evidence, Finding
+from gpucensus.collector.store import migrate, open_store
+from gpucensus.collector.store.base import Evidence, Finding
+
 from tests.integration.test_store_contract import T0, at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind

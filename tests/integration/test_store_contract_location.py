@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, Landmark, NodeLocation, SiteLocation, StoredMeasurement
-from collector.store.base import Entity, RecordExistsError, RecordNotFoundError, Site
+from gpucensus.collector.location.records import (
+    IMPLAUSIBLE,
+    IN_COUNTRY,
+    Landmark,
+    NodeLocation,
+    SiteLocation,
+    StoredMeasurement,
+)
+from gpucensus.collector.store.base import Entity, RecordExistsError, RecordNotFoundError, Site
 
 pytest_plugins = ["tests.integration.store_fixtures"]
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from collector.store import migrate, open_store
-from collector.store.base import (
+from gpucensus.collector.store import migrate, open_store
+from gpucensus.collector.store.base import (
     EnrollmentToken,
     NodeBoundError,
     RecordExistsError,
@@ -17,7 +16,8 @@ from collector.store.base import (
     Store,
     TokenRejectedError,
 )
-from collector.store.sqlnodes import TAKEOVER_RULE
+from gpucensus.collector.store.sqlnodes import TAKEOVER_RULE
+
 from tests.integration.test_store_contract import T0, at, attestation, gpu, registry
 from tests.integration.test_store_contract_findings import registry_as_written_by_version_1
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from collector import registry as reg
-from collector.errors import ConfigError
-from collector.store import migrate, open_store
-from collector.store.base import (
+from gpucensus.collector import registry as reg
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store import migrate, open_store
+from gpucensus.collector.store.base import (
     EnrollmentToken,
     NodeBoundError,
     RecordExistsError,
     RecordNotFoundError,
     TokenRejectedError,
 )
+
 from tests.integration.test_store_contract import T0, at, registry
 from tests.integration.test_store_contract_findings import registry_as_written_by_version_1
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from gpucensus.collector.cli import main
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.postgres import PostgresStore
+from gpucensus.collector.store.sqlite import DB_FILENAME
 
-from collector.cli import main
-from collector.errors import StoreError
-from collector.store import open_store
-from collector.store.postgres import PostgresStore
-from collector.store.sqlite import DB_FILENAME
 from tests.ingest_nodes import TestNode, enroll
 from tests.integration.store_fixtures import PG_DSN, StoreFactory, skip_without_postgres
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from gpucensus.collector.errors import StoreError
+from gpucensus.collector.store import migrate, open_store
+from gpucensus.collector.store.base import ConflictError
+from gpucensus.common import merkle
 
-from collector.errors import StoreError
-from collector.store import migrate, open_store
-from collector.store.base import ConflictError
-from common import merkle
 from tests.integration.test_store_contract import at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind

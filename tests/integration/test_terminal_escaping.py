@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from agent.keys import generate_key
-from collector.registry import hash_token, new_token
-from collector.store import open_store
-from collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Finding, Site
+from gpucensus.agent.keys import generate_key
+from gpucensus.collector.registry import hash_token, new_token
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, EnrollmentToken, Entity, Finding, Site
 
 from .test_delivery import BIN, Proc, free_port, serving, wait_for
 

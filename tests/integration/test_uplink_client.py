@@ -13,12 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from agent import config as agent_config
-from agent.spool import DELIVERED, REJECTED, Spool
-from agent.uplink import RetryableError, Uplink, ensure_enrolled, open_channel
-from common.errors import ConfigError
-from protos import census_pb2, census_pb2_grpc
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.spool import DELIVERED, REJECTED, Spool
+from gpucensus.agent.uplink import RetryableError, Uplink, ensure_enrolled, open_channel
+from gpucensus.common.errors import ConfigError
+from gpucensus.protos import census_pb2, census_pb2_grpc
 
 KEY = "ef" * 32
 ROOT_B64 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
@@ -209,7 +208,7 @@ def test_enrolled_but_record_not_written_goes_on_enrolled(tmp_path, census, monk
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("agent.uplink.atomic_write", disk_full)
+    monkeypatch.setattr("gpucensus.agent.uplink.atomic_write", disk_full)
     config = config_for(tmp_path, census.port, **{"enrollment.token": "tok-1"})
     record = ensure_enrolled(config, uplink_for(config), "n1", "PEM", KEY)
     assert record is not None and record["keyid"] == KEY

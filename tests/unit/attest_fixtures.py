@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from agent.attest import sign_predicate
-from common.dsse import envelope_digest
+from gpucensus.agent.attest import sign_predicate
+from gpucensus.common.dsse import envelope_digest
 
 _PREDICATE: dict[str, Any] = {
     "node": {"id": "node-a", "hostname": "gpu-a", "site": "fra1", "boot_id": "b00t", "agent_version": "0.1.0"},

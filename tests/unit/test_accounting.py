@@ -5,8 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-
-from common.accounting import (
+from gpucensus.common.accounting import (
     BASIS_CATALOGUE,
     BASIS_DERIVED,
     BASIS_UNKNOWN,
@@ -15,8 +14,8 @@ from common.accounting import (
     load_rules,
     milli,
 )
-from common.catalogue import load_catalogue
-from common.devices import STATUS_LOST, GpuDevice
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.devices import STATUS_LOST, GpuDevice
 
 RULES = load_rules()
 CATALOGUE = load_catalogue()

@@ -6,9 +6,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from agent import config as agent_config
-from common.errors import ConfigError
+from gpucensus.agent import config as agent_config
+from gpucensus.common.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "agent.example.toml"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from agent import config as agent_config
-from agent.hints import address_problem, connection_hint, rejection_hint
+from gpucensus.agent import config as agent_config
+from gpucensus.agent.hints import address_problem, connection_hint, rejection_hint
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import platform
 
+from gpucensus.agent.metrics import AgentMetrics
+from gpucensus.common import __version__
 from prometheus_client import CollectorRegistry, generate_latest
-
-from agent.metrics import AgentMetrics
-from common import __version__
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

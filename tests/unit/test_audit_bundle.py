@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from gpucensus.collector import audit_cli
+from gpucensus.collector.audit.bundle import MANIFEST, parse_proof, proof_document, sha256_hex
+from gpucensus.common import note
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import audit_cli
-from collector.audit.bundle import MANIFEST, parse_proof, proof_document, sha256_hex
-from common import note
 from tests.audit_bundles import BuiltLog, build_log, export
 
 
@@ -181,7 +181,8 @@ def test_a_checkpoint_of_another_size_than_the_proofs(bundle: Path, log: BuiltLo
 
 
 def test_figures_the_catalogue_does_not_give(log: BuiltLog, tmp_path: Path, capsys) -> None:
-    from agent.attest import sign_predicate
+    from gpucensus.agent.attest import sign_predicate
+
     from tests.audit_bundles import node_predicate
 
     claimed = node_predicate("node-a", "fra1")

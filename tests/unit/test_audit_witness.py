@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from gpucensus.collector import audit_cli
+from gpucensus.common import note
+from gpucensus.common.merkle import MemoryTree
 
-from collector import audit_cli
-from common import note
-from common.merkle import MemoryTree
 from tests.audit_bundles import ORIGIN
 
 BIN = Path(sys.executable).parent

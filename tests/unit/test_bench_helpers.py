@@ -4,10 +4,10 @@ statistics, the fleet's per-node GPU identities and change schedule, page tokens
 from __future__ import annotations
 
 import pytest
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.site_pages import page_token, parse_page_token
+from gpucensus.collector.store.sqlcurrent import node_totals_rows
 
-from collector.errors import ConfigError
-from collector.site_pages import page_token, parse_page_token
-from collector.store.sqlcurrent import node_totals_rows
 from tests.bench.fleet import changes, gpu_identity, node_predicate, site_of
 from tests.bench.stats import percentile, ratio, summarize
 from tests.ingest_nodes import mock_predicate

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from common.accounting import classify, derive_tpp, load_rules
-from common.catalogue import load_catalogue
-from common.devices import GpuDevice
+from gpucensus.common.accounting import classify, derive_tpp, load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.devices import GpuDevice
 
 ROOT = Path(__file__).resolve().parents[2]
-RAW = json.loads(resources.files("common.data").joinpath("catalogue.json").read_text(encoding="utf-8"))
+RAW = json.loads(resources.files("gpucensus.common.data").joinpath("catalogue.json").read_text(encoding="utf-8"))
 RULES = load_rules()
 CATALOGUE = load_catalogue()
 IDS = [raw["id"] for raw in RAW["accelerators"]]
@@ -97,7 +96,7 @@ def test_blackwell_ultra_is_not_derived_with_the_blackwell_figure() -> None:
 
 
 def test_a_device_the_catalogue_names_without_figures_is_derived_under_its_name() -> None:
-    from common.accounting import BASIS_DERIVED, account_device
+    from gpucensus.common.accounting import BASIS_DERIVED, account_device
 
     device = GpuDevice(index=0, pci_device_id="0x2bb9", cuda_compute_capability="12.0", sm_count=188,
                        max_sm_clock_mhz=2600)  # fmt: skip

@@ -7,17 +7,17 @@ import threading
 from pathlib import Path
 
 import pytest
+from gpucensus.agent import attest as attest_module
+from gpucensus.agent.attest import attest, statement_payload
+from gpucensus.agent.chain import STATE_FILE, ChainStore, _parse
+from gpucensus.agent.keys import key_id
+from gpucensus.common.dsse import envelope_digest, parse_envelope
+from gpucensus.common.durable import atomic_write
+from gpucensus.common.errors import StateError
+from gpucensus.common.verify import check_chains, verify_envelope
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import attest as attest_module
-from agent.attest import attest, statement_payload
-from agent.chain import STATE_FILE, ChainStore, _parse
-from agent.keys import key_id
-from common.dsse import envelope_digest, parse_envelope
-from common.durable import atomic_write
-from common.errors import StateError
-from common.verify import check_chains, verify_envelope
 from tests.unit.attest_fixtures import fixed_clock, new_key, predicate
 
 

@@ -7,9 +7,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from collector.config import _SECTIONS, CollectorConfig, ServerConfig, StoreConfig, load_config
-from collector.errors import ConfigError
+from gpucensus.collector.config import _SECTIONS, CollectorConfig, ServerConfig, StoreConfig, load_config
+from gpucensus.collector.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

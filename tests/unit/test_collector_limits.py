@@ -7,13 +7,21 @@ import base64
 import json
 
 import pytest
+from gpucensus.collector import codec
+from gpucensus.collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from gpucensus.collector.limits import (
+    KeyBudget,
+    LimitError,
+    StreamSlots,
+    TooManyDevicesError,
+    check_devices,
+    peek,
+    peer_address,
+)
+from gpucensus.collector.statuses import status_for
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import codec
-from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
-from collector.limits import KeyBudget, LimitError, StreamSlots, TooManyDevicesError, check_devices, peek, peer_address
-from collector.statuses import status_for
 from tests.ingest_nodes import TestNode
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import prometheus_client
 import pytest
+from gpucensus.collector.config import MetricsConfig, load_config
+from gpucensus.collector.errors import ConfigError, StoreError
+from gpucensus.collector.metrics import CollectorMetrics, StoreGauges
+from gpucensus.collector.store.base import CountryTotals, Finding, NodeStatus
 from prometheus_client import CollectorRegistry, generate_latest
 
-from collector.config import MetricsConfig, load_config
-from collector.errors import ConfigError, StoreError
-from collector.metrics import CollectorMetrics, StoreGauges
-from collector.store.base import CountryTotals, Finding, NodeStatus
 from tests.ingest_nodes import NOW
 
 

@@ -9,16 +9,15 @@ from datetime import date
 from functools import cache
 
 import pytest
+from gpucensus.collector.compliance.scope import merge, partial_scenario, scope_of
+from gpucensus.collector.policy import builtin_names, evaluate, load_pack
+from gpucensus.collector.policy.pack import Pack
+from gpucensus.collector.policy.result import Evaluation
+from gpucensus.collector.policy.scenario import DeviceGroup, Entity, Scenario, Site
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from collector.compliance.scope import merge, partial_scenario, scope_of
-from collector.policy import builtin_names, evaluate, load_pack
-from collector.policy.pack import Pack
-from collector.policy.result import Evaluation
-from collector.policy.scenario import DeviceGroup, Entity, Scenario, Site
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
 
 # Tier 1 (US, DE), Tier 2 (AE, IN, PL), Tier 3 (CN) under ai-diffusion-2025; other packs tier them differently.
 COUNTRIES = ("US", "DE", "AE", "IN", "PL", "CN")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from collector.dashboard import svg
+from gpucensus.collector.dashboard import svg
 
 
 def _bar(markup: str, name: str) -> dict[str, float]:

@@ -7,8 +7,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from common import dsse, jcs
+from gpucensus.common import dsse, jcs
 
 # secure-systems-lab/dsse protocol.md, "Test Vectors": SERIALIZED_BODY "hello world",
 # PAYLOAD_TYPE "http://example.com/HelloWorld", PAE "DSSEv1 29 http://example.com/HelloWorld 11 hello world".

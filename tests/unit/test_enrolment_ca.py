@@ -12,11 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from collector.enrolment_ca import EnrolmentCA
-from collector.errors import ConfigError
-from collector.ingest.errors import MalformedError
-from common.errors import KeyError_
+from gpucensus.collector.enrolment_ca import EnrolmentCA
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.ingest.errors import MalformedError
+from gpucensus.common.errors import KeyError_
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

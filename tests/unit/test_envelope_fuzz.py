@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from gpucensus.agent.attest import sign_payload
+from gpucensus.collector.ingest import signature
+from gpucensus.collector.ingest.errors import BindingError, MalformedError, SignatureError, UnknownKeyError
+from gpucensus.collector.store.base import NodeKey
+from gpucensus.common import dsse, jcs, verify
+from gpucensus.common.statement import PAYLOAD_TYPE, check_statement
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from agent.attest import sign_payload
-from collector.ingest import signature
-from collector.ingest.errors import BindingError, MalformedError, SignatureError, UnknownKeyError
-from collector.store.base import NodeKey
-from common import dsse, jcs, verify
-from common.statement import PAYLOAD_TYPE, check_statement
 from tests.unit.attest_fixtures import new_key, signed_chain
 
 pytestmark = pytest.mark.fuzz

@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gpucensus.collector import audit_cli
+from gpucensus.collector.ingest.chain import ChainContext, Link, check_chain
+from gpucensus.collector.ingest.errors import MalformedError
+from gpucensus.collector.ingest.pipeline import Pipeline
+from gpucensus.collector.store import open_store
+from gpucensus.common import verify
 
-from collector import audit_cli
-from collector.ingest.chain import ChainContext, Link, check_chain
-from collector.ingest.errors import MalformedError
-from collector.ingest.pipeline import Pipeline
-from collector.store import open_store
-from common import verify
 from tests.envelope_variants import VARIANTS, with_distinct_variants
 from tests.ingest_nodes import NOW, TestNode, enroll
 from tests.unit.attest_fixtures import new_key, signed_chain
@@ -47,7 +47,7 @@ def test_a_variant_made_without_the_key_does_not_verify(variant: str) -> None:
 def test_the_keyid_must_name_the_verifying_key() -> None:
     obj = json.loads(GOOD)
     obj["signatures"][0]["keyid"] = "0" * 64
-    from common import jcs
+    from gpucensus.common import jcs
 
     result = verify.verify_envelope(jcs.canonical_bytes(obj), PUB)
     assert [f.reason for f in result.failures] == ["wrong-key"]
@@ -103,7 +103,7 @@ def test_the_audit_reports_a_variant_as_malformed_and_finds_no_fork(tmp_path: Pa
 
 
 def test_the_collector_refuses_a_variant_before_looking_up_any_key() -> None:
-    from collector.ingest import signature
+    from gpucensus.collector.ingest import signature
 
     looked_up: list[str] = []
     for make in VARIANTS.values():

@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from agent.chain import ChainStore
-from agent.keys import generate_key
-from agent.spool import Spool
-from agent.tls import read_tls_files
-from collector.server import _private_key
-from collector.store import open_store
-from collector.store.sqlite import DB_FILENAME
-from common.errors import KeyError_
+from gpucensus.agent.chain import ChainStore
+from gpucensus.agent.keys import generate_key
+from gpucensus.agent.spool import Spool
+from gpucensus.agent.tls import read_tls_files
+from gpucensus.collector.server import _private_key
+from gpucensus.collector.store import open_store
+from gpucensus.collector.store.sqlite import DB_FILENAME
+from gpucensus.common.errors import KeyError_
 
 
 def mode(path: Path) -> int:
@@ -70,7 +69,10 @@ def test_the_collector_data_directory_is_0700_and_the_database_files_0600(tmp_pa
 def test_keygen_creates_the_missing_key_directory_0700(tmp_path: Path) -> None:
     key = tmp_path / "var" / "lib" / "gpucensus" / "node.key"  # the README's first command on a fresh host
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "keygen", "--key", str(key)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gpucensus.agent.cli", "keygen", "--key", str(key)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip()) == 64

@@ -9,16 +9,15 @@ from typing import Any
 
 import psutil
 import pytest
-
-from agent.backends.mock import MockBackend, mock_host_facts
-from agent.host import HostFacts, NodeInfo, read_host_facts
-from agent.snapshot import build_predicate
-from collector.ingest import facts
-from collector.ingest.crossnode import check_host
-from collector.ingest.errors import MalformedFactError
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.jcs import canonical_bytes
+from gpucensus.agent.backends.mock import MockBackend, mock_host_facts
+from gpucensus.agent.host import HostFacts, NodeInfo, read_host_facts
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.collector.ingest import facts
+from gpucensus.collector.ingest.crossnode import check_host
+from gpucensus.collector.ingest.errors import MalformedFactError
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.jcs import canonical_bytes
 
 
 class FakePsutil:

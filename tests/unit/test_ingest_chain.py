@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from collector.ingest.chain import ChainContext, Link, check_chain
+from gpucensus.collector.ingest.chain import ChainContext, Link, check_chain
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 D1, D2, D3, D4 = ("1" * 64, "2" * 64, "3" * 64, "4" * 64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.ingest.crossnode import CrossnodeContext, Sighting, check_crossnode
+from gpucensus.collector.ingest.crossnode import CrossnodeContext, Sighting, check_crossnode
 
 
 def devices(*uuids: str) -> list[dict]:

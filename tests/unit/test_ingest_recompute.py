@@ -6,12 +6,12 @@ import copy
 
 import grpc
 import pytest
+from gpucensus.collector.ingest.errors import MalformedFactError
+from gpucensus.collector.ingest.recompute import recompute
+from gpucensus.collector.statuses import status_for
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 
-from collector.ingest.errors import MalformedFactError
-from collector.ingest.recompute import recompute
-from collector.statuses import status_for
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
 from tests.ingest_nodes import mock_predicate
 
 CATALOGUE, RULES = load_catalogue(), load_rules()

@@ -7,11 +7,17 @@ import json
 from dataclasses import replace
 
 import pytest
+from gpucensus.collector.ingest.errors import (
+    BindingError,
+    MalformedError,
+    RevokedKeyError,
+    SignatureError,
+    UnknownKeyError,
+)
+from gpucensus.collector.ingest.signature import enrolled_key, statement_time, verify_signed
+from gpucensus.collector.store.base import NodeKey
+from gpucensus.common.verify import public_key_from_pem
 
-from collector.ingest.errors import BindingError, MalformedError, RevokedKeyError, SignatureError, UnknownKeyError
-from collector.ingest.signature import enrolled_key, statement_time, verify_signed
-from collector.store.base import NodeKey
-from common.verify import public_key_from_pem
 from tests.ingest_nodes import NOW, TestNode
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from collector import codec
-from collector.errors import ConfigError, StoreError
-from collector.ingest import errors
-from collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
-from collector.statuses import status_for
-from collector.store.base import RecordExistsError, RecordNotFoundError, TokenRejectedError
-from protos import census_pb2 as pb
+from gpucensus.collector import codec
+from gpucensus.collector.errors import ConfigError, StoreError
+from gpucensus.collector.ingest import errors
+from gpucensus.collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
+from gpucensus.collector.statuses import status_for
+from gpucensus.collector.store.base import RecordExistsError, RecordNotFoundError, TokenRejectedError
+from gpucensus.protos import census_pb2 as pb
 
 
 @pytest.mark.parametrize(
@@ -36,7 +35,7 @@ def test_status_table(error: BaseException, code: grpc.StatusCode) -> None:
 
 
 def test_only_the_store_being_down_is_retryable() -> None:
-    from collector.statuses import STATUS_TABLE
+    from gpucensus.collector.statuses import STATUS_TABLE
 
     retryable = [cls for cls, code in STATUS_TABLE.items() if code is grpc.StatusCode.UNAVAILABLE]
     assert retryable == [StoreError]

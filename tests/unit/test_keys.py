@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from agent.keys import generate_key, key_id, load_key, public_path
-from common.errors import KeyError_
+from gpucensus.agent.keys import generate_key, key_id, load_key, public_path
+from gpucensus.common.errors import KeyError_
 
 
 def test_generate_writes_pkcs8_0600_and_spki_pub(tmp_path: Path) -> None:

@@ -8,13 +8,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from gpucensus.collector.ingest.model import VIOLATION, WARNING
+from gpucensus.collector.location.assess import IMPLAUSIBLE_RULE, UNPROVEN_RULE, Settings, assess
+from gpucensus.collector.location.evidence import check_evidence, findings
+from gpucensus.collector.location.records import IMPLAUSIBLE, IN_COUNTRY, UNPROVEN, SiteLocation
+from gpucensus.common import jcs
+from gpucensus.common.dsse import envelope_digest
 
-from collector.ingest.model import VIOLATION, WARNING
-from collector.location.assess import IMPLAUSIBLE_RULE, UNPROVEN_RULE, Settings, assess
-from collector.location.evidence import check_evidence, findings
-from collector.location.records import IMPLAUSIBLE, IN_COUNTRY, UNPROVEN, SiteLocation
-from common import jcs
-from common.dsse import envelope_digest
 from tests.location_fixtures import FRANKFURT_DC, SINGAPORE_DC, landmarks, rtt_from
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)

@@ -4,10 +4,9 @@ near borders, and the region of several discs against a country."""
 from __future__ import annotations
 
 import pytest
-
-from collector.location.bound import max_distance_m, rtt_us_for
-from collector.location.countries import country_border, country_shape
-from collector.location.geometry import (
+from gpucensus.collector.location.bound import max_distance_m, rtt_us_for
+from gpucensus.collector.location.countries import country_border, country_shape
+from gpucensus.collector.location.geometry import (
     CROSSES,
     INSIDE,
     OUTSIDE,

@@ -9,11 +9,10 @@ import random
 from functools import cache
 
 import pytest
+from gpucensus.common import merkle
+from gpucensus.common.merkle import MemoryTree, ProofError
 from hypothesis import given
 from hypothesis import strategies as st
-
-from common import merkle
-from common.merkle import MemoryTree, ProofError
 
 LEAVES = [f"leaf {i}".encode() for i in range(300)]
 

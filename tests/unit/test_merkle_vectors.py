@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from common import merkle
+from gpucensus.common import merkle
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle"
 INCLUSION = sorted((VECTORS / "inclusion").rglob("*.json"))

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from agent.backends import create_backend
-from agent.backends.mock import MockBackend, profile_names
-from common.errors import ConfigError
+from gpucensus.agent.backends import create_backend
+from gpucensus.agent.backends.mock import MockBackend, profile_names
+from gpucensus.common.errors import ConfigError
 
 REQUIRED = {"dgx-h100", "hgx-a100", "mixed", "one-lost-of-8", "mig-enabled", "rtx-4090-workstation", "h20-8x"}
 

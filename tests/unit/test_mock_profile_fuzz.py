@@ -7,16 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gpucensus.agent.backends.mock import MockBackend
+from gpucensus.agent.host import NodeInfo
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.collector.ingest.recompute import recompute
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.errors import ConfigError
 from hypothesis import given
 from hypothesis import strategies as st
-
-from agent.backends.mock import MockBackend
-from agent.host import NodeInfo
-from agent.snapshot import build_predicate
-from collector.ingest.recompute import recompute
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.errors import ConfigError
 
 CATALOGUE, RULES = load_catalogue(), load_rules()
 FACTS = ("name", "pci_device_id", "pci_subsystem_id", "architecture", "cuda_compute_capability", "sm_count",

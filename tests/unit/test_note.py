@@ -10,12 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+from gpucensus.common import note
+from gpucensus.common.merkle import MemoryTree
+from gpucensus.common.note import Checkpoint, NoteError, SignerKey, VerifierKey
 from hypothesis import given
 from hypothesis import strategies as st
-
-from common import note
-from common.merkle import MemoryTree
-from common.note import Checkpoint, NoteError, SignerKey, VerifierKey
 
 KNOWN = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "note" / "known_answers.json").read_text("utf-8"))
 C2SP = KNOWN["c2sp_signed_note_example"]

@@ -14,7 +14,7 @@ PACKAGES = ("agent", "collector", "common", "protos")
 def _package_dirs(name: str) -> list[Path]:
     if name == "*":
         return [d for top in PACKAGES for d in [ROOT / top, *(ROOT / top).rglob("*")] if (d / "__init__.py").is_file()]
-    return [ROOT / name.replace(".", "/")]
+    return [ROOT / name.removeprefix("gpucensus.").replace(".", "/")]
 
 
 def test_every_package_data_pattern_matches_a_shipped_file() -> None:
@@ -27,5 +27,14 @@ def test_every_package_data_pattern_matches_a_shipped_file() -> None:
 
 def test_the_dashboard_stylesheet_is_package_data() -> None:
     data = PYPROJECT["tool"]["setuptools"]["package-data"]
-    css = [f for p in data.get("collector.dashboard", []) for f in (ROOT / "collector" / "dashboard").glob(p)]
+    css = [f for p in data.get("gpucensus.collector.dashboard", []) for f in (ROOT / "collector" / "dashboard").glob(p)]
     assert ROOT / "collector" / "dashboard" / "static" / "dashboard.css" in css
+
+
+def test_every_source_package_is_installed_under_the_namespace() -> None:
+    """The wheel installs exactly the source folders that are packages, each as gpucensus.<dotted path>."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"gpucensus": "."}
+    folders = {d for top in PACKAGES for d in [ROOT / top, *(ROOT / top).rglob("*")] if (d / "__init__.py").is_file()}
+    expected = {"gpucensus." + ".".join(d.relative_to(ROOT).parts) for d in folders}
+    assert set(setuptools["packages"]) == expected

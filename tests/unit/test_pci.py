@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.pci import parse_function, scan_sysfs
-from common.devices import PciFunction
-from common.inventory import same_bus_id
+from gpucensus.agent.pci import parse_function, scan_sysfs
+from gpucensus.common.devices import PciFunction
+from gpucensus.common.inventory import same_bus_id
+
 from tests.sysfs_tree import add_function
 
 

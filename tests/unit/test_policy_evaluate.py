@@ -19,12 +19,11 @@ from functools import cache
 from typing import Any
 
 import pytest
-
-from collector.policy import evaluate, load_pack, parse_scenario
-from collector.policy.pack import Pack, pack_text, parse_pack
-from collector.policy.result import Evaluation
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
+from gpucensus.collector.policy import evaluate, load_pack, parse_scenario
+from gpucensus.collector.policy.pack import Pack, pack_text, parse_pack
+from gpucensus.collector.policy.result import Evaluation
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 
 IFR, CARNEGIE, BASELINE = "ai-diffusion-2025", "carnegie-2025", "baseline-2023"
 H100 = 15_832
@@ -578,7 +577,7 @@ def test_summary_counts_and_sort_order() -> None:
 
 
 def test_json_keeps_tpp_integers_and_rounds_only_display_fields() -> None:
-    from collector.policy.render import to_dict, utilization_text
+    from gpucensus.collector.policy.render import to_dict, utilization_text
 
     ev = run(IFR, scenario([("a", "AE", "e", [tpp(790_000_001)])]))
     doc = to_dict(ev)
@@ -668,7 +667,7 @@ def test_share_messages_never_round_across_a_limit(name, us, br, rule, text) -> 
 
 
 def test_json_finding_values_are_not_rounded_onto_the_limit() -> None:
-    from collector.policy.render import to_dict
+    from gpucensus.collector.policy.render import to_dict
 
     # Tier 1 share 74,999,990 / 100,000,000 = 0.7499999: rounded to 6 decimals it would read 0.75 = the limit
     doc = scenario([("us", "US", "u", [tpp(74_999_990)]), ("br", "BR", "u", [tpp(25_000_010)])], {"u": ("US", "uveu")})

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.pack import Pack, builtin_names, parse_pack, parse_pack_document
+from gpucensus.collector.policy.scenario import Scenario, load_scenario, parse_scenario
 from hypothesis import given
 from hypothesis import strategies as st
-
-from collector.errors import ConfigError
-from collector.policy.pack import Pack, builtin_names, parse_pack, parse_pack_document
-from collector.policy.scenario import Scenario, load_scenario, parse_scenario
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scenarios"
 SCENARIOS = [
@@ -24,7 +23,9 @@ SCENARIOS = [
     tomllib.loads((DEPLOY / "small.toml").read_text()),
 ]
 PACKS = [
-    tomllib.loads(resources.files("collector.policy.packs").joinpath(f"{name}.toml").read_text(encoding="utf-8"))
+    tomllib.loads(
+        resources.files("gpucensus.collector.policy.packs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    )
     for name in builtin_names()
 ]
 

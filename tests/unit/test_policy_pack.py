@@ -7,9 +7,8 @@ from datetime import date
 from fractions import Fraction
 
 import pytest
-
-from collector.errors import ConfigError
-from collector.policy.pack import builtin_names, load_pack, pack_text, parse_pack
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.pack import builtin_names, load_pack, pack_text, parse_pack
 
 IFR_TIER1 = {"US", "AU", "BE", "CA", "DK", "FI", "FR", "DE", "IE", "IT", "JP", "NL", "NZ", "NO", "KR", "ES", "SE",
              "TW", "GB"}  # fmt: skip
@@ -87,8 +86,8 @@ def test_us_2026_numbers() -> None:
 
 
 def test_the_default_pack_is_us_2026_everywhere() -> None:
-    from collector.config import PolicyConfig
-    from collector.policy.packs import DEFAULT_PACK
+    from gpucensus.collector.config import PolicyConfig
+    from gpucensus.collector.policy.packs import DEFAULT_PACK
 
     assert DEFAULT_PACK == "us-2026" and PolicyConfig().pack == DEFAULT_PACK and DEFAULT_PACK in builtin_names()
 

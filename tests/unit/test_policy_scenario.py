@@ -8,9 +8,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
-from collector.errors import ConfigError
-from collector.policy.scenario import load_scenario, parse_scenario
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.policy.scenario import load_scenario, parse_scenario
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scenarios"
 

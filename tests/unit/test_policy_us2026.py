@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from gpucensus.collector.policy.pack import pack_text, parse_pack
 
-from collector.policy.pack import pack_text, parse_pack
 from tests.unit.test_policy_evaluate import IFR, found, h100, one, run, scenario
 
 US = "us-2026"
@@ -153,7 +153,7 @@ US_TEXT = pack_text(US)[0]
     (('[limits.headquarters]', '[limits.tier3]\nprohibited = true\n\n[limits.headquarters]'), "not both"),
 ])  # fmt: skip
 def test_bad_2026_pack_names_file_and_key(change, expected) -> None:
-    from collector.errors import ConfigError
+    from gpucensus.collector.errors import ConfigError
 
     old, new = change
     assert old in US_TEXT
@@ -170,8 +170,8 @@ def test_a_catalogue_part_without_published_figures_is_listed_unknown_with_the_r
 
 
 def test_a_bad_ultimate_parent_names_the_field() -> None:
-    from collector.errors import ConfigError
-    from collector.policy import parse_scenario
+    from gpucensus.collector.errors import ConfigError
+    from gpucensus.collector.policy import parse_scenario
 
     doc = scenario([("s", "SG", "e", [h100(1)])])
     doc["entities"][0]["ultimate_parent"] = "PRC"

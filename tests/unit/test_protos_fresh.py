@@ -8,8 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from protos.generate import GENERATED, ROOT, generate
+from gpucensus.protos.generate import GENERATED, ROOT, generate
 
 
 def _floor(requirement_name: str) -> tuple[int, ...]:

@@ -12,14 +12,14 @@ import copy
 from typing import Any
 
 import pytest
+from gpucensus.collector.ingest import crossnode
+from gpucensus.collector.ingest.errors import MalformedError, MalformedFactError
+from gpucensus.collector.ingest.recompute import recompute
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.ingest import crossnode
-from collector.ingest.errors import MalformedError, MalformedFactError
-from collector.ingest.recompute import recompute
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
 from tests.ingest_nodes import mock_predicate
 
 CATALOGUE, RULES = load_catalogue(), load_rules()

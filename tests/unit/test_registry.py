@@ -8,16 +8,15 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 import pytest
-
-from collector import registry
-from collector.errors import ConfigError
-from collector.store.base import Entity, Site
+from gpucensus.collector import registry
+from gpucensus.collector.errors import ConfigError
+from gpucensus.collector.store.base import Entity, Site
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def test_the_country_list_is_the_official_one_with_its_source() -> None:
-    data = json.loads(resources.files("collector.data").joinpath("iso3166.json").read_text(encoding="utf-8"))
+    data = json.loads(resources.files("gpucensus.collector.data").joinpath("iso3166.json").read_text(encoding="utf-8"))
     assert "iso-codes" in data["source"] and data["count"] == len(data["countries"]) == 249
     assert all(len(code) == 2 and code.isupper() for code in data["countries"])
 

@@ -7,11 +7,10 @@ import random
 import sqlite3
 
 import pytest
-
-from agent.runner import Runner
-from agent.spool import DELIVERED, Spool, SpoolEntry
-from agent.uplink import Backoff, DrainResult, RetryableError
-from common.errors import ConfigError, DriverError
+from gpucensus.agent.runner import Runner
+from gpucensus.agent.spool import DELIVERED, Spool, SpoolEntry
+from gpucensus.agent.uplink import Backoff, DrainResult, RetryableError
+from gpucensus.common.errors import ConfigError, DriverError
 
 KEY = "cd" * 32
 

@@ -9,10 +9,9 @@ import sys
 import unicodedata
 
 import pytest
+from gpucensus.common.safe_text import EscapingStream, csv_cell, escaped_stdio, printable, terminal_text
 from hypothesis import given
 from hypothesis import strategies as st
-
-from common.safe_text import EscapingStream, csv_cell, escaped_stdio, printable, terminal_text
 
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\r\x00\x7f\x9b\u202e\u2066"
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-
-from agent.backends.mock import MockBackend
-from agent.host import NodeInfo, node_info, validate_node_id
-from agent.snapshot import build_predicate
-from common.accounting import load_rules
-from common.catalogue import load_catalogue
-from common.devices import Discovery, DriverInfo, GpuDevice, PciFunction
-from common.errors import ConfigError
-from common.inventory import decimal_text
+from gpucensus.agent.backends.mock import MockBackend
+from gpucensus.agent.host import NodeInfo, node_info, validate_node_id
+from gpucensus.agent.snapshot import build_predicate
+from gpucensus.common.accounting import load_rules
+from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.devices import Discovery, DriverInfo, GpuDevice, PciFunction
+from gpucensus.common.errors import ConfigError
+from gpucensus.common.inventory import decimal_text
 
 NODE = NodeInfo(id="node-a", hostname="gpu01", site="fra-1", boot_id="boot")
 

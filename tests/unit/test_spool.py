@@ -7,10 +7,9 @@ import logging
 import sqlite3
 
 import pytest
+from gpucensus.agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
+from gpucensus.common.errors import StateError
 from prometheus_client import CollectorRegistry
-
-from agent.spool import DELIVERED, PENDING, QUARANTINED, REJECTED, Spool
-from common.errors import StateError
 
 KEY = "ab" * 32
 

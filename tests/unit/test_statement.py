@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
-from common import jcs
-from common.statement import (
+from gpucensus.common import jcs
+from gpucensus.common.statement import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
@@ -18,6 +17,7 @@ from common.statement import (
     format_timestamp,
     subject_digest,
 )
+
 from tests.unit.attest_fixtures import predicate
 
 DIGEST = "ab" * 32
