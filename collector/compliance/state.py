@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gpucensus.collector.compliance.scope import Scope, merge, partial_scenario, scope_of
+from gpucensus.collector.location.status import UNKNOWN_SUFFIX, count_in_unknown, implausible_nodes
 from gpucensus.collector.policy import Evaluation, Pack, Scenario, evaluate, parse_scenario
 from gpucensus.collector.store.base import DeviceRecord, PolicyFinding, Store
 from gpucensus.common.accounting import Rules
@@ -117,6 +118,10 @@ class ComplianceState:
         self._version = -1
         self._refreshed_at = float("-inf")
         self._notes_seen: dict[int, datetime] = {}  # inventory change notes taken in (own ones too) -> when
+        # the pack's [location] implausible_as_unknown: the nodes whose GPUs the last full evaluation placed in
+        # "unknown" (their verdicts are compared at every check; while any, every change is a full evaluation)
+        self._located = pack.location_implausible_as_unknown
+        self._implausible: frozenset[str] = frozenset()
 
     # --- reading --------------------------------------------------------------------------------------------
     def current(self) -> Snapshot:
@@ -133,7 +138,7 @@ class ComplianceState:
             now = self._clock()
             self._new_notes(now)  # taken in by this read (a note made after it is read again at the next check)
             scenario = parse_scenario(self._store.inventory(now), "live inventory")
-            self._settle(evaluate(scenario, self.pack, self._catalogue, self._rules), None, now)
+            self._settle(self._evaluate_located(scenario, now), None, now)
             self._scenario = scenario
             self._registry = [(s.id, s.country, s.entity) for s in scenario.sites]
             self._version = version
@@ -171,8 +176,8 @@ class ComplianceState:
     def site_changed(self, site: str) -> None:
         """Re-evaluate the sites of `site`'s country and entity and merge them into the state."""
         with self._lock:
-            if self.evaluation is None or site not in {s for s, _, _ in self._registry}:
-                self.refresh()  # not evaluated yet, or a site registered since: the registry moved
+            if self.evaluation is None or site not in {s for s, _, _ in self._registry} or self._implausible:
+                self.refresh()  # not evaluated yet, a site registered since (the registry moved), or sites split
                 return
             now = self._clock()
             fresh = parse_scenario(self._store.inventory(now, [site]), "live inventory")  # this site only
@@ -194,7 +199,8 @@ class ComplianceState:
         moved = self._store.registry_version() != self._version
         now = self._clock()
         new_day = self.evaluation is not None and now.astimezone(UTC).date() != self.evaluation.as_of
-        if due or moved or new_day or self.evaluation is None:
+        relocated = self._located and implausible_nodes(self._store.node_locations()) != self._implausible
+        if due or moved or new_day or relocated or self.evaluation is None:
             self.refresh()
             return True
         with self._lock:
@@ -230,6 +236,15 @@ class ComplianceState:
         return thread
 
     # --- internals ------------------------------------------------------------------------------------------
+    def _evaluate_located(self, scenario: Scenario, now: datetime) -> Evaluation:
+        """`scenario` evaluated as `report` does, with the pack's [location] implausible_as_unknown: the GPUs of
+        implausibly located nodes counted in "unknown". Lock held."""
+        self._implausible = implausible_nodes(self._store.node_locations()) if self._located else frozenset()
+        if not self._implausible:
+            return evaluate(scenario, self.pack, self._catalogue, self._rules)
+        split = parse_scenario(self._store.location_inventory(now, self._implausible, UNKNOWN_SUFFIX), "live inventory")
+        return count_in_unknown(split, lambda s: evaluate(s, self.pack, self._catalogue, self._rules))
+
     def _new_notes(self, now: datetime) -> set[str]:
         """The sites of the inventory change notes not taken in yet (each note is read for NOTES_OVERLAP). Lock
         held."""

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from gpucensus.collector.compliance.state import ComplianceState
 from gpucensus.collector.errors import StoreError
+from gpucensus.collector.location.records import IMPLAUSIBLE, IN_COUNTRY, NodeLocation
+from gpucensus.collector.location.status import UNKNOWN_SUFFIX
 from gpucensus.collector.policy import evaluate, parse_scenario
-from gpucensus.collector.policy.pack import Pack, pack_text, parse_pack
+from gpucensus.collector.policy.pack import pack_text, parse_pack
 from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
 from gpucensus.collector.store.sqlite import SqliteStore
 from gpucensus.common.accounting import load_rules
@@ -38,15 +40,16 @@ KINDS = {
 }
 
 
-def small_caps() -> Pack:
+def small_caps_text() -> str:
     text = pack_text("ai-diffusion-2025")[0]
     text = text.replace(
         "schedule = [{ from_year = 2025, tpp = 26900000 }]", "schedule = [{ from_year = 2025, tpp = 20000 }]"
     )
-    return parse_pack(text.replace("tpp = 790000000", "tpp = 40000"), "small caps", "test")
+    return text.replace("tpp = 790000000", "tpp = 40000")
 
 
-PACK = small_caps()
+PACK_TEXT = small_caps_text()
+PACK = parse_pack(PACK_TEXT, "small caps", "test")
 
 gpus = st.lists(st.tuples(st.integers(0, 9), st.sampled_from(("h100", "h100", "l40s", "unknown"))), max_size=10)
 report = st.tuples(st.just("report"), st.sampled_from(NODES), gpus)
@@ -180,3 +183,52 @@ def test_a_failed_evaluation_at_ingest_never_fails_the_stored_attestation_and_he
         assert [(f.rule, f.subject) for f in state.accepted("n", "cn1", devices)] == [("tier3.prohibited", "site:cn1")]
     finally:
         store.close()
+
+
+def test_the_packs_implausible_as_unknown_option_moves_implausibly_located_nodes_into_unknown(
+    store_kind: str, tmp_path: Path
+) -> None:
+    """The pack option `[location] implausible_as_unknown` counts the GPUs of implausibly located nodes in the
+    country "unknown", in `report` and, the same way, in the state the collector keeps: when a verdict turns
+    implausible (or plausible again) the next check re-evaluates, and an attestation of such a node keeps its GPUs
+    in "unknown"."""
+    pack = parse_pack(PACK_TEXT + "\n[location]\nimplausible_as_unknown = true\n", "located", "test")
+    factory = StoreFactory(store_kind, tmp_path)
+    store = factory()
+    try:
+        store.add_entity(ENTITIES[0])
+        store.add_site(SITES[0])  # ae1, AE
+        store.preregister_node("k-n", "PEM", "n", "ae1", T0, "operator:test")
+        store.preregister_node("k-m", "PEM", "m", "ae1", T0, "operator:test")
+        state = ComplianceState(store, pack, load_catalogue(), load_rules(), clock=lambda: T0, refresh_seconds=0)
+        state.refresh()
+        two = tuple(DeviceRecord(f"GPU-n{i}", i, **KINDS["h100"]) for i in range(2))  # type: ignore[arg-type]
+        one = (DeviceRecord("GPU-m0", 0, **KINDS["h100"]),)  # type: ignore[arg-type]
+        store.store_attestation(AttestationRecord("k-n", 1, "d1", b"{}", "n", "ae1", T0, T0, devices=two))
+        state.accepted("n", "ae1", two)
+        store.store_attestation(AttestationRecord("k-m", 1, "d2", b"{}", "m", "ae1", T0, T0, devices=one))
+        state.accepted("m", "ae1", one)
+
+        def counted() -> dict[str, int]:
+            assert state.evaluation is not None
+            return {c.country: c.tpp for c in state.evaluation.countries}
+
+        assert counted() == {"AE": 3 * 15832}
+        store.record_location((), NodeLocation("n", "ae1", IMPLAUSIBLE, "outside a landmark's bound", T0))
+        assert state.check() is True  # the verdict moved: re-evaluated
+        assert counted() == {"AE": 15832, "unknown": 2 * 15832}
+        opened = {(f.rule_id, f.subject) for f in store.policy_findings(pack.name, open_only=True)}
+        assert ("location.unknown", f"site:ae1{UNKNOWN_SUFFIX}") in opened
+        assert state.check() is False  # nothing moved since
+
+        store.store_attestation(AttestationRecord("k-n", 2, "d3", b"{}", "n", "ae1", T0, T0, devices=two[:1]))
+        state.accepted("n", "ae1", two[:1], previous=two)  # still implausible: its one GPU left stays in unknown
+        assert counted() == {"AE": 15832, "unknown": 15832}
+
+        store.record_location((), NodeLocation("n", "ae1", IN_COUNTRY, "", T0))
+        assert state.check() is True
+        assert counted() == {"AE": 2 * 15832}
+        opened = {(f.rule_id, f.subject) for f in store.policy_findings(pack.name, open_only=True)}
+        assert not any(rule == "location.unknown" for rule, _ in opened)
+    finally:
+        factory.cleanup()
