@@ -1,5 +1,8 @@
 """The ingest pipeline: signature -> chain -> recompute -> crossnode -> store -> ack. The one ingest module
-that talks to the store; each step it calls is a pure function of what it looked up.
+that talks to the store; each step it calls is a pure function of what it looked up. A compact statement
+(inventory unchanged) goes signature -> chain -> reference (`ingest.compact`: it names the key's latest accepted
+full inventory) -> store -> ack: nothing to recompute or cross-check, and the node's inventory, totals and
+compliance stay the full one's.
 
 Envelopes of one key are judged one at a time (a per-key lock); a second collector sharing the database is
 caught by the store's UNIQUE (keyid, sequence): on `ConflictError` the envelope is judged again against what
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from gpucensus.collector.compliance.state import ComplianceState
-from gpucensus.collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
+from gpucensus.collector.ingest import chain, compact, crossnode, facts, recompute, signature, sitebinding
 from gpucensus.collector.ingest.errors import BindingError, SignatureError
 from gpucensus.collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from gpucensus.collector.location.ingest import LocationCheck
@@ -34,9 +37,10 @@ from gpucensus.collector.store.base import (
 from gpucensus.common import dsse, verify
 from gpucensus.common.accounting import Rules, load_rules
 from gpucensus.common.catalogue import Catalogue, load_catalogue
+from gpucensus.common.statement import COMPACT
 from prometheus_client import CollectorRegistry
 
-STEPS = ("signature", "chain", "recompute", "crossnode", "store", "compliance")
+STEPS = ("signature", "chain", "reference", "recompute", "crossnode", "store", "compliance")
 
 
 def utc_now() -> datetime:
@@ -164,6 +168,8 @@ class Pipeline:
             with spent.step("store"):
                 store.add_findings(_tagged(verdict.findings, keyid, seq, now, verified.digest), evidence)
             return IngestResult(keyid, seq, REJECTED, findings=verdict.findings)
+        if verified.kind == COMPACT:
+            return self._judge_compact(verified, key, verdict.findings, now, spent)
         predicate = verified.predicate
         with spent.step("recompute"):
             recomputed = recompute.recompute(predicate, self._catalogue, self._rules)
@@ -212,6 +218,62 @@ class Pipeline:
                 policy = tuple(Finding(f.rule, f.severity, f.subject, f.message) for f in found)
         return IngestResult(
             keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, policy=policy,
+            checkpoint=self._checkpoint(),
+        )  # fmt: skip
+
+    def _judge_compact(
+        self,
+        verified: verify.VerifiedStatement,
+        key: NodeKey,
+        chain_findings: tuple[Finding, ...],
+        now: datetime,
+        spent: StepTimings,
+    ) -> IngestResult:
+        """A compact statement after its chain step: its reference, then the cheap store path."""
+        store, seq, keyid = self._store, verified.sequence, key.keyid
+        named = verified.inventory_reference
+        assert named is not None
+        with spent.step("reference"):
+            latest = store.latest_full(keyid)
+            other = None
+            if latest is not None and named != (latest.sequence, latest.digest):
+                other = store.get_attestation(keyid, named[0])  # the rare path: which inventory is it?
+            rejected = compact.check_reference(
+                node_id=key.node_id,
+                keyid=keyid,
+                named=named,
+                latest=latest,
+                named_is_accepted_full=other is not None and other.kind != COMPACT and other.digest == named[1],
+            )
+        if rejected:
+            findings = (*chain_findings, *rejected)
+            with spent.step("store"):
+                store.add_findings(_tagged(findings, keyid, seq, now, verified.digest))
+            return IngestResult(keyid, seq, REJECTED, findings=findings)
+        with spent.step("store"):
+            record = store.store_compact(
+                AttestationRecord(
+                    keyid=keyid,
+                    sequence=seq,
+                    digest=verified.digest,
+                    envelope=verified.envelope_bytes,
+                    node_id=key.node_id,
+                    site=key.site,
+                    timestamp=verified.signed_at,
+                    received_at=now,
+                    previous=verified.previous,
+                    findings=_tagged(chain_findings, keyid, seq, now, verified.digest),
+                    status=ACCEPTED,
+                    kind=COMPACT,
+                    inventory_digest=named[1],
+                )
+            )
+        policy: tuple[Finding, ...] = ()
+        if self._compliance is not None:  # nothing changed: the site's open findings as they stand
+            found = self._compliance.current().for_site(key.site)
+            policy = tuple(Finding(f.rule, f.severity, f.subject, f.message) for f in found)
+        return IngestResult(
+            keyid, seq, ACCEPTED, log_index=_log_index(record), findings=chain_findings, policy=policy,
             checkpoint=self._checkpoint(),
         )  # fmt: skip
 

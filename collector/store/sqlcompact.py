@@ -1,0 +1,83 @@
+"""The SQL both stores share for compact statements (docs/formats.md, "Compact statement").
+
+A compact statement is one row of `attestations` (`kind` 'compact', `inventory_digest` the full envelope it
+names) and no device rows. Storing one is four statements in one transaction: claim (keyid, sequence), move
+the node's last report forward (staleness), its findings (usually none), its log index. The node's current
+inventory (`last_attestation_id`, `last_stated_at`, `last_sequence`), its totals and the GPUs' state stay the
+full attestation's: nothing the read paths sum changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from gpucensus.collector.store.base import AttestationRecord, ConflictError, FullInventory
+from gpucensus.collector.store.sqllog import SqlLog
+
+COMPACT = "compact"
+
+
+class SqlCompact(SqlLog):
+    def latest_full(self, keyid: str) -> FullInventory | None:
+        with self._tx(False) as cur:
+            row = cur.execute(
+                "SELECT id, sequence, digest, node_id, site, received_at FROM attestations "
+                "WHERE keyid = ? AND kind = 'full' ORDER BY sequence DESC LIMIT 1",
+                (keyid,),
+            ).fetchone()
+            if row is None:
+                return None
+            attestation_id, node_id, received_at = int(row[0]), row[3], row[5]
+            node = cur.execute("SELECT keyid, last_attestation_id FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            event = cur.execute(
+                "SELECT event, created_at FROM node_events WHERE node_id = ? ORDER BY id DESC LIMIT 1", (node_id,)
+            ).fetchone()
+            gone = cur.execute(
+                "SELECT d.uuid FROM attestation_devices d JOIN gpus g ON g.uuid = d.uuid "
+                "WHERE d.attestation_id = ? AND d.uuid <> '' AND g.decommissioned_at IS NOT NULL LIMIT 1",
+                (attestation_id,),
+            ).fetchone()
+        received = self._dt(received_at)
+        assert received is not None
+        # enrolment precedes every attestation of its key; any later binding change voids the reference
+        later_event = event is not None and event[0] != "enrolled" and self._dt(event[1]) > received  # type: ignore[operator]
+        return FullInventory(
+            id=attestation_id,
+            sequence=int(row[1]),
+            digest=row[2],
+            node_id=node_id,
+            site=row[4],
+            received_at=received,
+            current=node is not None and node[0] == keyid and node[1] == attestation_id,
+            node_event=event[0] if later_event else "",
+            decommissioned=gone[0] if gone else "",
+        )
+
+    def store_compact(self, record: AttestationRecord) -> AttestationRecord:
+        with self._tx(True) as cur:
+            row = cur.execute(
+                "INSERT INTO attestations (keyid, sequence, digest, envelope, node_id, site, stated_at, "
+                "received_at, previous, status, log_index, checkpoint, kind, inventory_digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
+                (record.keyid, record.sequence, record.digest, record.envelope, record.node_id, record.site,
+                 self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
+                 record.log_index, record.checkpoint, COMPACT, record.inventory_digest),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                raise ConflictError(record.keyid, record.sequence)
+            attestation_id = int(row[0])
+            self._report_seen(cur, record)
+            if record.findings:
+                self._insert_findings(cur, record.findings, attestation_id, record.received_at)
+            log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
+        return replace(record, id=attestation_id, log_index=log_index, kind=COMPACT)
+
+    def _report_seen(self, cur: Any, r: AttestationRecord) -> None:
+        """The node's last report (what staleness reads), by its bound key only, as a full attestation moves it."""
+        cur.execute(
+            "UPDATE nodes SET last_attested_at = ?, interval_seconds = COALESCE(?, interval_seconds) "
+            "WHERE node_id = ? AND keyid = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
+            (self._t(r.received_at), r.interval_seconds, r.node_id, r.keyid, self._t(r.received_at)),
+        )
