@@ -10,11 +10,17 @@ arguments. A finding here rejects the statement: nothing is stored or counted, t
   it is no longer the node's current inventory: totals must not live on from a statement about another binding;
 - `compact.decommissioned` (warning): a GPU it lists was decommissioned since: only a full inventory can say
   whether the node still holds it.
+
+A rejected compact statement is not stored, so the node's next statement (the full one it sends in answer)
+follows a hole in the stored chain. `bridge_rejected` turns the gap and previous-mismatch findings that hole
+would raise into one `chain.after-rejected` note (info) when every missing sequence is a compact statement this
+collector rejected and the new statement links to the last of them: an honest node answering a rejection is no
+chain violation. An auditor sees the hole (the rejected envelopes are no log leaves) and the findings naming it.
 """
 
 from __future__ import annotations
 
-from gpucensus.collector.ingest.model import VIOLATION, WARNING, Finding
+from gpucensus.collector.ingest.model import INFO, VIOLATION, WARNING, Finding
 from gpucensus.collector.store.base import FullInventory
 
 UNKNOWN = "compact.unknown-inventory"
@@ -22,6 +28,9 @@ SUPERSEDED = "compact.superseded"
 BINDING_CHANGED = "compact.binding-changed"
 DECOMMISSIONED = "compact.decommissioned"
 RULES = (UNKNOWN, SUPERSEDED, BINDING_CHANGED, DECOMMISSIONED)
+AFTER_REJECTED = "chain.after-rejected"
+BRIDGED = frozenset({"chain.missing-attestations", "chain.previous-mismatch"})
+MAX_BRIDGE = 10_000  # rejected compact statements in a row a hole may span (a spool's worth)
 
 
 def check_reference(
@@ -63,3 +72,21 @@ def check_reference(
         )
         return (Finding(DECOMMISSIONED, WARNING, subject, message),)
     return ()
+
+
+def bridge_rejected(
+    findings: tuple[Finding, ...], *, node_id: str, first: int, last: int, previous: str, rejected: dict[int, str]
+) -> tuple[Finding, ...]:
+    """`findings` of a chain step whose sequences first..last are missing; when each of them is a compact
+    statement this collector rejected (`rejected`: sequence -> digest) and `previous` is the digest of the last,
+    the gap and previous-mismatch findings become one `chain.after-rejected` note."""
+    if not any(f.rule_id in BRIDGED for f in findings) or first > last or last - first >= MAX_BRIDGE:
+        return findings
+    if set(rejected) != set(range(first, last + 1)) or rejected.get(last) != previous:
+        return findings
+    span = str(first) if first == last else f"{first}..{last}"
+    note = Finding(
+        AFTER_REJECTED, INFO, f"node:{node_id}",
+        f"follows sequence(s) {span}: compact statements this collector rejected (not stored)",
+    )  # fmt: skip
+    return (*(f for f in findings if f.rule_id not in BRIDGED), note)

@@ -159,6 +159,8 @@ class Pipeline:
                 max_future_skew=self._skew,
                 not_before=_not_before(key.enrolled_at, self._backdate),
             )
+        if head is not None and before is None and head.sequence < seq - 1 and not verdict.rejected:
+            verdict = replace(verdict, findings=self._bridge(key, verified, head.sequence + 1, verdict.findings))
         if verdict.duplicate and stored is not None:
             return replace(_replay(stored), checkpoint=self._checkpoint())
         if verdict.rejected:
@@ -220,6 +222,18 @@ class Pipeline:
             keyid, seq, ACCEPTED, log_index=_log_index(record), findings=findings, policy=policy,
             checkpoint=self._checkpoint(),
         )  # fmt: skip
+
+    def _bridge(
+        self, key: NodeKey, verified: verify.VerifiedStatement, first: int, findings: tuple[Finding, ...]
+    ) -> tuple[Finding, ...]:
+        """A hole before this statement made only of compact statements this collector rejected is no gap."""
+        last = verified.sequence - 1
+        if not any(f.rule_id in compact.BRIDGED for f in findings) or last - first >= compact.MAX_BRIDGE:
+            return findings
+        rejected = self._store.rejected_compact(key.keyid, first, last)
+        return compact.bridge_rejected(
+            findings, node_id=key.node_id, first=first, last=last, previous=verified.previous, rejected=rejected
+        )
 
     def _judge_compact(
         self,

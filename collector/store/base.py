@@ -439,6 +439,10 @@ class Store(LocationStore, Protocol):
         ConflictError as `store_attestation`."""
         ...
 
+    def rejected_compact(self, keyid: str, first: int, last: int) -> dict[int, str]:
+        """{sequence: digest} of the key's compact statements in first..last this collector rejected."""
+        ...
+
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
         """Store in one transaction that also sequences it in the transparency log; the stored record (with `id`
         and `log_index`). ConflictError if (keyid, sequence) exists."""

@@ -74,6 +74,17 @@ class SqlCompact(SqlLog):
             log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
         return replace(record, id=attestation_id, log_index=log_index, kind=COMPACT)
 
+    def rejected_compact(self, keyid: str, first: int, last: int) -> dict[int, str]:
+        """{sequence: envelope digest} of the key's compact statements in first..last that this collector
+        rejected (a `compact.*` finding recorded with the digest)."""
+        with self._tx(False) as cur:
+            rows = cur.execute(
+                "SELECT sequence, digest FROM findings WHERE keyid = ? AND sequence BETWEEN ? AND ? "
+                "AND substr(rule_id, 1, 8) = 'compact.' AND digest <> ''",
+                (keyid, first, last),
+            ).fetchall()
+        return {int(r[0]): r[1] for r in rows}
+
     def _report_seen(self, cur: Any, r: AttestationRecord) -> None:
         """The node's last report (what staleness reads), by its bound key only, as a full attestation moves it."""
         cur.execute(

@@ -206,3 +206,28 @@ def test_a_malformed_compact_statement_is_invalid_argument(collector: Collector,
         collector.report([envelope])
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "compact-shape" in refused.value.details() and reason in refused.value.details()
+
+
+def test_a_full_inventory_answering_a_rejection_is_no_chain_violation_but_other_holes_are(
+    collector: Collector,
+) -> None:
+    node = TestNode("n1")
+    collector.enroll(node)
+    assert _one(collector, node.full()).status == ACCEPTED
+    collector.clock.now = NOW + timedelta(minutes=5)
+    assert collector.store.decommission_gpu(node.predicate["devices"][0]["uuid"], "scrapped", collector.clock.now)
+    acks = collector.report([node.compact(), node.compact()])  # two spooled compact statements, both rejected
+    assert [a.status for a in acks] == [REJECTED, REJECTED]
+    answer = _one(collector, node.full(ahead=timedelta(minutes=10)))  # links to the second rejected one
+    assert answer.status == ACCEPTED and _rules(answer) == {"chain.after-rejected"}, answer
+
+    # a hole that is not made of rejected compact statements stays a gap (sequence skipped on purpose)
+    node.sequence += 1
+    skipped = _one(collector, node.compact())
+    assert skipped.status == ACCEPTED and _rules(skipped) == {"chain.missing-attestations"}
+    # a statement after a rejected one that does not link to it keeps its previous-mismatch violation
+    collector.clock.now = NOW + timedelta(minutes=20)
+    assert collector.store.decommission_gpu(node.predicate["devices"][1]["uuid"], "scrapped", collector.clock.now)
+    assert _one(collector, node.compact()).status == REJECTED
+    unlinked = _one(collector, node.full(previous="ef" * 32, ahead=timedelta(minutes=25)))
+    assert unlinked.status == ACCEPTED and "chain.previous-mismatch" in _rules(unlinked)
