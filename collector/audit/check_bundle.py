@@ -7,7 +7,10 @@
 3. each envelope has a proof for the checkpoint's size whose path leads from SHA-256(0x00 ‖ envelope bytes)
    to the checkpoint's root (RFC 9162);
 4. each envelope's signature with its node key from `keys/`, and per key the chain (gaps, forks, links);
-5. each verified statement's figures recomputed from its facts with this tool's catalogue; a disagreement fails;
+5. each verified full statement's figures recomputed from its facts with this tool's catalogue; a disagreement
+   fails; each compact statement names a full inventory of its key that the bundle holds (sequence and digest),
+   which is not recomputed again for it (the manifest's `references` are full inventories present only for
+   that: they are verified, but not checked as part of the selection's chain);
 6. each envelope's key is bound in the manifest's registry rows to the node the statement names; each policy
    file parses as a policy pack.
 """
@@ -30,6 +33,7 @@ from gpucensus.common import merkle, note
 from gpucensus.common.accounting import Rules
 from gpucensus.common.catalogue import Catalogue
 from gpucensus.common.errors import GpucensusError
+from gpucensus.common.statement import COMPACT
 from gpucensus.common.verify import Failure, VerifiedStatement, check_chains, public_key_from_pem, public_key_id
 
 
@@ -167,13 +171,39 @@ def check_envelopes(bundle: Bundle, keys: Sequence[Ed25519PublicKey], report: Bu
         report.failures += result.failures
         if result.verified is not None:
             report.verified.append(result.verified)
-    report.failures += check_chains(report.verified)
+    references = _references(bundle)
+    report.failures += check_chains([s for s in report.verified if s.source not in references])
+
+
+def _references(bundle: Bundle) -> set[str]:
+    listed = bundle.manifest.get("references", [])
+    indices = listed if isinstance(listed, list) else []
+    return {f"envelopes/{i}.json" for i in indices if isinstance(i, int) and not isinstance(i, bool)}
+
+
+def check_compact(report: BundleReport) -> None:
+    """Each compact statement names a full inventory of its own key that the bundle holds."""
+    by_key = {(s.keyid, s.sequence): s for s in report.verified}
+    for statement in report.verified:
+        named = statement.inventory_reference
+        if named is None:
+            continue
+        target = by_key.get((statement.keyid, named[0]))
+        if target is None:
+            report.fail("compact-reference", f"names full inventory {named[0]} ({named[1]}), which the bundle "
+                        "does not hold", statement.source, statement.sequence)  # fmt: skip
+        elif target.digest != named[1] or target.kind == COMPACT:
+            report.fail("compact-reference", f"names inventory {named[0]} with digest {named[1]}, but the bundle's "
+                        f"sequence {named[0]} is {target.source} ({target.kind}, digest {target.digest})",
+                        statement.source, statement.sequence)  # fmt: skip
 
 
 def check_figures(report: BundleReport, catalogue: Catalogue, rules: Rules) -> dict[str, dict[str, int]]:
     """Recompute each statement; return the latest statement's recomputed totals per node id."""
     latest: dict[str, tuple[int, dict[str, int]]] = {}
     for statement in report.verified:
+        if statement.kind == COMPACT:
+            continue  # it repeats the full inventory it names, recomputed there
         predicate = statement.statement["predicate"]
         try:
             figures = recompute_figures(predicate, catalogue, rules)
@@ -245,6 +275,7 @@ def verify_bundle(
     check_proofs(bundle, report)
     keys = load_node_keys(bundle, report) + list(extra_keys)
     check_envelopes(bundle, keys, report)
+    check_compact(report)
     totals = check_figures(report, catalogue, rules)
     check_registry(bundle, report, totals)
     check_policies(bundle, report)
