@@ -443,6 +443,15 @@ class Store(LocationStore, Protocol):
         """{sequence: digest} of the key's compact statements in first..last this collector rejected."""
         ...
 
+    def prune_compact(self, before: datetime, now: datetime, batch: int = 5000) -> int:
+        """Delete compact statements received before `before` (never a key's chain head, one with findings, one
+        not yet integrated into the log, nor anything else); record the removed sequences. How many."""
+        ...
+
+    def pruned_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """{keyid: [(first, last), ...]} of the sequences `prune_compact` removed."""
+        ...
+
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
         """Store in one transaction that also sequences it in the transparency log; the stored record (with `id`
         and `log_index`). ConflictError if (keyid, sequence) exists."""

@@ -10,6 +10,7 @@ full attestation's: nothing the read paths sum changes.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from gpucensus.collector.store.base import AttestationRecord, ConflictError, FullInventory
@@ -85,6 +86,48 @@ class SqlCompact(SqlLog):
             ).fetchall()
         return {int(r[0]): r[1] for r in rows}
 
+    def prune_compact(self, before: datetime, now: datetime, batch: int = 5000) -> int:
+        """Delete compact statements received before `before`, except each key's chain head, one with findings
+        and one the log has not integrated yet (its envelope is still to be hashed); record the removed sequences
+        in `pruned_ranges`. Full inventories, log hashes, findings and evidence are never touched. Returns how
+        many were deleted (in transactions of `batch`)."""
+        total = 0
+        while True:
+            with self._tx(True) as cur:
+                rows = cur.execute(
+                    "SELECT a.id, a.keyid, a.sequence FROM attestations a WHERE a.kind = 'compact' "
+                    "AND a.received_at < ? AND a.log_index < (SELECT size FROM log_tree WHERE id = 1) "
+                    "AND a.sequence < (SELECT MAX(b.sequence) FROM attestations b WHERE b.keyid = a.keyid) "
+                    "AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.attestation_id = a.id) "
+                    "ORDER BY a.keyid, a.sequence LIMIT ?",
+                    (self._t(before), batch),
+                ).fetchall()
+                if not rows:
+                    return total
+                ranges = _ranges([(r[1], int(r[2])) for r in rows])
+                cur.executemany(
+                    "INSERT INTO pruned_ranges (keyid, first_sequence, last_sequence, pruned_at) VALUES (?, ?, ?, ?)",
+                    [(keyid, first, last, self._t(now)) for keyid, first, last in ranges],
+                )
+                ids = [int(r[0]) for r in rows]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    cur.execute(f"DELETE FROM attestations WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk))
+                total += len(ids)
+
+    def pruned_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """{keyid: [(first, last), ...]} of the sequences `prune_compact` removed, per key, in order."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        with self._tx(False) as cur:
+            for keyid in sorted(set(keyids)):
+                rows = cur.execute(
+                    "SELECT first_sequence, last_sequence FROM pruned_ranges WHERE keyid = ? ORDER BY first_sequence",
+                    (keyid,),
+                ).fetchall()
+                if rows:
+                    out[keyid] = [(int(r[0]), int(r[1])) for r in rows]
+        return out
+
     def _report_seen(self, cur: Any, r: AttestationRecord) -> None:
         """The node's last report (what staleness reads), by its bound key only, as a full attestation moves it."""
         cur.execute(
@@ -92,3 +135,14 @@ class SqlCompact(SqlLog):
             "WHERE node_id = ? AND keyid = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
             (self._t(r.received_at), r.interval_seconds, r.node_id, r.keyid, self._t(r.received_at)),
         )
+
+
+def _ranges(rows: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """(keyid, first, last) runs of consecutive sequences in `rows`, sorted by key and sequence."""
+    out: list[tuple[str, int, int]] = []
+    for keyid, sequence in rows:
+        if out and out[-1][0] == keyid and out[-1][2] == sequence - 1:
+            out[-1] = (keyid, out[-1][1], sequence)
+        else:
+            out.append((keyid, sequence, sequence))
+    return out
