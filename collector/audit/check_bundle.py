@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,15 @@ from gpucensus.common.accounting import Rules
 from gpucensus.common.catalogue import Catalogue
 from gpucensus.common.errors import GpucensusError
 from gpucensus.common.statement import COMPACT
-from gpucensus.common.verify import Failure, VerifiedStatement, check_chains, public_key_from_pem, public_key_id
+from gpucensus.common.verify import (
+    GAP,
+    PREVIOUS_MISMATCH,
+    Failure,
+    VerifiedStatement,
+    check_chains,
+    public_key_from_pem,
+    public_key_id,
+)
 
 
 @dataclass
@@ -172,7 +181,61 @@ def check_envelopes(bundle: Bundle, keys: Sequence[Ed25519PublicKey], report: Bu
         if result.verified is not None:
             report.verified.append(result.verified)
     references = _references(bundle)
-    report.failures += check_chains([s for s in report.verified if s.source not in references])
+    chained = [s for s in report.verified if s.source not in references]
+    report.failures += _pruning_explained(check_chains(chained), chained, _pruned(bundle), report)
+
+
+def _covered(low: int, high: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether the sorted (first, last) `ranges` cover every sequence in low..high (without enumerating it)."""
+    for first, last in ranges:
+        if first > low:
+            return False
+        if last >= low:
+            low = last + 1
+            if low > high:
+                return True
+    return False
+
+
+def _pruned(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
+    """The manifest's `pruned`: {keyid: [(first, last), ...]} (what is malformed is left out: then a gap stays a
+    gap)."""
+    listed = bundle.manifest.get("pruned", {})
+    out: dict[str, list[tuple[int, int]]] = {}
+    for keyid, ranges in listed.items() if isinstance(listed, dict) else ():
+        for r in ranges if isinstance(ranges, list) else ():
+            if isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r):
+                out.setdefault(str(keyid), []).append((r[0], r[1]))
+    return out
+
+
+def _pruning_explained(
+    failures: list[Failure],
+    chained: list[VerifiedStatement],
+    pruned: dict[str, list[tuple[int, int]]],
+    report: BundleReport,
+) -> list[Failure]:
+    """Gap and previous-mismatch failures of a statement whose missing predecessors the collector says it pruned
+    become notes: the manifest is unsigned, so this is the collector's word, and the pruned envelopes' leaves
+    remain in the log (their inclusion cannot be shown without them)."""
+    if not pruned:
+        return failures
+    explained: set[tuple[str, int]] = set()
+    by_key: dict[str, list[int]] = defaultdict(list)
+    sources = {}
+    for statement in chained:
+        by_key[statement.keyid].append(statement.sequence)
+        sources[(statement.keyid, statement.sequence)] = statement.source
+    for keyid, sequences in by_key.items():
+        ordered = sorted(set(sequences))
+        ranges = sorted(pruned.get(keyid, ()))
+        for before, after in itertools.pairwise(ordered):
+            if after > before + 1 and _covered(before + 1, after - 1, ranges):
+                explained.add((sources[(keyid, after)], after))
+                span = f"{before + 1}..{after - 1}" if after - 1 > before + 1 else str(before + 1)
+                report.notes.append(f"key {keyid[:16]}: sequence(s) {span} pruned by the collector (compact "
+                                    "statements past retention; its manifest says so, nothing proves it)")  # fmt: skip
+    return [f for f in failures if not ((f.source, f.sequence) in explained and f.reason in (GAP, PREVIOUS_MISMATCH))]
 
 
 def _references(bundle: Bundle) -> set[str]:

@@ -96,6 +96,7 @@ def run_export(args: argparse.Namespace) -> int:
         envelopes.update(references)
         proofs = {index: merkle.inclusion_proof(index, size, store.log_hashes) for index in envelopes}
         keyids = sorted({keyid for _, keyid, _ in rows})
+        pruned = store.pruned_ranges(keyids)
         node_keys = [store.get_key(keyid) for keyid in keyids]
         entities = {e.id: e for e in store.list_entities()}
     keys = [k for k in node_keys if k is not None]
@@ -132,6 +133,7 @@ def run_export(args: argparse.Namespace) -> int:
             "since": iso(args.since) if args.since else None,
         },
         references=sorted(references),
+        pruned=pruned,
     )
     print(f"wrote {len(envelopes)} envelope(s) with proofs against checkpoint {size} to {args.out}")
     return 0

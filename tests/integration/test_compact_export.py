@@ -80,3 +80,35 @@ def test_a_selection_carries_the_full_inventory_its_compact_statements_name(data
     caught = audit(broken, str(vkey(data)))
     assert caught.returncode == 1
     assert "compact-reference" in caught.stdout + caught.stderr and "does not hold" in caught.stdout + caught.stderr
+
+
+def test_a_chain_gap_left_by_pruning_is_reported_as_pruning_not_as_tampering(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = open_store("sqlite", data_dir=str(data))
+    node = TestNode("node-a")
+    enroll(store, node, "fra1", "DE")
+    server, port = serve(store, data)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = census_pb2_grpc.CensusStub(channel)
+        for envelope in [node.full(), node.compact(), node.compact(), node.compact(), node.compact()]:
+            (ack,) = stub.Report(iter([pb.Envelope(dsse=envelope)]), timeout=DEADLINE)
+            assert ack.status == pb.ACK_STATUS_ACCEPTED, ack
+        wait_for_size(stub, vkey(data), 5)
+        assert store.prune_compact(NOW + timedelta(seconds=1), NOW) == 3  # 2..4; 5 is the chain head
+    finally:
+        channel.close()
+        server.stop(None).wait()
+        store.close()
+    out = tmp_path / "bundle"
+    assert export(data, out).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["pruned"] == {node.keyid: [[2, 4]]}
+    verified = audit(out, str(vkey(data)))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "sequence(s) 2..4 pruned by the collector" in verified.stdout
+
+    manifest["pruned"] = {}  # without the collector's word, the same hole is a gap
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    caught = audit(out, str(vkey(data)))
+    assert caught.returncode == 1 and "gap" in caught.stdout + caught.stderr
