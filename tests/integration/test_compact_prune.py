@@ -51,3 +51,72 @@ def test_prune_drops_old_compact_statements_and_nothing_else(make_store) -> None
     # the not-yet-integrated leaf is integrated after pruning from what is still stored
     assert store.integrate_log(10) == (integrated, 10)
     assert store.prune_compact(NOW + timedelta(days=30), clock["now"]) == 0  # nothing left to prune
+
+
+def test_serve_prunes_in_the_background_and_survives_a_store_failure(make_store) -> None:  # noqa: F811
+    import threading
+
+    from gpucensus.collector.retention import start_pruning
+
+    store = make_store()
+    clock = {"now": NOW}
+    pipeline = Pipeline(store, clock=lambda: clock["now"])
+    node = TestNode("n1")
+    enroll(store, node)
+    for envelope in [node.full(), node.compact(), node.compact()]:
+        assert pipeline.ingest(envelope).status == "accepted"
+    store.integrate_log(3)
+    clock["now"] = NOW + timedelta(days=100)
+
+    class Failing:  # the store down on the first pass: logged, the next pass prunes
+        calls = 0
+
+        def prune_compact(self, before, now, batch):
+            Failing.calls += 1
+            if Failing.calls == 1:
+                raise RuntimeError("store down")
+            return store.prune_compact(before, now, batch)
+
+    stop = threading.Event()
+    thread = start_pruning(Failing(), 90, stop, lambda: clock["now"], every=0.05)  # type: ignore[arg-type]
+    assert thread is not None
+    try:
+        for _ in range(200):
+            if store.pruned_ranges([node.keyid]):
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert store.pruned_ranges([node.keyid]) == {node.keyid: [(2, 2)]} and Failing.calls >= 2
+    assert start_pruning(store, 0, stop, lambda: clock["now"]) is None  # 0 days: keep everything
+
+
+def test_the_prune_command_and_its_setting(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+    from gpucensus.collector.config import load_config
+    from gpucensus.common.errors import ConfigError
+
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "collector.toml"
+    config.write_text(f"[store]\ndata_dir = '{tmp_path / 'data'}'\n[retention]\ncompact_days = 30\n")
+    assert load_config(config).retention.compact_days == 30
+
+    def prune(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gpucensus.collector.cli", "prune", "--config", str(config),
+                               *argv], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    done = prune()
+    assert done.returncode == 0 and done.stdout.startswith("pruned 0 compact statement(s) received before"), done
+    assert "keep compact statements" in prune("--days", "0").stdout
+    refused = prune("--days", "-1")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "must not be negative" in refused.stderr
+    config.write_text("[retention]\ncompact_days = -5\n")
+    with pytest.raises(ConfigError, match="compact_days must not be negative"):
+        load_config(config)

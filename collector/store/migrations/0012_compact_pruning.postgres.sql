@@ -9,3 +9,5 @@ CREATE TABLE pruned_ranges (
     pruned_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX pruned_ranges_key ON pruned_ranges (keyid, first_sequence);
+-- What prune looks for, without a scan of every attestation (an append at the end per compact statement).
+CREATE INDEX attestations_compact_received ON attestations (received_at) WHERE kind = 'compact';
