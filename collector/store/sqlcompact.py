@@ -18,41 +18,40 @@ from gpucensus.collector.store.sqllog import SqlLog
 
 COMPACT = "compact"
 
+# the key's latest full inventory, its node's binding, the node's latest event and one of its GPUs decommissioned
+_LATEST_FULL_SQL = (
+    "SELECT a.id, a.sequence, a.digest, a.node_id, a.site, a.received_at, "
+    "(SELECT n.keyid FROM nodes n WHERE n.node_id = a.node_id), "
+    "(SELECT n.last_attestation_id FROM nodes n WHERE n.node_id = a.node_id), "
+    "(SELECT e.event FROM node_events e WHERE e.node_id = a.node_id ORDER BY e.id DESC LIMIT 1), "
+    "(SELECT e.created_at FROM node_events e WHERE e.node_id = a.node_id ORDER BY e.id DESC LIMIT 1), "
+    "(SELECT d.uuid FROM attestation_devices d JOIN gpus g ON g.uuid = d.uuid WHERE d.attestation_id = a.id "
+    "AND d.uuid <> '' AND g.decommissioned_at IS NOT NULL LIMIT 1) "
+    "FROM attestations a WHERE a.keyid = ? AND a.kind = 'full' ORDER BY a.sequence DESC LIMIT 1"
+)
+
 
 class SqlCompact(SqlLog):
     def latest_full(self, keyid: str) -> FullInventory | None:
-        with self._tx(False) as cur:
-            row = cur.execute(
-                "SELECT id, sequence, digest, node_id, site, received_at FROM attestations "
-                "WHERE keyid = ? AND kind = 'full' ORDER BY sequence DESC LIMIT 1",
-                (keyid,),
-            ).fetchone()
-            if row is None:
-                return None
-            attestation_id, node_id, received_at = int(row[0]), row[3], row[5]
-            node = cur.execute("SELECT keyid, last_attestation_id FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
-            event = cur.execute(
-                "SELECT event, created_at FROM node_events WHERE node_id = ? ORDER BY id DESC LIMIT 1", (node_id,)
-            ).fetchone()
-            gone = cur.execute(
-                "SELECT d.uuid FROM attestation_devices d JOIN gpus g ON g.uuid = d.uuid "
-                "WHERE d.attestation_id = ? AND d.uuid <> '' AND g.decommissioned_at IS NOT NULL LIMIT 1",
-                (attestation_id,),
-            ).fetchone()
-        received = self._dt(received_at)
+        with self._tx(False) as cur:  # one statement: one round trip on the compact path
+            row = cur.execute(_LATEST_FULL_SQL, (keyid,)).fetchone()
+        if row is None:
+            return None
+        received = self._dt(row[5])
         assert received is not None
         # enrolment precedes every attestation of its key; any later binding change voids the reference
-        later_event = event is not None and event[0] != "enrolled" and self._dt(event[1]) > received  # type: ignore[operator]
+        event_at = self._dt(row[9]) if row[8] else None
+        later_event = event_at is not None and row[8] != "enrolled" and event_at > received
         return FullInventory(
-            id=attestation_id,
+            id=int(row[0]),
             sequence=int(row[1]),
             digest=row[2],
-            node_id=node_id,
+            node_id=row[3],
             site=row[4],
             received_at=received,
-            current=node is not None and node[0] == keyid and node[1] == attestation_id,
-            node_event=event[0] if later_event else "",
-            decommissioned=gone[0] if gone else "",
+            current=row[6] == keyid and row[7] is not None and int(row[7]) == int(row[0]),
+            node_event=row[8] if later_event else "",
+            decommissioned=row[10] or "",
         )
 
     def store_compact(self, record: AttestationRecord) -> AttestationRecord:
