@@ -302,6 +302,13 @@ class Pipeline:
             return remembered[1]
         if isinstance(record, ChainHead):  # after a gap, the chain head: its envelope is read only now
             record = self._store.get_attestation(keyid, record.sequence)
+        if record is not None and record.kind == COMPACT:  # it repeats the key's latest full inventory: compare that
+            full = self._store.latest_full(keyid)
+            if full is None or full.sequence >= sequence:
+                return None
+            if remembered is not None and remembered[0] == full.sequence:
+                return remembered[1]
+            record = self._store.get_attestation(keyid, full.sequence)
         return _stored_host(record) if record is not None else None
 
     def _crossnode_context(
