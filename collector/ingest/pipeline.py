@@ -141,12 +141,17 @@ class Pipeline:
     def _judge(self, verified: verify.VerifiedStatement, key: NodeKey, spent: StepTimings) -> IngestResult:
         store, seq, keyid = self._store, verified.sequence, key.keyid
         with spent.step("chain"):
-            stored = store.get_attestation(keyid, seq)
-            before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
             head = store.last_attestation(keyid)
+            if head is not None and head.sequence == seq - 1:  # the steady state: it extends the chain head, so
+                stored, before = None, None  # nothing is stored at seq (one read instead of seven)
+                predecessor: chain.Link | None = chain.Link(head.sequence, head.digest)
+            else:
+                stored = store.get_attestation(keyid, seq)
+                before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
+                predecessor = _link(before)
             context = chain.ChainContext(
                 stored=_link_at_sequence(stored, verified),
-                predecessor=_link(before),
+                predecessor=predecessor,
                 last=chain.Link(head.sequence, head.digest) if head else None,
             )
             now = self._clock()
