@@ -16,7 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gpucensus.agent.chain import ChainStore
 from gpucensus.agent.keys import key_id
 from gpucensus.common import dsse, jcs
-from gpucensus.common.statement import PAYLOAD_TYPE, build_statement, format_timestamp, subject_digest
+from gpucensus.common.statement import (
+    PAYLOAD_TYPE,
+    PREDICATE_TYPE,
+    build_statement,
+    format_timestamp,
+    subject_digest,
+)
 
 Clock = Callable[[], datetime]
 
@@ -37,6 +43,7 @@ def statement_payload(
     previous: str,
     timestamp: str,
     last_checkpoint: dict[str, Any] | None = None,
+    predicate_type: str = PREDICATE_TYPE,
 ) -> bytes:
     """The JCS bytes of the statement for `predicate` (the DSSE payload); ValueError if it cannot be built."""
     statement = build_statement(
@@ -46,6 +53,7 @@ def statement_payload(
         previous=previous,
         timestamp=timestamp,
         last_checkpoint=last_checkpoint,
+        predicate_type=predicate_type,
     )
     return jcs.canonical_bytes(statement)
 
@@ -63,6 +71,7 @@ def sign_predicate(
     previous: str,
     timestamp: str,
     last_checkpoint: dict[str, Any] | None = None,
+    predicate_type: str = PREDICATE_TYPE,
 ) -> bytes:
     """Pure: the envelope bytes of the statement for `predicate` with the given chain fields."""
     payload = statement_payload(
@@ -72,12 +81,20 @@ def sign_predicate(
         previous=previous,
         timestamp=timestamp,
         last_checkpoint=last_checkpoint,
+        predicate_type=predicate_type,
     )
     return sign_payload(payload, private_key)
 
 
-def attest(predicate: dict[str, Any], private_key: Ed25519PrivateKey, store: ChainStore, clock: Clock) -> Attestation:
-    """Sign the next attestation in the chain kept by `store`.
+def attest(
+    predicate: dict[str, Any],
+    private_key: Ed25519PrivateKey,
+    store: ChainStore,
+    clock: Clock,
+    predicate_type: str = PREDICATE_TYPE,
+) -> Attestation:
+    """Sign the next attestation in the chain kept by `store` (a compact one: `predicate_type` is
+    `COMPACT_PREDICATE_TYPE` and `predicate` is `common.statement.compact_predicate(...)`).
 
     Raises ValueError (before any number is used) if the predicate cannot be signed, StateError if the chain
     state is unusable.
@@ -91,6 +108,7 @@ def attest(predicate: dict[str, Any], private_key: Ed25519PrivateKey, store: Cha
             previous=state.previous,
             timestamp=format_timestamp(clock()),
             last_checkpoint=state.last_checkpoint,
+            predicate_type=predicate_type,
         )
         store.reserve(state)  # persisted (fsync) before the signature exists
         envelope = sign_payload(payload, private_key)

@@ -40,7 +40,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "node": {"id": "", "site": "", "key_path": "", "state_dir": "/var/lib/gpucensus"},
     "enrollment": {"token": "", "token_file": ""},
     "spool": {"path": "", "max_bytes": 64 * MIB, "keep_delivered": 100},
-    "schedule": {"interval_seconds": 60.0, "jitter_fraction": 0.1},
+    "schedule": {"interval_seconds": 60.0, "jitter_fraction": 0.1, "full_every_seconds": 3600.0},
     "inventory": {"backend": "nvml", "profile": "", "sysfs_root": ""},
     "metrics": {"listen": ""},
     "location": {"interval_seconds": 3600.0, "samples": 5, "timeout_seconds": 10.0},
@@ -81,6 +81,7 @@ class AgentConfig:
     spool_keep_delivered: int
     schedule_interval_seconds: float
     schedule_jitter_fraction: float
+    schedule_full_every_seconds: float
     inventory_backend: str
     inventory_profile: str
     inventory_sysfs_root: str
@@ -252,6 +253,10 @@ def _validate(config: AgentConfig, origins: Mapping[str, str]) -> None:
     checks = [
         (config.schedule_interval_seconds > 0, "schedule.interval_seconds must be > 0"),
         (0 <= config.schedule_jitter_fraction < 1, "schedule.jitter_fraction must be in [0, 1)"),
+        (
+            config.schedule_full_every_seconds >= 0,
+            "schedule.full_every_seconds must be >= 0 (0: a full inventory every round)",
+        ),
         (config.spool_max_bytes > 0, "spool.max_bytes must be > 0"),
         (config.location_interval_seconds >= 0, "location.interval_seconds must be >= 0 (0: no measurements)"),
         (1 <= config.location_samples <= 16, "location.samples must be 1..16"),

@@ -25,6 +25,8 @@ file's directory. Example:
     checkpoint_interval = 1            # seconds between signed checkpoints, at most
     [dashboard]
     listen = "127.0.0.1:8443"  # read-only web dashboard; empty = none (see collector/dashboard)
+    [retention]
+    compact_days = 90          # compact statements older than this are pruned; 0 = never
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ class NodesConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # compact statements ("inventory unchanged") older than this are deleted by `gpucensus-collector prune` (and
+    # daily by `serve`); 0 = keep them forever. Full inventories, log hashes, findings and evidence are never
+    # pruned: the five-year EAR recordkeeping period (15 CFR 762.6) applies to what an inventory records
+    compact_days: int = 90
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     listen: str = ""  # host:port of the Prometheus endpoint (e.g. "127.0.0.1:9465"); empty = no endpoint
     refresh_seconds: int = 10  # store figures (nodes, GPUs, TPP) are read at most this often; 0 = every scrape
@@ -188,13 +198,14 @@ class CollectorConfig:
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     location: LocationSection = field(default_factory=LocationSection)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: str = ""  # the config file read, if any
 
 
 _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig, "server": ServerConfig, "policy": PolicyConfig, "nodes": NodesConfig,
     "metrics": MetricsConfig, "enrollment": EnrollmentConfig, "location": LocationSection, "log": LogConfig,
-    "dashboard": DashboardConfig,
+    "dashboard": DashboardConfig, "retention": RetentionConfig,
 }  # fmt: skip
 
 
@@ -367,6 +378,8 @@ def validate(config: CollectorConfig) -> None:
         raise ConfigError(f"{where}[policy] pack must not be empty")
     if config.policy.refresh_seconds < 0:
         raise ConfigError(f"{where}[policy] refresh_seconds must not be negative")
+    if config.retention.compact_days < 0:
+        raise ConfigError(f"{where}[retention] compact_days must not be negative (0 = keep compact statements)")
     _check_location(where, config.location)
     if config.dashboard.listen:
         _check_dashboard(where, config.dashboard)

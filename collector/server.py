@@ -34,6 +34,7 @@ from gpucensus.collector.location.ingest import LocationCheck, location_config
 from gpucensus.collector.log.service import TransparencyLog, open_log
 from gpucensus.collector.metrics import CollectorMetrics
 from gpucensus.collector.policy import load_pack
+from gpucensus.collector.retention import start_pruning
 from gpucensus.collector.servicer import CensusServicer, add_enrolment_to_server, add_to_server
 from gpucensus.collector.store.base import Store
 from gpucensus.common.accounting import load_rules
@@ -306,6 +307,7 @@ def run_server(
         compliance=compliance,
     )  # fmt: skip
     compliance.watch(collector.compliance_stop)
+    start_pruning(store, config.retention.compact_days, collector.compliance_stop, clock)  # set on stop too
     if config.log.integrate:
         transparency_log.start()
     if enrolment is not None:

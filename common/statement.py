@@ -1,5 +1,9 @@
 """The signed payload: an in-toto Statement v1 wrapping the node inventory predicate (docs/formats.md).
 
+Two predicate types share the envelope, the key, the subject rule and the chain fields: the full inventory
+(`PREDICATE_TYPE`) and the compact "inventory unchanged" statement (`COMPACT_PREDICATE_TYPE`), whose predicate
+names only the node and the full inventory envelope it repeats (`{"sequence": N, "digest": hex}`).
+
 Pure: no files, no clock. The caller passes the sequence, the previous envelope's digest, the timestamp (from
 its own clock) and the last checkpoint; `check_statement` is the one definition of the shape, used by the
 agent's tests and by the collector's verifier alike.
@@ -16,10 +20,14 @@ from typing import Any
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://gpucensus.dev/inventory/v1"
+COMPACT_PREDICATE_TYPE = "https://gpucensus.dev/inventory-unchanged/v1"
+PREDICATE_TYPES = (PREDICATE_TYPE, COMPACT_PREDICATE_TYPE)
+FULL, COMPACT = "full", "compact"  # a statement's kind, by its predicate type
 PAYLOAD_TYPE = "application/vnd.in-toto+json"  # the DSSE payloadType of an in-toto statement
 SUBJECT_PREFIX = "node:"
 
 CHAIN_FIELDS = ("sequence", "previous", "timestamp", "last_checkpoint")
+COMPACT_FIELDS = frozenset({"node", "inventory", *CHAIN_FIELDS})  # a compact predicate has exactly these
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -47,9 +55,11 @@ def build_statement(
     previous: str,
     timestamp: str,
     last_checkpoint: dict[str, Any] | None = None,
+    predicate_type: str = PREDICATE_TYPE,
 ) -> dict[str, Any]:
     """The in-toto Statement v1 for one attestation; raises ValueError if the result would not pass
-    `check_statement` (so the agent never signs a statement the collector must reject)."""
+    `check_statement` (so the agent never signs a statement the collector must reject). A compact statement's
+    predicate is `compact_predicate(...)` with `predicate_type=COMPACT_PREDICATE_TYPE`."""
     clash = [name for name in CHAIN_FIELDS if name in predicate]
     if clash:
         raise ValueError(f"predicate already has chain field(s) {', '.join(clash)}")
@@ -60,7 +70,7 @@ def build_statement(
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": SUBJECT_PREFIX + node_id, "digest": {"sha256": subject_sha256}}],
-        "predicateType": PREDICATE_TYPE,
+        "predicateType": predicate_type,
         "predicate": {
             **predicate,
             "sequence": sequence,
@@ -73,6 +83,17 @@ def build_statement(
     if problems:
         raise ValueError("; ".join(message for _, message in problems))
     return statement
+
+
+def compact_predicate(node_id: str, inventory_sequence: int, inventory_digest: str) -> dict[str, Any]:
+    """The predicate of a compact statement (without its chain fields): the node and the full inventory envelope
+    it repeats, by that envelope's sequence and digest (hex SHA-256 of its exact bytes)."""
+    return {"node": {"id": node_id}, "inventory": {"sequence": inventory_sequence, "digest": inventory_digest}}
+
+
+def statement_kind(statement: dict[str, Any]) -> str:
+    """FULL or COMPACT, by the predicate type of a statement that passed `check_statement`."""
+    return COMPACT if statement.get("predicateType") == COMPACT_PREDICATE_TYPE else FULL
 
 
 def _is_int(value: Any) -> bool:
@@ -120,20 +141,44 @@ def _check_chain_fields(predicate: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _check_compact(predicate: dict[str, Any]) -> list[str]:
+    """Shape problems of a compact predicate beyond the chain fields: exactly `node: {id}` and `inventory:
+    {sequence, digest}` besides them, the named sequence below the statement's own."""
+    problems = []
+    unknown = sorted(set(predicate) - COMPACT_FIELDS)
+    if unknown:
+        problems.append(f"predicate has unknown field(s) {', '.join(map(repr, unknown))}")
+    node = predicate.get("node")
+    if isinstance(node, dict) and set(node) != {"id"}:
+        problems.append("predicate.node must have exactly id")
+    inventory = predicate.get("inventory")
+    if not (isinstance(inventory, dict) and set(inventory) == {"sequence", "digest"}):
+        return [*problems, "predicate.inventory must be an object with exactly sequence and digest"]
+    named, digest = inventory["sequence"], inventory["digest"]
+    if not _is_int(named) or named < 1:
+        problems.append("predicate.inventory.sequence must be an integer >= 1")
+    elif _is_int(predicate.get("sequence")) and named >= predicate["sequence"]:
+        problems.append(f"predicate.inventory.sequence {named} must be below the statement's own sequence")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        problems.append("predicate.inventory.digest must be 64 lower-case hex digits")
+    return problems
+
+
 def check_statement(statement: Any) -> list[tuple[str, str]]:
     """Every shape problem of a parsed statement, as (reason id, message); empty when well formed.
 
-    Reason ids: `statement-type`, `predicate-type`, `statement-shape`.
+    Reason ids: `statement-type`, `predicate-type`, `statement-shape`, `compact-shape` (a compact statement's
+    predicate: an unknown field, a wrong type, a named inventory that is not an earlier envelope).
     """
     if not isinstance(statement, dict):
         return [("statement-shape", "statement is not a JSON object")]
     problems: list[tuple[str, str]] = []
     if statement.get("_type") != STATEMENT_TYPE:
         problems.append(("statement-type", f"_type is {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}"))
-    if statement.get("predicateType") != PREDICATE_TYPE:
-        problems.append(
-            ("predicate-type", f"predicateType is {statement.get('predicateType')!r}, expected {PREDICATE_TYPE!r}")
-        )
+    predicate_type = statement.get("predicateType")
+    if predicate_type not in PREDICATE_TYPES:
+        expected = " or ".join(map(repr, PREDICATE_TYPES))
+        problems.append(("predicate-type", f"predicateType is {predicate_type!r}, expected {expected}"))
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         return [*problems, ("statement-shape", "predicate must be an object")]
@@ -152,11 +197,16 @@ def check_statement(statement: Any) -> list[tuple[str, str]]:
         digest = entry.get("digest")
         if not (isinstance(digest, dict) and set(digest) == {"sha256"} and _HEX64.fullmatch(str(digest["sha256"]))):
             shape.append("subject digest must be exactly {sha256: 64 lower-case hex digits}")
+    problems.extend(("statement-shape", message) for message in shape)
+    if predicate_type == COMPACT_PREDICATE_TYPE:
+        problems.extend(("compact-shape", message) for message in _check_compact(predicate))
+        return problems
+    inventory_shape = []
     for name in ("driver", "totals"):
         if not isinstance(predicate.get(name), dict):
-            shape.append(f"predicate.{name} must be an object")
+            inventory_shape.append(f"predicate.{name} must be an object")
     for name in ("devices", "pci_functions"):
         if not isinstance(predicate.get(name), list):
-            shape.append(f"predicate.{name} must be a list")
-    problems.extend(("statement-shape", message) for message in shape)
+            inventory_shape.append(f"predicate.{name} must be a list")
+    problems.extend(("statement-shape", message) for message in inventory_shape)
     return problems

@@ -6,7 +6,8 @@ stop at the first) as a `Failure` with a stable reason id:
 
 per envelope  envelope-malformed, envelope-not-canonical, base64-invalid, base64-not-canonical,
               signature-missing, signature-count, wrong-key, signature-invalid, payload-type, payload-malformed,
-              payload-not-canonical, statement-type, predicate-type, statement-shape, subject-key-mismatch
+              payload-not-canonical, statement-type, predicate-type, statement-shape, compact-shape,
+              subject-key-mismatch
 across        duplicate (replay: same sequence, same signed payload), fork (equivocation: same sequence, two
 envelopes     different payloads, each validly signed by the key), out-of-order (a sequence below the highest
               already seen), gap (sequences missing), previous-mismatch (`previous` is not the digest of the
@@ -36,7 +37,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpucensus.common import dsse, jcs
 from gpucensus.common.canonical import parse_canonical
-from gpucensus.common.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
+from gpucensus.common.statement import (
+    COMPACT,
+    PAYLOAD_TYPE,
+    TIMESTAMP_FORMAT,
+    check_statement,
+    statement_kind,
+    subject_digest,
+)
 
 # Chain reasons an ingest treats specially: a duplicate is an idempotent resend, not an error.
 DUPLICATE, FORK, OUT_OF_ORDER, GAP, PREVIOUS_MISMATCH = (
@@ -98,6 +106,19 @@ class VerifiedStatement:
     @property
     def timestamp(self) -> str:
         return self.predicate["timestamp"]
+
+    @property
+    def kind(self) -> str:
+        """`full` (an inventory) or `compact` (inventory unchanged since the full envelope it names)."""
+        return statement_kind(self.statement)
+
+    @property
+    def inventory_reference(self) -> tuple[int, str] | None:
+        """A compact statement's named full envelope as (sequence, digest); None for a full statement."""
+        if self.kind != COMPACT:
+            return None
+        named = self.predicate["inventory"]
+        return named["sequence"], named["digest"]
 
     @property
     def signed_at(self) -> datetime:

@@ -18,7 +18,7 @@ from gpucensus.collector.store.base import Entity, NodeKey, Site, Store
 from gpucensus.common.accounting import load_rules
 from gpucensus.common.catalogue import load_catalogue
 from gpucensus.common.dsse import envelope_digest
-from gpucensus.common.statement import format_timestamp
+from gpucensus.common.statement import COMPACT_PREDICATE_TYPE, PREDICATE_TYPE, compact_predicate, format_timestamp
 from gpucensus.common.verify import public_key_id
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -49,6 +49,7 @@ class TestNode:
         self.clock = clock
         self.sequence = 1
         self.previous = ""
+        self.last_full: tuple[int, str] | None = None
 
     @property
     def public_key_pem(self) -> str:
@@ -65,14 +66,19 @@ class TestNode:
         previous: str | None = None,
         ahead: timedelta = timedelta(0),
         predicate: dict[str, Any] | None = None,
+        compact: tuple[int, str] | None = None,
     ) -> bytes:
-        """Sign without advancing the chain (an equivocation, a replayed sequence, a custom predicate)."""
+        """Sign without advancing the chain (an equivocation, a replayed sequence, a custom predicate); with
+        `compact` (sequence, digest of a full envelope), a compact statement naming it."""
+        if compact is not None:
+            predicate = predicate if predicate is not None else compact_predicate(self.node_id, *compact)
         return sign_predicate(
             predicate if predicate is not None else self.predicate,
             self.key,
             sequence=self.sequence if sequence is None else sequence,
             previous=self.previous if previous is None else previous,
             timestamp=format_timestamp(self.clock() + ahead),
+            predicate_type=PREDICATE_TYPE if compact is None else COMPACT_PREDICATE_TYPE,
         )
 
     def next(self, **kwargs: Any) -> bytes:
@@ -81,6 +87,16 @@ class TestNode:
         self.sequence += 1
         self.previous = envelope_digest(envelope)
         return envelope
+
+    def full(self, **kwargs: Any) -> bytes:
+        """The next envelope, a full inventory; remembered as the one `compact()` names."""
+        envelope = self.next(**kwargs)
+        self.last_full = (self.sequence - 1, envelope_digest(envelope))
+        return envelope
+
+    def compact(self, named: tuple[int, str] | None = None, **kwargs: Any) -> bytes:
+        """The next envelope, a compact statement naming `named` (default: the last `full()` one)."""
+        return self.next(compact=named or self.last_full, **kwargs)
 
     def edited(self, edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         predicate = copy.deepcopy(self.predicate)

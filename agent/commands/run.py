@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from gpucensus.agent import config as agent_config
 from gpucensus.agent.attest import attest
 from gpucensus.agent.chain import ChainStore
 from gpucensus.agent.commands.snapshot import predicate_from_args
+from gpucensus.agent.compact import FullPolicy
 from gpucensus.agent.connection import Connection
 from gpucensus.agent.hints import connection_hint, rejection_hint
 from gpucensus.agent.host import node_info
@@ -36,6 +38,7 @@ from gpucensus.agent.uplink import (
     ensure_enrolled,
 )
 from gpucensus.common.errors import ConfigError, GpucensusError, StateError
+from gpucensus.common.statement import COMPACT_PREDICATE_TYPE, compact_predicate
 from prometheus_client import CollectorRegistry, start_http_server
 
 log = logging.getLogger("gpucensus.agent")
@@ -117,17 +120,26 @@ def handle(args: argparse.Namespace) -> int:
         timeout_seconds=config.location_timeout_seconds,
     )
 
+    fulls = FullPolicy(config.schedule_full_every_seconds)
+
     def attest_once() -> SpoolEntry:
         predicate = predicate_from_args(snapshot_args)
         evidence = location.for_statement() if config.location_interval_seconds > 0 else []
         if evidence:
             predicate["location_evidence"] = evidence
         metrics.snapshot(predicate.get("devices", []))
+        now = time.monotonic()
+        named = fulls.compact_for(predicate, now)
+        if named is not None:  # unchanged since the last full one: a compact statement naming it
+            compact = compact_predicate(predicate["node"]["id"], named.sequence, named.digest)
+            result = attest(compact, key.private_key, chain, lambda: datetime.now(UTC), COMPACT_PREDICATE_TYPE)
+            return SpoolEntry(result.keyid, result.sequence, result.envelope)
         try:
             result = attest(predicate, key.private_key, chain, lambda: datetime.now(UTC))
         except Exception:
             location.give_back(evidence)
             raise
+        fulls.signed_full(predicate, result.sequence, result.digest, now)
         return SpoolEntry(result.keyid, result.sequence, result.envelope)
 
     def deliver() -> DrainResult:
@@ -138,6 +150,8 @@ def handle(args: argparse.Namespace) -> int:
             err.hint = err.hint or connection_hint(err.code, err.details, config)
             raise
         metrics.delivered(result.delivered, result.error)
+        if result.rejected:
+            fulls.rejected()  # e.g. a compact statement after a decommission: the next round is full
         return result
 
     def deliver_once() -> DrainResult:

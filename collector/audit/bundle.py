@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,8 +161,12 @@ def write_bundle(
     collector_version: str,
     registry: Mapping[str, list[dict[str, Any]]],
     selection: Mapping[str, str | None],
+    references: Sequence[int] = (),
+    pruned: Mapping[str, Sequence[tuple[int, int]]] | None = None,
 ) -> None:
-    """Write a bundle into the empty (or new) directory `root`: every file, then the manifest listing them."""
+    """Write a bundle into the empty (or new) directory `root`: every file, then the manifest listing them.
+    `references`: log indices of full inventories included only because a selected compact statement names them;
+    `pruned`: per key, the (first, last) sequences the collector pruned (compact statements past retention)."""
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise ConfigError(f"{root} is not empty", hint="export into a new directory")
@@ -182,6 +186,8 @@ def write_bundle(
         "collector_version": collector_version,
         "checkpoint_size": tree_size,
         "selection": dict(selection),
+        "references": sorted(references),
+        "pruned": {keyid: [list(r) for r in ranges] for keyid, ranges in sorted((pruned or {}).items())},
         "registry": {kind: list(registry.get(kind, [])) for kind in ("entities", "sites", "nodes")},
         "files": [{"path": p, "sha256": sha256_hex(d), "bytes": len(d)} for p, d in sorted(files.items())],
     }

@@ -7,13 +7,17 @@
 3. each envelope has a proof for the checkpoint's size whose path leads from SHA-256(0x00 ‖ envelope bytes)
    to the checkpoint's root (RFC 9162);
 4. each envelope's signature with its node key from `keys/`, and per key the chain (gaps, forks, links);
-5. each verified statement's figures recomputed from its facts with this tool's catalogue; a disagreement fails;
+5. each verified full statement's figures recomputed from its facts with this tool's catalogue; a disagreement
+   fails; each compact statement names a full inventory of its key that the bundle holds (sequence and digest),
+   which is not recomputed again for it (the manifest's `references` are full inventories present only for
+   that: they are verified, but not checked as part of the selection's chain);
 6. each envelope's key is bound in the manifest's registry rows to the node the statement names; each policy
    file parses as a policy pack.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +34,16 @@ from gpucensus.common import merkle, note
 from gpucensus.common.accounting import Rules
 from gpucensus.common.catalogue import Catalogue
 from gpucensus.common.errors import GpucensusError
-from gpucensus.common.verify import Failure, VerifiedStatement, check_chains, public_key_from_pem, public_key_id
+from gpucensus.common.statement import COMPACT
+from gpucensus.common.verify import (
+    GAP,
+    PREVIOUS_MISMATCH,
+    Failure,
+    VerifiedStatement,
+    check_chains,
+    public_key_from_pem,
+    public_key_id,
+)
 
 
 @dataclass
@@ -167,13 +180,93 @@ def check_envelopes(bundle: Bundle, keys: Sequence[Ed25519PublicKey], report: Bu
         report.failures += result.failures
         if result.verified is not None:
             report.verified.append(result.verified)
-    report.failures += check_chains(report.verified)
+    references = _references(bundle)
+    chained = [s for s in report.verified if s.source not in references]
+    report.failures += _pruning_explained(check_chains(chained), chained, _pruned(bundle), report)
+
+
+def _covered(low: int, high: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether the sorted (first, last) `ranges` cover every sequence in low..high (without enumerating it)."""
+    for first, last in ranges:
+        if first > low:
+            return False
+        if last >= low:
+            low = last + 1
+            if low > high:
+                return True
+    return False
+
+
+def _pruned(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
+    """The manifest's `pruned`: {keyid: [(first, last), ...]} (what is malformed is left out: then a gap stays a
+    gap)."""
+    listed = bundle.manifest.get("pruned", {})
+    out: dict[str, list[tuple[int, int]]] = {}
+    for keyid, ranges in listed.items() if isinstance(listed, dict) else ():
+        for r in ranges if isinstance(ranges, list) else ():
+            if isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r):
+                out.setdefault(str(keyid), []).append((r[0], r[1]))
+    return out
+
+
+def _pruning_explained(
+    failures: list[Failure],
+    chained: list[VerifiedStatement],
+    pruned: dict[str, list[tuple[int, int]]],
+    report: BundleReport,
+) -> list[Failure]:
+    """Gap and previous-mismatch failures of a statement whose missing predecessors the collector says it pruned
+    become notes: the manifest is unsigned, so this is the collector's word, and the pruned envelopes' leaves
+    remain in the log (their inclusion cannot be shown without them)."""
+    if not pruned:
+        return failures
+    explained: set[tuple[str, int]] = set()
+    by_key: dict[str, list[int]] = defaultdict(list)
+    sources = {}
+    for statement in chained:
+        by_key[statement.keyid].append(statement.sequence)
+        sources[(statement.keyid, statement.sequence)] = statement.source
+    for keyid, sequences in by_key.items():
+        ordered = sorted(set(sequences))
+        ranges = sorted(pruned.get(keyid, ()))
+        for before, after in itertools.pairwise(ordered):
+            if after > before + 1 and _covered(before + 1, after - 1, ranges):
+                explained.add((sources[(keyid, after)], after))
+                span = f"{before + 1}..{after - 1}" if after - 1 > before + 1 else str(before + 1)
+                report.notes.append(f"key {keyid[:16]}: sequence(s) {span} pruned by the collector (compact "
+                                    "statements past retention; its manifest says so, nothing proves it)")  # fmt: skip
+    return [f for f in failures if not ((f.source, f.sequence) in explained and f.reason in (GAP, PREVIOUS_MISMATCH))]
+
+
+def _references(bundle: Bundle) -> set[str]:
+    listed = bundle.manifest.get("references", [])
+    indices = listed if isinstance(listed, list) else []
+    return {f"envelopes/{i}.json" for i in indices if isinstance(i, int) and not isinstance(i, bool)}
+
+
+def check_compact(report: BundleReport) -> None:
+    """Each compact statement names a full inventory of its own key that the bundle holds."""
+    by_key = {(s.keyid, s.sequence): s for s in report.verified}
+    for statement in report.verified:
+        named = statement.inventory_reference
+        if named is None:
+            continue
+        target = by_key.get((statement.keyid, named[0]))
+        if target is None:
+            report.fail("compact-reference", f"names full inventory {named[0]} ({named[1]}), which the bundle "
+                        "does not hold", statement.source, statement.sequence)  # fmt: skip
+        elif target.digest != named[1] or target.kind == COMPACT:
+            report.fail("compact-reference", f"names inventory {named[0]} with digest {named[1]}, but the bundle's "
+                        f"sequence {named[0]} is {target.source} ({target.kind}, digest {target.digest})",
+                        statement.source, statement.sequence)  # fmt: skip
 
 
 def check_figures(report: BundleReport, catalogue: Catalogue, rules: Rules) -> dict[str, dict[str, int]]:
     """Recompute each statement; return the latest statement's recomputed totals per node id."""
     latest: dict[str, tuple[int, dict[str, int]]] = {}
     for statement in report.verified:
+        if statement.kind == COMPACT:
+            continue  # it repeats the full inventory it names, recomputed there
         predicate = statement.statement["predicate"]
         try:
             figures = recompute_figures(predicate, catalogue, rules)
@@ -245,6 +338,7 @@ def verify_bundle(
     check_proofs(bundle, report)
     keys = load_node_keys(bundle, report) + list(extra_keys)
     check_envelopes(bundle, keys, report)
+    check_compact(report)
     totals = check_figures(report, catalogue, rules)
     check_registry(bundle, report, totals)
     check_policies(bundle, report)

@@ -12,6 +12,7 @@ from gpucensus.collector.commands import (
     log,
     node,
     policy,
+    prune,
     report,
     serve,
     site,
@@ -31,5 +32,6 @@ COMMANDS: list = [
     landmark,
     log,
     export,
+    prune,
     dashboard_password,
 ]

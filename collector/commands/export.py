@@ -11,6 +11,7 @@ write proofs that cannot verify. DIR must be new or empty: a bundle is never mer
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,9 +23,10 @@ from gpucensus.collector.countries import is_alpha2
 from gpucensus.collector.log import state
 from gpucensus.collector.log.service import LogRangeError, b64, data_dir
 from gpucensus.collector.policy.pack import load_pack, pack_text
-from gpucensus.collector.store.base import RecordNotFoundError
-from gpucensus.common import merkle
+from gpucensus.collector.store.base import RecordNotFoundError, Store
+from gpucensus.common import dsse, merkle
 from gpucensus.common.errors import ConfigError, StateError
+from gpucensus.common.statement import COMPACT_PREDICATE_TYPE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,8 +92,11 @@ def run_export(args: argparse.Namespace) -> int:
         selected = None if args.site is None and args.country is None else [s.id for s in chosen]
         rows = store.log_attestations(size, selected, args.since)
         envelopes = {index: envelope for index, _, envelope in rows}
+        references = _named_fulls(store, rows, size)  # what the selected compact statements repeat
+        envelopes.update(references)
         proofs = {index: merkle.inclusion_proof(index, size, store.log_hashes) for index in envelopes}
         keyids = sorted({keyid for _, keyid, _ in rows})
+        pruned = store.pruned_ranges(keyids)
         node_keys = [store.get_key(keyid) for keyid in keyids]
         entities = {e.id: e for e in store.list_entities()}
     keys = [k for k in node_keys if k is not None]
@@ -127,6 +132,41 @@ def run_export(args: argparse.Namespace) -> int:
             "country": args.country and args.country.upper(),
             "since": iso(args.since) if args.since else None,
         },
+        references=sorted(references),
+        pruned=pruned,
     )
     print(f"wrote {len(envelopes)} envelope(s) with proofs against checkpoint {size} to {args.out}")
     return 0
+
+
+def _named_fulls(store: Store, rows: list[tuple[int, str, bytes]], size: int) -> dict[int, bytes]:
+    """{log index: envelope} of the full inventories the selected compact statements name, when the selection
+    (`--since`, a site) left them out: a bundle with a compact statement also carries what it repeats."""
+    have = {dsse.envelope_digest(envelope) for _, _, envelope in rows}
+    out: dict[int, bytes] = {}
+    for _, keyid, envelope in rows:
+        named = compact_reference(envelope)
+        if named is None or named[1] in have:
+            continue
+        record = store.get_attestation(keyid, named[0])
+        if (
+            record is not None
+            and record.digest == named[1]
+            and record.log_index is not None
+            and record.log_index < size
+        ):
+            out[record.log_index] = record.envelope
+            have.add(record.digest)
+    return out
+
+
+def compact_reference(envelope: bytes) -> tuple[int, str] | None:
+    """(sequence, digest) a stored compact statement names; None for a full one (or one that cannot be read)."""
+    try:
+        statement = json.loads(dsse.b64decode(json.loads(envelope)["payload"]))
+        if statement.get("predicateType") != COMPACT_PREDICATE_TYPE:
+            return None
+        named = statement["predicate"]["inventory"]
+        return int(named["sequence"]), str(named["digest"])
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None

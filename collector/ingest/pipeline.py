@@ -1,5 +1,8 @@
 """The ingest pipeline: signature -> chain -> recompute -> crossnode -> store -> ack. The one ingest module
-that talks to the store; each step it calls is a pure function of what it looked up.
+that talks to the store; each step it calls is a pure function of what it looked up. A compact statement
+(inventory unchanged) goes signature -> chain -> reference (`ingest.compact`: it names the key's latest accepted
+full inventory) -> store -> ack: nothing to recompute or cross-check, and the node's inventory, totals and
+compliance stay the full one's.
 
 Envelopes of one key are judged one at a time (a per-key lock); a second collector sharing the database is
 caught by the store's UNIQUE (keyid, sequence): on `ConflictError` the envelope is judged again against what
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from gpucensus.collector.compliance.state import ComplianceState
-from gpucensus.collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
+from gpucensus.collector.ingest import chain, compact, crossnode, facts, recompute, signature, sitebinding
 from gpucensus.collector.ingest.errors import BindingError, SignatureError
 from gpucensus.collector.ingest.model import ACCEPTED, REJECTED, Finding, IngestResult
 from gpucensus.collector.location.ingest import LocationCheck
@@ -34,9 +37,10 @@ from gpucensus.collector.store.base import (
 from gpucensus.common import dsse, verify
 from gpucensus.common.accounting import Rules, load_rules
 from gpucensus.common.catalogue import Catalogue, load_catalogue
+from gpucensus.common.statement import COMPACT
 from prometheus_client import CollectorRegistry
 
-STEPS = ("signature", "chain", "recompute", "crossnode", "store", "compliance")
+STEPS = ("signature", "chain", "reference", "recompute", "crossnode", "store", "compliance")
 
 
 def utc_now() -> datetime:
@@ -137,12 +141,17 @@ class Pipeline:
     def _judge(self, verified: verify.VerifiedStatement, key: NodeKey, spent: StepTimings) -> IngestResult:
         store, seq, keyid = self._store, verified.sequence, key.keyid
         with spent.step("chain"):
-            stored = store.get_attestation(keyid, seq)
-            before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
             head = store.last_attestation(keyid)
+            if head is not None and head.sequence == seq - 1:  # the steady state: it extends the chain head, so
+                stored, before = None, None  # nothing is stored at seq (one read instead of seven)
+                predecessor: chain.Link | None = chain.Link(head.sequence, head.digest)
+            else:
+                stored = store.get_attestation(keyid, seq)
+                before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
+                predecessor = _link(before)
             context = chain.ChainContext(
                 stored=_link_at_sequence(stored, verified),
-                predecessor=_link(before),
+                predecessor=predecessor,
                 last=chain.Link(head.sequence, head.digest) if head else None,
             )
             now = self._clock()
@@ -155,6 +164,8 @@ class Pipeline:
                 max_future_skew=self._skew,
                 not_before=_not_before(key.enrolled_at, self._backdate),
             )
+        if head is not None and before is None and head.sequence < seq - 1 and not verdict.rejected:
+            verdict = replace(verdict, findings=self._bridge(key, verified, head.sequence + 1, verdict.findings))
         if verdict.duplicate and stored is not None:
             return replace(_replay(stored), checkpoint=self._checkpoint())
         if verdict.rejected:
@@ -164,6 +175,8 @@ class Pipeline:
             with spent.step("store"):
                 store.add_findings(_tagged(verdict.findings, keyid, seq, now, verified.digest), evidence)
             return IngestResult(keyid, seq, REJECTED, findings=verdict.findings)
+        if verified.kind == COMPACT:
+            return self._judge_compact(verified, key, verdict.findings, now, spent)
         predicate = verified.predicate
         with spent.step("recompute"):
             recomputed = recompute.recompute(predicate, self._catalogue, self._rules)
@@ -215,6 +228,74 @@ class Pipeline:
             checkpoint=self._checkpoint(),
         )  # fmt: skip
 
+    def _bridge(
+        self, key: NodeKey, verified: verify.VerifiedStatement, first: int, findings: tuple[Finding, ...]
+    ) -> tuple[Finding, ...]:
+        """A hole before this statement made only of compact statements this collector rejected is no gap."""
+        last = verified.sequence - 1
+        if not any(f.rule_id in compact.BRIDGED for f in findings) or last - first >= compact.MAX_BRIDGE:
+            return findings
+        rejected = self._store.rejected_compact(key.keyid, first, last)
+        return compact.bridge_rejected(
+            findings, node_id=key.node_id, first=first, last=last, previous=verified.previous, rejected=rejected
+        )
+
+    def _judge_compact(
+        self,
+        verified: verify.VerifiedStatement,
+        key: NodeKey,
+        chain_findings: tuple[Finding, ...],
+        now: datetime,
+        spent: StepTimings,
+    ) -> IngestResult:
+        """A compact statement after its chain step: its reference, then the cheap store path."""
+        store, seq, keyid = self._store, verified.sequence, key.keyid
+        named = verified.inventory_reference
+        assert named is not None
+        with spent.step("reference"):
+            latest = store.latest_full(keyid)
+            other = None
+            if latest is not None and named != (latest.sequence, latest.digest):
+                other = store.get_attestation(keyid, named[0])  # the rare path: which inventory is it?
+            rejected = compact.check_reference(
+                node_id=key.node_id,
+                keyid=keyid,
+                named=named,
+                latest=latest,
+                named_is_accepted_full=other is not None and other.kind != COMPACT and other.digest == named[1],
+            )
+        if rejected:
+            findings = (*chain_findings, *rejected)
+            with spent.step("store"):
+                store.add_findings(_tagged(findings, keyid, seq, now, verified.digest))
+            return IngestResult(keyid, seq, REJECTED, findings=findings)
+        with spent.step("store"):
+            record = store.store_compact(
+                AttestationRecord(
+                    keyid=keyid,
+                    sequence=seq,
+                    digest=verified.digest,
+                    envelope=verified.envelope_bytes,
+                    node_id=key.node_id,
+                    site=key.site,
+                    timestamp=verified.signed_at,
+                    received_at=now,
+                    previous=verified.previous,
+                    findings=_tagged(chain_findings, keyid, seq, now, verified.digest),
+                    status=ACCEPTED,
+                    kind=COMPACT,
+                    inventory_digest=named[1],
+                )
+            )
+        policy: tuple[Finding, ...] = ()
+        if self._compliance is not None:  # nothing changed: the site's open findings as they stand
+            found = self._compliance.current().for_site(key.site)
+            policy = tuple(Finding(f.rule, f.severity, f.subject, f.message) for f in found)
+        return IngestResult(
+            keyid, seq, ACCEPTED, log_index=_log_index(record), findings=chain_findings, policy=policy,
+            checkpoint=self._checkpoint(),
+        )  # fmt: skip
+
     def _previous_host(
         self, keyid: str, record: AttestationRecord | ChainHead | None, sequence: int
     ) -> facts.HostFacts | None:
@@ -226,6 +307,13 @@ class Pipeline:
             return remembered[1]
         if isinstance(record, ChainHead):  # after a gap, the chain head: its envelope is read only now
             record = self._store.get_attestation(keyid, record.sequence)
+        if record is not None and record.kind == COMPACT:  # it repeats the key's latest full inventory: compare that
+            full = self._store.latest_full(keyid)
+            if full is None or full.sequence >= sequence:
+                return None
+            if remembered is not None and remembered[0] == full.sequence:
+                return remembered[1]
+            record = self._store.get_attestation(keyid, full.sequence)
         return _stored_host(record) if record is not None else None
 
     def _crossnode_context(

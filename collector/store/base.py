@@ -207,6 +207,23 @@ class AttestationRecord:
     log_index: int | None = None  # transparency-log leaf index, assigned by store_attestation
     checkpoint: bytes = b""  # the checkpoint note sent in the first ack, if any
     id: int | None = None
+    kind: str = "full"  # full | compact (inventory unchanged since the full envelope named by inventory_digest)
+    inventory_digest: str = ""  # compact: the digest of the full envelope it names; "" for a full one
+
+
+@dataclass(frozen=True)
+class FullInventory:
+    """A key's latest accepted full inventory, and what a compact statement naming it must not contradict."""
+
+    id: int
+    sequence: int
+    digest: str
+    node_id: str
+    site: str
+    received_at: datetime
+    current: bool  # the node is bound to this key and its current inventory is this attestation
+    node_event: str  # "" or the node's latest binding change (moved, rekeyed, revoked) recorded after it
+    decommissioned: str  # "" or the UUID of one of its GPUs decommissioned since
 
 
 @dataclass(frozen=True)
@@ -409,6 +426,30 @@ class Store(LocationStore, Protocol):
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None: ...
     def last_attestation(self, keyid: str) -> ChainHead | None:
         """The highest stored sequence for the key, with its digest."""
+        ...
+
+    def latest_full(self, keyid: str) -> FullInventory | None:
+        """The key's accepted full inventory with the highest sequence (None: none yet), with the node's binding
+        and GPU changes since: what a compact statement is checked against."""
+        ...
+
+    def store_compact(self, record: AttestationRecord) -> AttestationRecord:
+        """Store a compact statement (`kind` compact, no devices) in one cheap transaction: the row, the node's
+        last report (staleness; its current inventory stays the full one), its findings, its log index.
+        ConflictError as `store_attestation`."""
+        ...
+
+    def rejected_compact(self, keyid: str, first: int, last: int) -> dict[int, str]:
+        """{sequence: digest} of the key's compact statements in first..last this collector rejected."""
+        ...
+
+    def prune_compact(self, before: datetime, now: datetime, batch: int = 5000) -> int:
+        """Delete compact statements received before `before` (never a key's chain head, one with findings, one
+        not yet integrated into the log, nor anything else); record the removed sequences. How many."""
+        ...
+
+    def pruned_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """{keyid: [(first, last), ...]} of the sequences `prune_compact` removed."""
         ...
 
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:

@@ -28,6 +28,7 @@ from gpucensus.collector.store.base import (
 )
 from gpucensus.collector.store.inventory import CurrentDevice, build_inventory
 from gpucensus.collector.store.sqlbase import where_equal
+from gpucensus.collector.store.sqlcompact import SqlCompact
 from gpucensus.collector.store.sqlcompliance import SqlCompliance
 from gpucensus.collector.store.sqlcurrent import SqlCurrent
 from gpucensus.collector.store.sqlfindings import FINDING_COLUMNS
@@ -40,11 +41,11 @@ _DEVICE_COLUMNS = (
 )
 _ATTESTATION_COLUMNS = (
     "id, keyid, sequence, digest, envelope, node_id, site, stated_at, received_at, previous, status, "
-    "log_index, checkpoint"
+    "log_index, checkpoint, kind, inventory_digest"
 )
 
 
-class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
+class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
@@ -62,7 +63,7 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
             id=row[0], keyid=row[1], sequence=row[2], digest=row[3], envelope=bytes(row[4]), node_id=row[5],
             site=row[6], timestamp=self._dt(row[7]), received_at=self._dt(row[8]), previous=row[9],
             status=row[10], log_index=row[11], checkpoint=bytes(row[12]), devices=tuple(devices),
-            findings=tuple(self._finding(f) for f in findings),
+            findings=tuple(self._finding(f) for f in findings), kind=row[13], inventory_digest=row[14],
         )  # fmt: skip
 
     def last_attestation(self, keyid: str) -> ChainHead | None:
@@ -280,7 +281,7 @@ _DEVICES_SQL = (
     "WHERE (g.decommissioned_at IS NULL{at})"
 )
 _AT_OR_BEFORE = (
-    "(SELECT b.id FROM attestations b WHERE b.node_id = n.node_id AND b.stated_at <= ? "
+    "(SELECT b.id FROM attestations b WHERE b.node_id = n.node_id AND b.kind = 'full' AND b.stated_at <= ? "
     "ORDER BY b.stated_at DESC, b.id DESC LIMIT 1)"
 )
 

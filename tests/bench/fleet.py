@@ -5,7 +5,9 @@ Each node has its own Ed25519 key and chain (sequence, previous digest) and its 
 derived from the node id, so no two nodes share one and no duplicate-UUID or moved-GPU path is measured by
 accident). The predicate comes from the agent's own code (mock backend -> `agent.snapshot.build_predicate`) and
 is signed by `agent.attest.sign_predicate`, as a node does. A round either repeats the node's inventory (steady
-state) or replaces one GPU (a changed inventory), chosen per round with probability `changed`.
+state) or replaces one GPU (a changed inventory), chosen per round with probability `changed`. With
+`full_every` (rounds), an unchanged round signs a compact statement naming the node's last full one, as the
+agent does (`agent.compact`): a full inventory on the first round, on a change and every `full_every` rounds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FleetSpec:
     profile: str = "dgx-h100"
     sites: int = 8
     interval_seconds: int = 60
+    full_every: int = 0  # rounds between full inventories when unchanged (0: every round is full)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def _node(args: tuple[FleetSpec, int, str]) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from gpucensus.agent.attest import sign_predicate
     from gpucensus.common.dsse import envelope_digest
-    from gpucensus.common.statement import format_timestamp
+    from gpucensus.common.statement import COMPACT_PREDICATE_TYPE, compact_predicate, format_timestamp
     from gpucensus.common.verify import public_key_id
 
     from tests.ingest_nodes import mock_predicate
@@ -95,18 +98,22 @@ def _node(args: tuple[FleetSpec, int, str]) -> dict[str, Any]:
     base = mock_predicate(node_id, spec.profile)
     generations = [0] * len(base["devices"])
     first = datetime.fromisoformat(start) - timedelta(seconds=spec.interval_seconds * spec.rounds)
-    envelopes, previous = [], ""
+    envelopes, previous, last_full = [], "", (0, "")
     for number, changed in enumerate(changes(node_id, spec.rounds, spec.changed)):
         if changed and generations:
             generations[number % len(generations)] += 1
+        full = changed or spec.full_every <= 0 or number - last_full[0] + 1 >= spec.full_every or number == 0
         envelope = sign_predicate(
-            node_predicate(base, node_id, generations),
+            node_predicate(base, node_id, generations) if full else compact_predicate(node_id, *last_full),
             key,
             sequence=number + 1,
             previous=previous,
             timestamp=format_timestamp(first + timedelta(seconds=spec.interval_seconds * number)),
+            **({} if full else {"predicate_type": COMPACT_PREDICATE_TYPE}),
         )
         previous = envelope_digest(envelope)
+        if full:
+            last_full = (number + 1, previous)
         envelopes.append(base64.b64encode(envelope).decode())
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return {"node_id": node_id, "site": site, "country": country, "public_key_pem": pem.decode(),

@@ -77,3 +77,22 @@ def test_a_restarted_collector_reads_the_previous_host_facts_from_the_stored_env
         ("host.rebooted", "info"),
         ("host.changed", "warning"),
     ]
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+def test_a_reboot_after_compact_statements_is_compared_with_the_last_full_inventory(
+    collector: Collector, restarted: bool
+) -> None:
+    node = TestNode("n1")
+    collector.enroll(node)
+    node.predicate = node.edited(lambda p: p["node"].update({**HOST, "boot_id": "boot-1"}))
+    acks = collector.report([node.full(), node.compact(), node.compact()])
+    assert [a.status for a in acks] == [pb.ACK_STATUS_ACCEPTED] * 3
+    node.predicate = node.edited(lambda p: p["node"].update({"boot_time": 1_763_500_000, "cpu_physical": 56}))
+    if restarted:  # remembers nothing: reads the full envelope the compact ones repeat
+        result = Pipeline(collector.store, clock=lambda: NOW).ingest(node.full())
+        found = [(f.rule_id, f.severity) for f in result.findings if f.rule_id.startswith("host.")]
+        assert found == [("host.rebooted", "info"), ("host.changed", "warning")]
+    else:
+        [ack] = collector.report([node.full()])
+        assert _host_findings(ack) == [("host.rebooted", pb.SEVERITY_INFO), ("host.changed", pb.SEVERITY_WARNING)]

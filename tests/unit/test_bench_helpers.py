@@ -69,3 +69,27 @@ def test_node_totals_buckets_by_class_and_leaves_out_decommissioned_gpus() -> No
     assert node_totals_rows(devices, set()) == [["", 3, 8, 1], ["3A090.a", 2, 150, 0]]
     assert node_totals_rows(devices, {"a", "c"}) == [["", 2, 8, 0], ["3A090.a", 1, 50, 0]]
     assert node_totals_rows([], set()) == []
+
+
+def test_a_compact_fleet_is_accepted_as_the_agent_would_send_it(tmp_path) -> None:
+    """The bench's `compact` mix: a full inventory, then compact statements naming it (a full one again every
+    `full_every` rounds), each accepted by the collector's own pipeline without a finding."""
+    from datetime import UTC, datetime
+
+    from gpucensus.collector.ingest.pipeline import Pipeline
+    from gpucensus.collector.store import open_store
+
+    from tests.bench import fleet, loadgen
+
+    spec = fleet.FleetSpec(nodes=1, rounds=7, changed=0.0, full_every=3)
+    node = fleet._fleet_node(fleet._node((spec, 0, datetime.now(UTC).isoformat())))
+    store = open_store("sqlite", data_dir=str(tmp_path))
+    try:
+        loadgen.enroll_fleet(store, [node], loadgen.utc_now())
+        pipeline = Pipeline(store)
+        results = [pipeline.ingest(envelope) for envelope in node.envelopes]
+        assert [r.status for r in results] == ["accepted"] * 7 and not any(r.findings for r in results)
+        kinds = [store.get_attestation(node.keyid, n).kind for n in range(1, 8)]  # type: ignore[union-attr]
+        assert kinds == ["full", "compact", "compact", "full", "compact", "compact", "full"]
+    finally:
+        store.close()
