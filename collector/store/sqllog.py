@@ -20,6 +20,7 @@ from typing import Any
 
 from gpucensus.collector.errors import StoreError
 from gpucensus.collector.log import append as tree
+from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.sqlnodes import SqlNodes
 
 _CHUNK = 400  # coordinates per query: well under SQLite's 32766 parameters
@@ -27,13 +28,24 @@ _CHUNK = 400  # coordinates per query: well under SQLite's 32766 parameters
 
 class SqlLog(SqlNodes):
     _for_update = ""  # PostgreSQL: " FOR UPDATE" (SQLite write transactions are exclusive already)
+    # The `log_index` the INSERT of an attestation writes. SQLite: the counter's value, read in the INSERT (a
+    # write transaction is exclusive, so nothing takes it in between; `_sequence` then only moves the counter).
+    # PostgreSQL: NULL, set by `_sequence` at the end, so the counter row is locked for as short as possible.
+    _log_index_at_insert = "(SELECT next_index FROM log_sequence WHERE id = 1)"
 
     def _sequence(self, cur: Any, attestation_id: int) -> int:
-        """Give the stored attestation the next leaf index, inside its transaction (its last statements)."""
-        row = cur.execute("UPDATE log_sequence SET next_index = next_index + 1 WHERE id = 1 RETURNING next_index")
-        index = int(row.fetchone()[0]) - 1
-        cur.execute("UPDATE attestations SET log_index = ? WHERE id = ?", (index, attestation_id))
-        return index
+        """Give the stored attestation the next leaf index, inside its transaction (its last statement)."""
+        if self._log_index_at_insert != "NULL":
+            row = cur.execute("UPDATE log_sequence SET next_index = next_index + 1 WHERE id = 1 RETURNING next_index")
+            return int(row.fetchone()[0]) - 1
+        row = cur.execute(
+            "WITH taken AS (UPDATE log_sequence SET next_index = next_index + 1 WHERE id = 1 "
+            "RETURNING next_index - 1 AS leaf) "
+            "UPDATE attestations SET log_index = taken.leaf FROM taken WHERE attestations.id = ? "
+            "RETURNING attestations.log_index",
+            (attestation_id,),
+        )
+        return int(row.fetchone()[0])
 
     def log_sequenced(self) -> int:
         """How many leaves were sequenced (the next leaf index)."""
@@ -66,18 +78,18 @@ class SqlLog(SqlNodes):
         """The sequenced leaves with index in [start, end), in index order: (index, envelope bytes)."""
         with self._tx(False) as cur:
             rows = cur.execute(
-                "SELECT log_index, envelope FROM attestations WHERE log_index >= ? AND log_index < ? "
+                "SELECT log_index, envelope, envelope_codec FROM attestations WHERE log_index >= ? AND log_index < ? "
                 "ORDER BY log_index",
                 (start, end),
             ).fetchall()
-        return [(int(index), bytes(envelope)) for index, envelope in rows]
+        return [(int(index), self._envelope(index, envelope, codec)) for index, envelope, codec in rows]
 
     def log_attestations(
         self, below: int, sites: Sequence[str] | None = None, since: datetime | None = None
     ) -> list[tuple[int, str, bytes]]:
         """(leaf index, keyid, envelope) of the stored attestations with index below `below`, of `sites` (all if
         None), stated at or after `since`, in index order: an audit bundle's envelopes."""
-        sql, params = "SELECT log_index, keyid, envelope FROM attestations WHERE log_index < ?", [below]
+        sql, params = "SELECT log_index, keyid, envelope, envelope_codec FROM attestations WHERE log_index < ?", [below]
         if sites is not None:
             if not sites:
                 return []
@@ -88,7 +100,7 @@ class SqlLog(SqlNodes):
             params.append(self._t(since))
         with self._tx(False) as cur:
             rows = cur.execute(sql + " ORDER BY log_index", tuple(params)).fetchall()
-        return [(int(index), keyid, bytes(envelope)) for index, keyid, envelope in rows]
+        return [(int(index), keyid, self._envelope(index, envelope, codec)) for index, keyid, envelope, codec in rows]
 
     def integrate_log(self, max_leaves: int) -> tuple[int, int]:
         """Integrate up to `max_leaves` sequenced leaves into the stored tree, in one transaction holding the
@@ -96,15 +108,15 @@ class SqlLog(SqlNodes):
         with self._tx(True) as cur:
             size = int(cur.execute(f"SELECT size FROM log_tree WHERE id = 1{self._for_update}").fetchone()[0])
             rows = cur.execute(
-                "SELECT log_index, envelope FROM attestations WHERE log_index >= ? AND log_index < ? "
+                "SELECT log_index, envelope, envelope_codec FROM attestations WHERE log_index >= ? AND log_index < ? "
                 "ORDER BY log_index",
                 (size, size + max_leaves),
             ).fetchall()
             leaves = []
-            for expected, (index, envelope) in enumerate(rows, start=size):
+            for expected, (index, envelope, codec) in enumerate(rows, start=size):
                 if int(index) != expected:  # indices commit in order: a gap is a damaged store
                     raise StoreError(f"the transparency log {self.where} has no leaf {expected} (found {index} next)")
-                leaves.append(bytes(envelope))
+                leaves.append(self._envelope(index, envelope, codec))
             if not leaves:
                 return size, size
             coordinates = tree.border(size)
@@ -113,6 +125,9 @@ class SqlLog(SqlNodes):
             cur.executemany("INSERT INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)", new_rows)
             cur.execute("UPDATE log_tree SET size = ? WHERE id = 1", (size + len(leaves),))
             return size, size + len(leaves)
+
+    def _envelope(self, index: Any, stored: Any, codec: Any) -> bytes:
+        return envelopes.decode(int(codec), bytes(stored), f"at log index {index} {self.where}")
 
     def _hashes_in(self, cur: Any, coordinates: list[tuple[int, int]]) -> list[bytes]:
         hashes = []

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.base import (
     AttestationRecord,
     AttestationSummary,
@@ -38,9 +39,10 @@ _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
     "h100e_milli, datacenter"
 )
+_D_COLUMNS = ", ".join(f"d.{c.strip()}" for c in _DEVICE_COLUMNS.split(","))
 _ATTESTATION_COLUMNS = (
     "id, keyid, sequence, digest, envelope, node_id, site, stated_at, received_at, previous, status, "
-    "log_index, checkpoint"
+    "log_index, checkpoint, envelope_codec"
 )
 
 
@@ -59,7 +61,8 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
                 f"SELECT {FINDING_COLUMNS} FROM findings WHERE attestation_id = ? ORDER BY id", (row[0],)
             ).fetchall()
         return AttestationRecord(
-            id=row[0], keyid=row[1], sequence=row[2], digest=row[3], envelope=bytes(row[4]), node_id=row[5],
+            id=row[0], keyid=row[1], sequence=row[2], digest=row[3], node_id=row[5],
+            envelope=envelopes.decode(int(row[13]), bytes(row[4]), f"{keyid}#{sequence} {self.where}"),
             site=row[6], timestamp=self._dt(row[7]), received_at=self._dt(row[8]), previous=row[9],
             status=row[10], log_index=row[11], checkpoint=bytes(row[12]), devices=tuple(devices),
             findings=tuple(self._finding(f) for f in findings),
@@ -74,19 +77,22 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
         return ChainHead(int(row[0]), row[1]) if row else None
 
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
+        codec, stored = envelopes.encode(record.envelope)  # before the transaction: CPU, not lock time
         with self._tx(True) as cur:
+            node_known, devices_from = self._repeated_devices(cur, record)
             row = cur.execute(
-                "INSERT INTO attestations (keyid, sequence, digest, envelope, node_id, site, stated_at, "
-                "received_at, previous, status, log_index, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO attestations (keyid, sequence, digest, envelope, envelope_codec, devices_from, node_id, "
+                "site, stated_at, received_at, previous, status, log_index, checkpoint) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {self._log_index_at_insert}, ?) "
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
-                (record.keyid, record.sequence, record.digest, record.envelope, record.node_id, record.site,
-                 self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.log_index, record.checkpoint),
+                (record.keyid, record.sequence, record.digest, stored, codec, devices_from, record.node_id,
+                 record.site, self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
+                 record.checkpoint),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)
             attestation_id = int(row[0])
-            if record.devices:
+            if record.devices and devices_from is None:
                 cur.executemany(
                     f"INSERT INTO attestation_devices (attestation_id, pos, {_DEVICE_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -94,31 +100,61 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
                       d.basis, d.tpp, d.die_area_mm2, d.pd_milli, d.eccn, d.h100e_milli, d.datacenter)
                      for pos, d in enumerate(record.devices)],
                 )  # fmt: skip
-            self._update_node(cur, record, attestation_id)
-            self._store_current(cur, record, attestation_id)
+            latest = self._update_node(cur, record, attestation_id, node_known)
+            self._store_current(cur, record, attestation_id, latest)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
             log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
         return replace(record, id=attestation_id, log_index=log_index)
 
-    def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int) -> None:
+    def _repeated_devices(self, cur: Any, r: AttestationRecord) -> tuple[bool, int | None]:
+        """(whether the node has a row, the attestation whose device rows equal `r.devices` or None).
+
+        Device rows are stored only when the node's device facts changed: compared with those of the node's
+        latest attestation (one indexed read of about 8 rows), an unchanged report points at the attestation
+        holding them (`devices_from`) instead of repeating them. Any equal set would do: rows never change."""
+        rows = cur.execute(
+            f"SELECT COALESCE(a.devices_from, a.id), {_D_COLUMNS} FROM nodes n "
+            "LEFT JOIN attestations a ON a.id = n.last_attestation_id "
+            "LEFT JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
+            "WHERE n.node_id = ? ORDER BY d.pos",
+            (r.node_id,),
+        ).fetchall()
+        if not rows:
+            return False, None
+        holder = rows[0][0]
+        if holder is None or not r.devices:
+            return True, None
+        held = [_device(row[1:]) for row in rows if row[1] is not None]
+        return True, (int(holder) if held == list(r.devices) else None)
+
+    def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int, known: bool) -> bool:
+        """Move the node's watermarks; True if this attestation is now the node's latest (by statement time)."""
         # Lock order (nodes row, then gpus rows by uuid) is the same in every writer: no deadlock.
-        cur.execute(
-            "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (node_id) DO NOTHING",
-            (r.node_id, r.site, r.keyid, self._t(r.received_at)),
-        )
+        if not known:
+            cur.execute(
+                "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node_id) DO NOTHING",
+                (r.node_id, r.site, r.keyid, self._t(r.received_at)),
+            )
         # Only the node's bound key moves its state: an attestation verified just before a re-key or a move
         # committed is stored, but never re-binds the node's key or site (both change only by node events).
-        cur.execute(
-            "UPDATE nodes SET last_attested_at = ?, interval_seconds = COALESCE(?, interval_seconds) "
-            "WHERE node_id = ? AND keyid = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
-            (self._t(r.received_at), r.interval_seconds, r.node_id, r.keyid, self._t(r.received_at)),
-        )
-        cur.execute(
-            "UPDATE nodes SET last_attestation_id = ?, last_stated_at = ?, last_sequence = ? "
-            "WHERE node_id = ? AND keyid = ? AND (last_stated_at IS NULL OR last_stated_at <= ?)",
-            (attestation_id, self._t(r.timestamp), r.sequence, r.node_id, r.keyid, self._t(r.timestamp)),
-        )
+        # One statement: every right-hand side reads the row as it was before this UPDATE.
+        received, stated = self._t(r.received_at), self._t(r.timestamp)
+        row = cur.execute(
+            "UPDATE nodes SET "
+            "last_attested_at = CASE WHEN last_attested_at IS NULL OR last_attested_at < ? THEN ? "
+            "ELSE last_attested_at END, "
+            "interval_seconds = CASE WHEN last_attested_at IS NULL OR last_attested_at < ? "
+            "THEN COALESCE(?, interval_seconds) ELSE interval_seconds END, "
+            "last_attestation_id = CASE WHEN last_stated_at IS NULL OR last_stated_at <= ? THEN ? "
+            "ELSE last_attestation_id END, "
+            "last_sequence = CASE WHEN last_stated_at IS NULL OR last_stated_at <= ? THEN ? ELSE last_sequence END, "
+            "last_stated_at = CASE WHEN last_stated_at IS NULL OR last_stated_at <= ? THEN ? ELSE last_stated_at END "
+            "WHERE node_id = ? AND keyid = ? RETURNING last_attestation_id",
+            (received, received, received, r.interval_seconds, stated, attestation_id, stated, r.sequence, stated,
+             stated, r.node_id, r.keyid),
+        ).fetchone()  # fmt: skip
+        return row is not None and row[0] == attestation_id
 
     def _update_gpus(self, cur: Any, r: AttestationRecord) -> None:
         row = cur.execute("SELECT country FROM sites WHERE id = ?", (r.site,)).fetchone()
@@ -140,11 +176,13 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
             )  # fmt: skip
 
     def _devices(self, cur: Any, attestation_id: int) -> list[DeviceRecord]:
+        """The devices of an attestation: its own rows, or those of the attestation it repeats."""
         rows = cur.execute(
-            f"SELECT {_DEVICE_COLUMNS} FROM attestation_devices WHERE attestation_id = ? ORDER BY pos",
+            f"SELECT {_D_COLUMNS} FROM attestations a JOIN attestation_devices d "
+            "ON d.attestation_id = COALESCE(a.devices_from, a.id) WHERE a.id = ? ORDER BY d.pos",
             (attestation_id,),
         ).fetchall()
-        return [DeviceRecord(*row[:13], datacenter=bool(row[13])) for row in rows]
+        return [_device(row) for row in rows]
 
     # --- per-GPU state and nodes ------------------------------------------------------------------------
     def gpu_states(self, uuids: Iterable[str]) -> dict[str, GpuState]:
@@ -182,8 +220,8 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
     def list_nodes(self, site: str | None = None, *, after: str = "", limit: int | None = None) -> list[NodeStatus]:
         sql = (
             "SELECT n.node_id, n.site, n.keyid, n.enrolled_at, n.last_attested_at, n.last_sequence, "
-            "n.interval_seconds, (SELECT COUNT(*) FROM attestation_devices d "
-            "WHERE d.attestation_id = n.last_attestation_id), k.revoked_at "
+            "n.interval_seconds, (SELECT COUNT(*) FROM attestations a JOIN attestation_devices d "
+            "ON d.attestation_id = COALESCE(a.devices_from, a.id) WHERE a.id = n.last_attestation_id), k.revoked_at "
             "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
         )
         sql, params = where_equal(sql, "n.site", site)
@@ -254,7 +292,7 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
         with self._tx(False) as cur:
             rows = cur.execute(
                 "SELECT a.id, a.keyid, a.sequence, a.digest, a.site, a.stated_at, a.received_at, a.log_index, "
-                "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = a.id) "
+                "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = COALESCE(a.devices_from, a.id)) "
                 "FROM attestations a WHERE a.node_id = ? ORDER BY a.stated_at DESC, a.id DESC LIMIT ?",
                 (node_id, limit),
             ).fetchall()
@@ -275,7 +313,7 @@ _DEVICES_SQL = (
     "SELECT {site}, n.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, "
     "g.acquired, {when} "
     "FROM nodes n JOIN attestations a ON a.id = {attestation} "
-    "JOIN attestation_devices d ON d.attestation_id = a.id "
+    "JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
     "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' "
     "WHERE (g.decommissioned_at IS NULL{at})"
 )
@@ -283,6 +321,10 @@ _AT_OR_BEFORE = (
     "(SELECT b.id FROM attestations b WHERE b.node_id = n.node_id AND b.stated_at <= ? "
     "ORDER BY b.stated_at DESC, b.id DESC LIMIT 1)"
 )
+
+
+def _device(row: Any) -> DeviceRecord:
+    return DeviceRecord(*row[:13], datacenter=bool(row[13]))
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

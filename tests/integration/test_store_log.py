@@ -15,6 +15,7 @@ from gpucensus.collector.store import migrate, open_store
 from gpucensus.collector.store.base import ConflictError
 from gpucensus.common import merkle
 
+from tests.integration.old_rows import store_as_before
 from tests.integration.test_store_contract import at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
@@ -113,10 +114,8 @@ def test_an_upgraded_store_sequences_its_envelopes_in_stored_order(make_store, m
     old = make_store()  # a collector of the schema before the log
     monkeypatch.setattr(old, "_bump_registry", lambda cur: None)  # nor the compliance state's tables (later)
     registry(old)
-    monkeypatch.setattr(old, "_sequence", lambda cur, attestation_id: None)
-    monkeypatch.setattr(old, "_store_current", lambda cur, record, _id: old._update_gpus(cur, record))  # nor this
     for keyid, seq in (("k-sin1", 1), ("k-fra1", 1), ("k-sin1", 2)):
-        old.store_attestation(attestation(keyid, seq, [gpu(f"GPU-{keyid}")]))
+        store_as_before(old, attestation(keyid, seq, [gpu(f"GPU-{keyid}")]))
     old.close()
     monkeypatch.setattr(migrate, "load_migrations", every)
     new = open_store(make_store.kind, **make_store.options)

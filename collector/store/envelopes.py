@@ -1,0 +1,92 @@
+"""Envelopes stored compressed: how `attestations.envelope` is encoded, named by `attestations.envelope_codec`.
+
+- 0 `RAW`: the bytes as received. Every row stored before migration 0011, and an envelope no encoding shrinks.
+- 1 `ZLIB`: zlib (RFC 1950, the standard library) of the bytes as received.
+- 2 `DSSE_ZLIB`: zlib of the envelope's JSON around its payload plus the payload decoded from base64 (a signed
+  statement is JSON: it compresses to about half the size once out of base64). Rebuilt byte for byte on read;
+  chosen at write only when the rebuilt bytes are exactly the bytes received, else 1.
+
+Every reader gets the exact bytes as received (signatures verify byte for byte; the transparency log's leaves are
+their hashes). A stored value is read as hostile: decompression stops at `MAX_DECODED` bytes (a decompression
+bomb cannot exhaust memory) and a row that does not decode is a `StoreError` naming it, never a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+import zlib
+
+from gpucensus.collector.errors import StoreError
+
+RAW, ZLIB, DSSE_ZLIB = 0, 1, 2
+MAX_DECODED = 64 * 1024 * 1024  # larger envelopes are stored raw, so every compressed row decodes within this
+LEVEL = 6
+_HEADER = struct.Struct(">II")  # DSSE_ZLIB: length of the JSON before the payload, length of the decoded payload
+_PAYLOAD = re.compile(rb'"payload"\s*:\s*"([A-Za-z0-9+/=]*)"')
+
+
+def encode(envelope: bytes) -> tuple[int, bytes]:
+    """(codec, stored bytes) for an envelope as received: the smallest encoding that rebuilds it exactly."""
+    if len(envelope) > MAX_DECODED:
+        return RAW, envelope
+    best = (RAW, envelope)
+    split = _split(envelope)
+    if split is not None:
+        candidate = zlib.compress(split, LEVEL)
+        if len(candidate) < len(best[1]) and _rebuild(split) == envelope:
+            best = (DSSE_ZLIB, candidate)
+    if best[0] == RAW:
+        candidate = zlib.compress(envelope, LEVEL)
+        if len(candidate) < len(envelope):
+            best = (ZLIB, candidate)
+    return best
+
+
+def decode(codec: int, stored: bytes, where: str) -> bytes:
+    """The envelope as received from its stored form; StoreError naming `where` if the row does not decode."""
+    if codec == RAW:
+        return stored
+    if codec not in (ZLIB, DSSE_ZLIB):
+        raise StoreError(f"the stored envelope {where} has an unknown encoding {codec!r}: the store is damaged or "
+                         "was written by a newer gpucensus-collector")  # fmt: skip
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(stored, MAX_DECODED)
+        complete = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
+    except zlib.error as err:
+        raise StoreError(f"the stored envelope {where} is damaged: it does not decompress ({err})") from err
+    if not complete:
+        raise StoreError(f"the stored envelope {where} is damaged: its compressed data is truncated, has trailing "
+                         f"bytes, or decodes to more than {MAX_DECODED} bytes")  # fmt: skip
+    if codec == ZLIB:
+        return data
+    try:
+        return _rebuild(data)
+    except ValueError as err:
+        raise StoreError(f"the stored envelope {where} is damaged: {err}") from err
+
+
+def _split(envelope: bytes) -> bytes | None:
+    """The DSSE_ZLIB form before compression, or None when the envelope has no canonical base64 payload."""
+    found = _PAYLOAD.search(envelope)
+    if found is None:
+        return None
+    try:
+        payload = base64.b64decode(found.group(1), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    start, end = found.span(1)
+    return _HEADER.pack(start, len(payload)) + envelope[:start] + payload + envelope[end:]
+
+
+def _rebuild(split: bytes) -> bytes:
+    if len(split) < _HEADER.size:
+        raise ValueError("its header is truncated")
+    start, length = _HEADER.unpack_from(split)
+    body = split[_HEADER.size :]
+    if start + length > len(body):
+        raise ValueError("its lengths exceed its data")
+    return body[:start] + base64.b64encode(body[start : start + length]) + body[start + length :]
