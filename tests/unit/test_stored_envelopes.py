@@ -5,16 +5,20 @@ bomb, an unknown encoding) is a StoreError naming the row, never another excepti
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
+from gpucensus.agent.attest import sign_predicate
 from gpucensus.collector.errors import StoreError
 from gpucensus.collector.store import envelopes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.ingest_nodes import mock_predicate
 from tests.unit.attest_fixtures import new_key, signed_chain
 
 GENUINE = signed_chain(new_key(), 1)[0]
@@ -111,3 +115,24 @@ def test_a_mutated_stored_value_decodes_exactly_or_is_a_store_error(data: st.Dat
     except StoreError:
         return
     assert isinstance(decoded, bytes)  # zlib's checksum almost always catches it; a miss is still only bytes
+
+
+def test_the_dictionary_is_the_pinned_one_and_another_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rows compressed with the dictionary decode only with it: editing it would make them unreadable
+    shipped = (Path(envelopes.__file__).parent / envelopes.DICTIONARY).read_bytes()
+    assert hashlib.sha256(shipped).hexdigest() == envelopes.DICTIONARY_SHA256
+    monkeypatch.setattr(envelopes, "DICTIONARY_SHA256", "0" * 64)
+    envelopes._dictionary.cache_clear()
+    try:
+        with pytest.raises(StoreError, match="is not the one"):
+            envelopes.decode(envelopes.DSSE_ZLIB, envelopes.encode(GENUINE)[1], "k#1")
+    finally:
+        envelopes._dictionary.cache_clear()
+
+
+def test_an_eight_gpu_envelope_is_stored_in_a_tenth_of_its_size() -> None:
+    envelope = sign_predicate(mock_predicate("node-x", "dgx-h100"), new_key(), sequence=7, previous="ab" * 32,
+                              timestamp="2026-11-30T03:00:00Z")  # fmt: skip
+    codec, stored = envelopes.encode(envelope)
+    assert codec == envelopes.DSSE_ZLIB and len(stored) < len(envelope) / 10
+    assert envelopes.decode(codec, stored, "here") == envelope
