@@ -49,17 +49,17 @@ def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissio
 class SqlCurrent(SqlNodes):
     """Current-state writes and the reads summed from them (see the module docstring)."""
 
-    def _update_gpus(self, cur: Any, record: AttestationRecord) -> None:
+    def _update_gpus(self, cur: Any, record: AttestationRecord, country: str | None) -> None:
         raise NotImplementedError  # sqlstore
 
     # --- writes (inside the caller's transaction) -------------------------------------------------------
-    def _store_current(self, cur: Any, record: AttestationRecord, attestation_id: int, latest: bool) -> None:
+    def _store_current(self, cur: Any, record: AttestationRecord, latest: bool, country: str | None) -> None:
         """Per-GPU state, then the node's totals if this attestation is now its latest (`latest`: the node row
         was updated first and named it), then the totals of other nodes listing a GPU whose decommission this
-        report cleared."""
+        report cleared. `country`: of the record's site if the caller read it (None: read here)."""
         uuids = sorted({d.uuid for d in record.devices if d.uuid})
         before = self._decommissioned(cur, uuids)
-        self._update_gpus(cur, record)
+        self._update_gpus(cur, record, country)
         after = self._decommissioned(cur, before) if before else set()
         written = set()
         if latest:

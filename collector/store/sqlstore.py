@@ -79,7 +79,7 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
         codec, stored = envelopes.encode(record.envelope)  # before the transaction: CPU, not lock time
         with self._tx(True) as cur:
-            node_known, devices_from = self._repeated_devices(cur, record)
+            node_known, devices_from, country = self._repeated_devices(cur, record)
             row = cur.execute(
                 "INSERT INTO attestations (keyid, sequence, digest, envelope, envelope_codec, devices_from, node_id, "
                 "site, stated_at, received_at, previous, status, log_index, checkpoint) "
@@ -101,31 +101,32 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
                      for pos, d in enumerate(record.devices)],
                 )  # fmt: skip
             latest = self._update_node(cur, record, attestation_id, node_known)
-            self._store_current(cur, record, attestation_id, latest)
+            self._store_current(cur, record, latest, country)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
             log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
         return replace(record, id=attestation_id, log_index=log_index)
 
-    def _repeated_devices(self, cur: Any, r: AttestationRecord) -> tuple[bool, int | None]:
-        """(whether the node has a row, the attestation whose device rows equal `r.devices` or None).
+    def _repeated_devices(self, cur: Any, r: AttestationRecord) -> tuple[bool, int | None, str | None]:
+        """(whether the node has a row, the attestation whose device rows equal `r.devices` or None, the
+        country of the site the record names: read in the same statement, None if the node has no row).
 
         Device rows are stored only when the node's device facts changed: compared with those of the node's
         latest attestation (one indexed read of about 8 rows), an unchanged report points at the attestation
         holding them (`devices_from`) instead of repeating them. Any equal set would do: rows never change."""
         rows = cur.execute(
-            f"SELECT COALESCE(a.devices_from, a.id), {_D_COLUMNS} FROM nodes n "
-            "LEFT JOIN attestations a ON a.id = n.last_attestation_id "
+            f"SELECT (SELECT country FROM sites WHERE id = ?), COALESCE(a.devices_from, a.id), {_D_COLUMNS} "
+            "FROM nodes n LEFT JOIN attestations a ON a.id = n.last_attestation_id "
             "LEFT JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
             "WHERE n.node_id = ? ORDER BY d.pos",
-            (r.node_id,),
+            (r.site, r.node_id),
         ).fetchall()
         if not rows:
-            return False, None
-        holder = rows[0][0]
+            return False, None, None
+        country, holder = rows[0][0] or "", rows[0][1]
         if holder is None or not r.devices:
-            return True, None
-        held = [_device(row[1:]) for row in rows if row[1] is not None]
-        return True, (int(holder) if held == list(r.devices) else None)
+            return True, None, country
+        held = [_device(row[2:]) for row in rows if row[2] is not None]
+        return True, (int(holder) if held == list(r.devices) else None), country
 
     def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int, known: bool) -> bool:
         """Move the node's watermarks; True if this attestation is now the node's latest (by statement time)."""
@@ -156,14 +157,20 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
         ).fetchone()  # fmt: skip
         return row is not None and row[0] == attestation_id
 
-    def _update_gpus(self, cur: Any, r: AttestationRecord) -> None:
-        row = cur.execute("SELECT country FROM sites WHERE id = ?", (r.site,)).fetchone()
-        country = row[0] if row else ""
+    def _update_gpus(self, cur: Any, r: AttestationRecord, country: str | None) -> None:
+        """Upsert the GPUs the record lists (one statement per 100: the same rows, sorted, so the same lock
+        order in every writer); `country`: of the record's site, None to read it here."""
+        if country is None:
+            row = cur.execute("SELECT country FROM sites WHERE id = ?", (r.site,)).fetchone()
+            country = row[0] if row else ""
         uuids = sorted({d.uuid for d in r.devices if d.uuid})
-        if uuids:
-            cur.executemany(
+        received, stated = self._t(r.received_at), self._t(r.timestamp)
+        for start in range(0, len(uuids), 100):
+            chunk = uuids[start : start + 100]
+            cur.execute(
                 "INSERT INTO gpus (uuid, node_id, site, country, keyid, acquired, last_seen, last_stated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, "
+                f"VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?)'] * len(chunk))} "
+                "ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, "
                 "site = excluded.site, country = excluded.country, keyid = excluded.keyid, "
                 "last_seen = excluded.last_seen, last_stated_at = excluded.last_stated_at, "
                 "decommission_reason = CASE WHEN gpus.decommissioned_at IS NOT NULL AND "
@@ -171,8 +178,8 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
                 "decommissioned_at = CASE WHEN excluded.last_stated_at <= gpus.decommissioned_at "
                 "THEN gpus.decommissioned_at ELSE NULL END "
                 "WHERE gpus.last_stated_at <= excluded.last_stated_at",
-                [(uuid, r.node_id, r.site, country, r.keyid, self._t(r.received_at), self._t(r.received_at),
-                  self._t(r.timestamp)) for uuid in uuids],
+                tuple(v for uuid in chunk for v in (uuid, r.node_id, r.site, country, r.keyid, received, received,
+                                                    stated)),
             )  # fmt: skip
 
     def _devices(self, cur: Any, attestation_id: int) -> list[DeviceRecord]:

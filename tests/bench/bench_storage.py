@@ -13,8 +13,10 @@ is linear in the rounds; page granularity (SQLite 4 KiB, PostgreSQL 8 KiB per re
 1 % at these sizes.
 
 SQLite sizes come from the `dbstat` virtual table (bytes in pages per table and index, after a WAL checkpoint);
-PostgreSQL's from `pg_relation_size` per table (its TOAST included) and per index, no VACUUM: as a running
-collector leaves them.
+PostgreSQL's from `pg_table_size` per table (its TOAST included) and `pg_relation_size` per index, with a plain
+VACUUM after every integration (as autovacuum does in a long-running database: an UPDATE leaves the old row
+version dead until a vacuum makes its space reusable; every attestation row is updated once, when it gets its
+leaf index at the end of its transaction, and every GPU row on every report).
 
     python tests/bench/bench_storage.py [--nodes 4] [--rounds 240] [--changed 0.0] [--full-every 0] [--json]
 
@@ -30,6 +32,7 @@ import dataclasses
 import json
 import os
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -66,6 +69,31 @@ class StorageResult:
     attestations: int
     statements: float  # SQL statements per store_attestation (executemany: one per row)
     store_us: float  # mean wall time of store_attestation, µs
+    store_cpu_us: float  # mean CPU time of the calling thread in store_attestation, µs (no fsync or lock waits)
+    runs: int = 1
+    total_range: tuple[int, int] = (0, 0)  # min, max over the runs
+    store_us_range: tuple[float, float] = (0.0, 0.0)
+
+
+def median_of(runs: list[StorageResult]) -> StorageResult:
+    """Medians over repeated runs (each table's on its own), with the range of the total and of the time."""
+    totals = [r.total_per_node_day for r in runs]
+    times = [r.store_us for r in runs]
+    names = {n for r in runs for n in r.per_node_day}
+    return dataclasses.replace(
+        runs[0],
+        per_node_day={n: round(statistics.median(r.per_node_day.get(n, 0) for r in runs)) for n in names},
+        total_per_node_day=round(statistics.median(totals)), total_range=(min(totals), max(totals)),
+        statements=statistics.median(r.statements for r in runs), store_us=statistics.median(times),
+        store_cpu_us=statistics.median(r.store_cpu_us for r in runs),
+        store_us_range=(min(times), max(times)), runs=len(runs),
+    )  # fmt: skip
+
+
+def measure(spec: fleet.FleetSpec, kinds: list[str], repeat: int, work: Path) -> list[StorageResult]:
+    """`repeat` runs per store kind on one signed fleet; the median of each."""
+    nodes = make_fleet(spec, work)
+    return [median_of([run(kind, nodes, work / f"{kind}-{i}") for i in range(repeat)]) for kind in kinds]
 
 
 def make_fleet(spec: fleet.FleetSpec, work: Path) -> list[fleet.FleetNode]:
@@ -126,6 +154,16 @@ class _Store:
             out[table if relkind == "r" else f"{table} indexes"] += int(size)
         return dict(out)
 
+    def vacuum(self) -> None:
+        if self.kind != "postgres":
+            return
+        import psycopg
+
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (self.schema,)).fetchall()
+            for (table,) in tables:
+                conn.execute(f'VACUUM "{self.schema}"."{table}"')
+
     def scalar(self, sql: str) -> Any:
         with self.store._tx(False) as cur:
             return cur.execute(sql).fetchone()[0]
@@ -146,6 +184,7 @@ class _Counted:
         self.statements = 0
         self.calls = 0
         self.seconds = 0.0
+        self.cpu = 0.0
         self._on = False
         store = handle.store
         if handle.kind == "sqlite":
@@ -172,11 +211,12 @@ class _Counted:
 
         def store_attestation(record: Any) -> Any:
             self._on = True
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return wrapped(record)
             finally:
                 self.seconds += time.perf_counter() - start
+                self.cpu += time.thread_time() - cpu
                 self.calls += 1
                 self._on = False
 
@@ -210,16 +250,19 @@ def run(kind: str, nodes: list[fleet.FleetNode], work: Path) -> StorageResult:
         for number in range(rounds):
             if number == warm:
                 store.integrate_log(1 << 30)
+                handle.vacuum()
                 before = handle.sizes()
                 counted.statements = counted.calls = 0
-                counted.seconds = 0.0
+                counted.seconds = counted.cpu = 0.0
             for node in nodes:
                 result = pipeline.ingest(node.envelopes[number])
                 if result.status != "accepted":
                     raise RuntimeError(f"envelope {node.node_id} #{number + 1} was {result.status}: {result}")
             if (number + 1) * len(nodes) % INTEGRATE_EVERY < len(nodes):
                 store.integrate_log(1 << 30)
+                handle.vacuum()
         store.integrate_log(1 << 30)
+        handle.vacuum()
         after = handle.sizes()
         measured = rounds - warm
         scale = DAY_ROUNDS / (measured * len(nodes))
@@ -235,6 +278,7 @@ def run(kind: str, nodes: list[fleet.FleetNode], work: Path) -> StorageResult:
             attestations=int(handle.scalar("SELECT COUNT(*) FROM attestations")),
             statements=counted.statements / max(1, counted.calls),
             store_us=1e6 * counted.seconds / max(1, counted.calls),
+            store_cpu_us=1e6 * counted.cpu / max(1, counted.calls),
         )  # fmt: skip
     finally:
         if counted is not None:
@@ -251,14 +295,15 @@ def markdown(results: list[StorageResult], spec: fleet.FleetSpec, full_every: in
     lines = [
         f"{spec.nodes} nodes (dgx-h100 mock, 8 GPUs each) x {spec.rounds} rounds, {mode}, "
         f"{spec.changed:.0%} of rounds changing a GPU; through `Pipeline.ingest` in process; the growth over the "
-        f"last {results[0].measured_rounds} rounds, extrapolated to 1,440 rounds (a day at 60 s). "
-        "Target: ≤ 100 KB per node-day.\n",
+        f"last {results[0].measured_rounds} rounds, extrapolated to 1,440 rounds (a day at 60 s); median of "
+        f"{results[0].runs} run(s) per store. Target: ≤ 100 KB per node-day.\n",
         "| bytes per node-day | " + " | ".join(kinds) + " |",
         "|---|" + "---|" * len(kinds),
     ]
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{r.per_node_day.get(name, 0):,}" for r in results) + " |")
-    totals = [f"**{r.total_per_node_day:,}** ({r.total_per_node_day / TARGET_BYTES:.1f} × target)" for r in results]
+    totals = [f"**{r.total_per_node_day:,}** ({r.total_range[0]:,}–{r.total_range[1]:,}; "
+              f"{r.total_per_node_day / TARGET_BYTES:.1f} × target)" for r in results]  # fmt: skip
     lines.append("| **total** | " + " | ".join(totals) + " |")
     per = [
         ("bytes per attestation (total / reports)", lambda r: f"{r.total_per_node_day / DAY_ROUNDS:,.0f}"),
@@ -266,7 +311,11 @@ def markdown(results: list[StorageResult], spec: fleet.FleetSpec, full_every: in
         ("envelope as stored, bytes (mean)", lambda r: f"{r.envelope_stored:,.0f}"),
         ("device rows / attestations", lambda r: f"{r.device_rows:,} / {r.attestations:,}"),
         ("SQL statements per `store_attestation`", lambda r: f"{r.statements:.1f}"),
-        ("`store_attestation` µs (mean, shared machine)", lambda r: f"{r.store_us:,.0f}"),
+        (
+            "`store_attestation` wall µs, commit and fsync included (mean of a run; median of runs, range)",
+            lambda r: f"{r.store_us:,.0f} ({r.store_us_range[0]:,.0f}–{r.store_us_range[1]:,.0f})",
+        ),
+        ("`store_attestation` CPU µs of the ingesting thread (median of runs)", lambda r: f"{r.store_cpu_us:,.0f}"),
     ]
     lines.append("")
     lines.append("| per attestation | " + " | ".join(kinds) + " |")
@@ -284,12 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.0, help="fraction of rounds replacing a GPU")
     parser.add_argument("--full-every", type=int, default=0, help="compact statements: a full one every N rounds")
     parser.add_argument("--kinds", nargs="*", default=["sqlite", "postgres"])
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     spec = fleet_spec(args.nodes, args.rounds, args.changed, args.full_every)
     with tempfile.TemporaryDirectory(prefix="gpucensus-bench-storage-") as tmp:
-        nodes = make_fleet(spec, Path(tmp))
-        results = [run(kind, nodes, Path(tmp) / kind) for kind in args.kinds]
+        results = measure(spec, args.kinds, args.repeat, Path(tmp))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:

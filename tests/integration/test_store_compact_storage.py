@@ -161,7 +161,7 @@ def test_readers_answer_as_when_every_report_wrote_its_device_rows(make_store, t
     try:
         before = full()
         before.migrate()
-        monkeypatch.setattr(before, "_repeated_devices", lambda cur, r: (True, None))  # never repeats a set
+        monkeypatch.setattr(before, "_repeated_devices", lambda cur, r: (True, None, None))  # never repeats a set
         for store in (compact, before):
             registry(store)
         rng = random.Random(11)
