@@ -7,10 +7,12 @@ written only when a node's device facts change, and every reader answers as it d
 from __future__ import annotations
 
 import random
+import sqlite3
 import zlib
 from datetime import timedelta
 
 import grpc
+import psycopg
 import pytest
 from gpucensus.collector.errors import StoreError
 from gpucensus.collector.store import envelopes, migrate, open_store
@@ -199,3 +201,22 @@ def test_readers_answer_as_when_every_report_wrote_its_device_rows(make_store, t
         assert rows < every / 2  # most reports repeated their node's devices
     finally:
         full.cleanup()
+
+
+def test_an_attestation_whose_device_rows_others_repeat_cannot_be_deleted(make_store) -> None:
+    store = make_store()
+    registry(store)
+    holder = store.store_attestation(attestation("k-fra1", 1, [gpu("GPU-a")])).id
+    store.store_attestation(attestation("k-fra1", 2, [gpu("GPU-a")], minutes=1))  # repeats them
+    with store._tx(False) as cur:
+        assert cur.execute("SELECT devices_from FROM attestations WHERE sequence = 2").fetchone()[0] == holder
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.ForeignKeyViolation)), store._tx(True) as cur:
+        cur.execute("DELETE FROM attestation_devices WHERE attestation_id = ?", (holder,))
+        cur.execute("DELETE FROM findings WHERE attestation_id = ?", (holder,))
+        cur.execute("DELETE FROM attestations WHERE id = ?", (holder,))  # a retention job must keep it
+    assert [d.uuid for d in store.get_attestation("k-fra1", 2).devices] == ["GPU-a"]
+    with store._tx(True) as cur:  # what refused it: the referrer (re-pointed here), nothing else
+        cur.execute("UPDATE attestations SET devices_from = NULL WHERE devices_from = ?", (holder,))
+        cur.execute("DELETE FROM attestation_devices WHERE attestation_id = ?", (holder,))
+        cur.execute("DELETE FROM findings WHERE attestation_id = ?", (holder,))
+        cur.execute("DELETE FROM attestations WHERE id = ?", (holder,))
