@@ -143,3 +143,21 @@ def test_log_attestations_selects_by_size_site_and_date(make_store) -> None:
     assert [(i, k) for i, k, _ in store.log_attestations(6, ["fra1"], since=at(2))] == [(2, "k-fra1"), (4, "k-fra1")]
     index, keyid, envelope = store.log_attestations(1)[0]
     assert envelope == store.get_attestation(keyid, 1).envelope and index == 0
+
+
+def test_only_even_levels_are_stored_and_odd_ones_are_computed_from_their_children(make_store) -> None:
+    store = make_store()
+    registry(store)
+    fill(store, 64)
+    store.integrate_log(20)
+    store.integrate_log(100)  # a border with odd levels, derived for the second batch
+    with store._tx(False) as cur:
+        levels = [int(r[0]) for r in cur.execute("SELECT level FROM log_hashes").fetchall()]
+    assert sorted(set(levels)) == [0, 2, 4, 6] and len(levels) == 64 + 16 + 4 + 1  # 1⅓ rows per leaf, not 2
+    tree = reference(store)
+    wanted = [(1, 5), (3, 2), (5, 1), (0, 7), (6, 0)]
+    assert store.log_hashes(wanted) == tree.read(wanted)
+    with store._tx(True) as cur:  # an odd row a store integrated before this layout kept: never read
+        cur.execute("INSERT INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)", (1, 5, b"\0" * 32))
+    assert merkle.inclusion_proof(10, 64, store.log_hashes) == tree.inclusion_proof(10, 64)
+    assert merkle.tree_root(64, store.log_hashes) == tree.root()
