@@ -46,6 +46,7 @@ class PostgresStore(SqlStore):
     kind = "postgres"
     dialect = "postgres"
     _for_update = " FOR UPDATE"
+    _log_index_at_insert = "NULL"
 
     def __init__(self, *, dsn: str, schema: str | None = None, connect_timeout: int = 5) -> None:
         if not dsn:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.base import AttestationRecord, ConflictError, FullInventory
 from gpucensus.collector.store.sqllog import SqlLog
 
@@ -25,7 +26,8 @@ _LATEST_FULL_SQL = (
     "(SELECT n.last_attestation_id FROM nodes n WHERE n.node_id = a.node_id), "
     "(SELECT e.event FROM node_events e WHERE e.node_id = a.node_id ORDER BY e.id DESC LIMIT 1), "
     "(SELECT e.created_at FROM node_events e WHERE e.node_id = a.node_id ORDER BY e.id DESC LIMIT 1), "
-    "(SELECT d.uuid FROM attestation_devices d JOIN gpus g ON g.uuid = d.uuid WHERE d.attestation_id = a.id "
+    "(SELECT d.uuid FROM attestation_devices d JOIN gpus g ON g.uuid = d.uuid "
+    "WHERE d.attestation_id = COALESCE(a.devices_from, a.id) "
     "AND d.uuid <> '' AND g.decommissioned_at IS NOT NULL LIMIT 1) "
     "FROM attestations a WHERE a.keyid = ? AND a.kind = 'full' ORDER BY a.sequence DESC LIMIT 1"
 )
@@ -55,15 +57,16 @@ class SqlCompact(SqlLog):
         )
 
     def store_compact(self, record: AttestationRecord) -> AttestationRecord:
+        codec, stored = envelopes.encode(record.envelope)  # before the transaction: CPU, not lock time
         with self._tx(True) as cur:
             row = cur.execute(
-                "INSERT INTO attestations (keyid, sequence, digest, envelope, node_id, site, stated_at, "
-                "received_at, previous, status, log_index, checkpoint, kind, inventory_digest) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO attestations (keyid, sequence, digest, envelope, envelope_codec, node_id, site, "
+                "stated_at, received_at, previous, status, log_index, checkpoint, kind, inventory_digest) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {self._log_index_at_insert}, ?, ?, ?) "
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
-                (record.keyid, record.sequence, record.digest, record.envelope, record.node_id, record.site,
+                (record.keyid, record.sequence, record.digest, stored, codec, record.node_id, record.site,
                  self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.log_index, record.checkpoint, COMPACT, record.inventory_digest),
+                 record.checkpoint, COMPACT, record.inventory_digest),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)

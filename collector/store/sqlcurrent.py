@@ -49,20 +49,20 @@ def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissio
 class SqlCurrent(SqlNodes):
     """Current-state writes and the reads summed from them (see the module docstring)."""
 
-    def _update_gpus(self, cur: Any, record: AttestationRecord) -> None:
+    def _update_gpus(self, cur: Any, record: AttestationRecord, country: str | None) -> None:
         raise NotImplementedError  # sqlstore
 
     # --- writes (inside the caller's transaction) -------------------------------------------------------
-    def _store_current(self, cur: Any, record: AttestationRecord, attestation_id: int) -> None:
-        """Per-GPU state, then the node's totals if this attestation is now its latest (the node row was
-        updated first), then the totals of other nodes listing a GPU whose decommission this report cleared."""
+    def _store_current(self, cur: Any, record: AttestationRecord, latest: bool, country: str | None) -> None:
+        """Per-GPU state, then the node's totals if this attestation is now its latest (`latest`: the node row
+        was updated first and named it), then the totals of other nodes listing a GPU whose decommission this
+        report cleared. `country`: of the record's site if the caller read it (None: read here)."""
         uuids = sorted({d.uuid for d in record.devices if d.uuid})
         before = self._decommissioned(cur, uuids)
-        self._update_gpus(cur, record)
+        self._update_gpus(cur, record, country)
         after = self._decommissioned(cur, before) if before else set()
-        row = cur.execute("SELECT last_attestation_id FROM nodes WHERE node_id = ?", (record.node_id,)).fetchone()
         written = set()
-        if row is not None and row[0] == attestation_id:
+        if latest:
             self._write_totals(cur, record.node_id, [(d.uuid, d.tpp, d.eccn) for d in record.devices], after)
             written.add(record.node_id)
         if before != after:
@@ -75,15 +75,17 @@ class SqlCurrent(SqlNodes):
             nodes.update(
                 r[0]
                 for r in cur.execute(
-                    "SELECT DISTINCT n.node_id FROM nodes n JOIN attestation_devices d "
-                    f"ON d.attestation_id = n.last_attestation_id WHERE d.uuid IN ({_marks(chunk)})",
+                    "SELECT DISTINCT n.node_id FROM nodes n JOIN attestations a ON a.id = n.last_attestation_id "
+                    "JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
+                    f"WHERE d.uuid IN ({_marks(chunk)})",
                     tuple(chunk),
                 ).fetchall()
             )
         for node_id in sorted(nodes - set(skip)):  # one order in every writer
             rows = cur.execute(
                 "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at FROM nodes n "
-                "JOIN attestation_devices d ON d.attestation_id = n.last_attestation_id "
+                "JOIN attestations a ON a.id = n.last_attestation_id "
+                "JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
                 "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' WHERE n.node_id = ?",
                 (node_id,),
             ).fetchall()

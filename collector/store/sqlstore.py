@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.base import (
     AttestationRecord,
     AttestationSummary,
@@ -39,9 +40,10 @@ _DEVICE_COLUMNS = (
     "uuid, device_index, name, bus_id, status, error, model, basis, tpp, die_area_mm2, pd_milli, eccn, "
     "h100e_milli, datacenter"
 )
+_D_COLUMNS = ", ".join(f"d.{c.strip()}" for c in _DEVICE_COLUMNS.split(","))
 _ATTESTATION_COLUMNS = (
     "id, keyid, sequence, digest, envelope, node_id, site, stated_at, received_at, previous, status, "
-    "log_index, checkpoint, kind, inventory_digest"
+    "log_index, checkpoint, kind, inventory_digest, envelope_codec"
 )
 
 
@@ -60,7 +62,8 @@ class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
                 f"SELECT {FINDING_COLUMNS} FROM findings WHERE attestation_id = ? ORDER BY id", (row[0],)
             ).fetchall()
         return AttestationRecord(
-            id=row[0], keyid=row[1], sequence=row[2], digest=row[3], envelope=bytes(row[4]), node_id=row[5],
+            id=row[0], keyid=row[1], sequence=row[2], digest=row[3], node_id=row[5],
+            envelope=envelopes.decode(int(row[15]), bytes(row[4]), f"{keyid}#{sequence} {self.where}"),
             site=row[6], timestamp=self._dt(row[7]), received_at=self._dt(row[8]), previous=row[9],
             status=row[10], log_index=row[11], checkpoint=bytes(row[12]), devices=tuple(devices),
             findings=tuple(self._finding(f) for f in findings), kind=row[13], inventory_digest=row[14],
@@ -75,19 +78,22 @@ class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
         return ChainHead(int(row[0]), row[1]) if row else None
 
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
+        codec, stored = envelopes.encode(record.envelope)  # before the transaction: CPU, not lock time
         with self._tx(True) as cur:
+            node_known, devices_from, country = self._repeated_devices(cur, record)
             row = cur.execute(
-                "INSERT INTO attestations (keyid, sequence, digest, envelope, node_id, site, stated_at, "
-                "received_at, previous, status, log_index, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO attestations (keyid, sequence, digest, envelope, envelope_codec, devices_from, node_id, "
+                "site, stated_at, received_at, previous, status, log_index, checkpoint) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {self._log_index_at_insert}, ?) "
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
-                (record.keyid, record.sequence, record.digest, record.envelope, record.node_id, record.site,
-                 self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.log_index, record.checkpoint),
+                (record.keyid, record.sequence, record.digest, stored, codec, devices_from, record.node_id,
+                 record.site, self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
+                 record.checkpoint),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)
             attestation_id = int(row[0])
-            if record.devices:
+            if record.devices and devices_from is None:
                 cur.executemany(
                     f"INSERT INTO attestation_devices (attestation_id, pos, {_DEVICE_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -95,40 +101,77 @@ class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
                       d.basis, d.tpp, d.die_area_mm2, d.pd_milli, d.eccn, d.h100e_milli, d.datacenter)
                      for pos, d in enumerate(record.devices)],
                 )  # fmt: skip
-            self._update_node(cur, record, attestation_id)
-            self._store_current(cur, record, attestation_id)
+            latest = self._update_node(cur, record, attestation_id, node_known)
+            self._store_current(cur, record, latest, country)
             self._insert_findings(cur, record.findings, attestation_id, record.received_at)
             log_index = self._sequence(cur, attestation_id)  # last: the counter row is held until the commit
         return replace(record, id=attestation_id, log_index=log_index)
 
-    def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int) -> None:
+    def _repeated_devices(self, cur: Any, r: AttestationRecord) -> tuple[bool, int | None, str | None]:
+        """(whether the node has a row, the attestation whose device rows equal `r.devices` or None, the
+        country of the site the record names: read in the same statement, None if the node has no row).
+
+        Device rows are stored only when the node's device facts changed: compared with those of the node's
+        latest attestation (one indexed read of about 8 rows), an unchanged report points at the attestation
+        holding them (`devices_from`) instead of repeating them. Any equal set would do: rows never change."""
+        rows = cur.execute(
+            f"SELECT (SELECT country FROM sites WHERE id = ?), COALESCE(a.devices_from, a.id), {_D_COLUMNS} "
+            "FROM nodes n LEFT JOIN attestations a ON a.id = n.last_attestation_id "
+            "LEFT JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
+            "WHERE n.node_id = ? ORDER BY d.pos",
+            (r.site, r.node_id),
+        ).fetchall()
+        if not rows:
+            return False, None, None
+        country, holder = rows[0][0] or "", rows[0][1]
+        if holder is None or not r.devices:
+            return True, None, country
+        held = [_device(row[2:]) for row in rows if row[2] is not None]
+        return True, (int(holder) if held == list(r.devices) else None), country
+
+    def _update_node(self, cur: Any, r: AttestationRecord, attestation_id: int, known: bool) -> bool:
+        """Move the node's watermarks; True if this attestation is now the node's latest (by statement time)."""
         # Lock order (nodes row, then gpus rows by uuid) is the same in every writer: no deadlock.
-        cur.execute(
-            "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (node_id) DO NOTHING",
-            (r.node_id, r.site, r.keyid, self._t(r.received_at)),
-        )
+        if not known:
+            cur.execute(
+                "INSERT INTO nodes (node_id, site, keyid, enrolled_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node_id) DO NOTHING",
+                (r.node_id, r.site, r.keyid, self._t(r.received_at)),
+            )
         # Only the node's bound key moves its state: an attestation verified just before a re-key or a move
         # committed is stored, but never re-binds the node's key or site (both change only by node events).
-        cur.execute(
-            "UPDATE nodes SET last_attested_at = ?, interval_seconds = COALESCE(?, interval_seconds) "
-            "WHERE node_id = ? AND keyid = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
-            (self._t(r.received_at), r.interval_seconds, r.node_id, r.keyid, self._t(r.received_at)),
-        )
-        cur.execute(
-            "UPDATE nodes SET last_attestation_id = ?, last_stated_at = ?, last_sequence = ? "
-            "WHERE node_id = ? AND keyid = ? AND (last_stated_at IS NULL OR last_stated_at <= ?)",
-            (attestation_id, self._t(r.timestamp), r.sequence, r.node_id, r.keyid, self._t(r.timestamp)),
-        )
+        # One statement: every right-hand side reads the row as it was before this UPDATE.
+        received, stated = self._t(r.received_at), self._t(r.timestamp)
+        row = cur.execute(
+            "UPDATE nodes SET "
+            "last_attested_at = CASE WHEN last_attested_at IS NULL OR last_attested_at < ? THEN ? "
+            "ELSE last_attested_at END, "
+            "interval_seconds = CASE WHEN last_attested_at IS NULL OR last_attested_at < ? "
+            "THEN COALESCE(?, interval_seconds) ELSE interval_seconds END, "
+            "last_attestation_id = CASE WHEN last_stated_at IS NULL OR last_stated_at <= ? THEN ? "
+            "ELSE last_attestation_id END, "
+            "last_sequence = CASE WHEN last_stated_at IS NULL OR last_stated_at <= ? THEN ? ELSE last_sequence END, "
+            "last_stated_at = CASE WHEN last_stated_at IS NULL OR last_stated_at <= ? THEN ? ELSE last_stated_at END "
+            "WHERE node_id = ? AND keyid = ? RETURNING last_attestation_id",
+            (received, received, received, r.interval_seconds, stated, attestation_id, stated, r.sequence, stated,
+             stated, r.node_id, r.keyid),
+        ).fetchone()  # fmt: skip
+        return row is not None and row[0] == attestation_id
 
-    def _update_gpus(self, cur: Any, r: AttestationRecord) -> None:
-        row = cur.execute("SELECT country FROM sites WHERE id = ?", (r.site,)).fetchone()
-        country = row[0] if row else ""
+    def _update_gpus(self, cur: Any, r: AttestationRecord, country: str | None) -> None:
+        """Upsert the GPUs the record lists (one statement per 100: the same rows, sorted, so the same lock
+        order in every writer); `country`: of the record's site, None to read it here."""
+        if country is None:
+            row = cur.execute("SELECT country FROM sites WHERE id = ?", (r.site,)).fetchone()
+            country = row[0] if row else ""
         uuids = sorted({d.uuid for d in r.devices if d.uuid})
-        if uuids:
-            cur.executemany(
+        received, stated = self._t(r.received_at), self._t(r.timestamp)
+        for start in range(0, len(uuids), 100):
+            chunk = uuids[start : start + 100]
+            cur.execute(
                 "INSERT INTO gpus (uuid, node_id, site, country, keyid, acquired, last_seen, last_stated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, "
+                f"VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?)'] * len(chunk))} "
+                "ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, "
                 "site = excluded.site, country = excluded.country, keyid = excluded.keyid, "
                 "last_seen = excluded.last_seen, last_stated_at = excluded.last_stated_at, "
                 "decommission_reason = CASE WHEN gpus.decommissioned_at IS NOT NULL AND "
@@ -136,16 +179,18 @@ class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
                 "decommissioned_at = CASE WHEN excluded.last_stated_at <= gpus.decommissioned_at "
                 "THEN gpus.decommissioned_at ELSE NULL END "
                 "WHERE gpus.last_stated_at <= excluded.last_stated_at",
-                [(uuid, r.node_id, r.site, country, r.keyid, self._t(r.received_at), self._t(r.received_at),
-                  self._t(r.timestamp)) for uuid in uuids],
+                tuple(v for uuid in chunk for v in (uuid, r.node_id, r.site, country, r.keyid, received, received,
+                                                    stated)),
             )  # fmt: skip
 
     def _devices(self, cur: Any, attestation_id: int) -> list[DeviceRecord]:
+        """The devices of an attestation: its own rows, or those of the attestation it repeats."""
         rows = cur.execute(
-            f"SELECT {_DEVICE_COLUMNS} FROM attestation_devices WHERE attestation_id = ? ORDER BY pos",
+            f"SELECT {_D_COLUMNS} FROM attestations a JOIN attestation_devices d "
+            "ON d.attestation_id = COALESCE(a.devices_from, a.id) WHERE a.id = ? ORDER BY d.pos",
             (attestation_id,),
         ).fetchall()
-        return [DeviceRecord(*row[:13], datacenter=bool(row[13])) for row in rows]
+        return [_device(row) for row in rows]
 
     # --- per-GPU state and nodes ------------------------------------------------------------------------
     def gpu_states(self, uuids: Iterable[str]) -> dict[str, GpuState]:
@@ -183,8 +228,8 @@ class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
     def list_nodes(self, site: str | None = None, *, after: str = "", limit: int | None = None) -> list[NodeStatus]:
         sql = (
             "SELECT n.node_id, n.site, n.keyid, n.enrolled_at, n.last_attested_at, n.last_sequence, "
-            "n.interval_seconds, (SELECT COUNT(*) FROM attestation_devices d "
-            "WHERE d.attestation_id = n.last_attestation_id), k.revoked_at "
+            "n.interval_seconds, (SELECT COUNT(*) FROM attestations a JOIN attestation_devices d "
+            "ON d.attestation_id = COALESCE(a.devices_from, a.id) WHERE a.id = n.last_attestation_id), k.revoked_at "
             "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
         )
         sql, params = where_equal(sql, "n.site", site)
@@ -255,7 +300,7 @@ class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
         with self._tx(False) as cur:
             rows = cur.execute(
                 "SELECT a.id, a.keyid, a.sequence, a.digest, a.site, a.stated_at, a.received_at, a.log_index, "
-                "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = a.id) "
+                "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = COALESCE(a.devices_from, a.id)) "
                 "FROM attestations a WHERE a.node_id = ? ORDER BY a.stated_at DESC, a.id DESC LIMIT ?",
                 (node_id, limit),
             ).fetchall()
@@ -276,7 +321,7 @@ _DEVICES_SQL = (
     "SELECT {site}, n.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, "
     "g.acquired, {when} "
     "FROM nodes n JOIN attestations a ON a.id = {attestation} "
-    "JOIN attestation_devices d ON d.attestation_id = a.id "
+    "JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
     "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' "
     "WHERE (g.decommissioned_at IS NULL{at})"
 )
@@ -284,6 +329,10 @@ _AT_OR_BEFORE = (
     "(SELECT b.id FROM attestations b WHERE b.node_id = n.node_id AND b.kind = 'full' AND b.stated_at <= ? "
     "ORDER BY b.stated_at DESC, b.id DESC LIMIT 1)"
 )
+
+
+def _device(row: Any) -> DeviceRecord:
+    return DeviceRecord(*row[:13], datacenter=bool(row[13]))
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -2,8 +2,8 @@
 
     python tests/bench/run.py [--repeat 3] [--nodes 48] [--rounds 30] [--scale] [--only SECTION ...]
 
-Sections (each replaced in RESULTS.md only when it ran): machine, limits, ingest, profile, scale-10000 and,
-with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max, printed next to its
+Sections (each replaced in RESULTS.md only when it ran): machine, limits, ingest, profile, storage, scale-10000
+and, with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max, printed next to its
 ratio to a limit measured in the same run.
 """
 
@@ -38,7 +38,7 @@ from gpucensus.collector.store import open_store  # noqa: E402
 from gpucensus.protos import census_pb2 as pb  # noqa: E402
 from gpucensus.protos import census_pb2_grpc  # noqa: E402
 
-from tests.bench import fleet, limits, loadgen, scale  # noqa: E402
+from tests.bench import bench_storage, fleet, limits, loadgen, scale  # noqa: E402
 from tests.bench.stats import Figure, percentile, ratio, summarize  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -81,7 +81,7 @@ class Report:
         old = path.read_text() if path.exists() else ""
         kept = dict(re.findall(r"<!-- section:(\S+) -->\n(.*?)<!-- end:\1 -->\n", old, re.S))
         kept.update({name: "\n".join(lines) + "\n" for name, lines in self.sections.items()})
-        order = ["machine", "limits", "ingest", "profile", "scale-10000", "scale-100000"]
+        order = ["machine", "limits", "ingest", "profile", "storage", "scale-10000", "scale-100000"]
         body = "".join(f"<!-- section:{n} -->\n{kept[n]}<!-- end:{n} -->\n" for n in order if n in kept)
         path.write_text(HEADER + body)
 
@@ -281,6 +281,17 @@ def _ingest_all(pipeline: Any, envelopes: list[bytes]) -> None:
         pipeline.ingest(envelope)
 
 
+# --- bytes on disk ----------------------------------------------------------------------------------------------
+def storage(report: Report, args: argparse.Namespace, work: Path) -> None:
+    spec = bench_storage.fleet_spec(args.storage_nodes, args.storage_rounds, 0.0, args.full_every)
+    directory = work / "storage"
+    directory.mkdir()
+    results = bench_storage.measure(spec, list(KINDS), args.repeat, directory)
+    report.section("storage", "Bytes on disk per 8-GPU node per day, steady state (`bench_storage.py`)")
+    for line in bench_storage.markdown(results, spec, args.full_every):
+        report.line(line)
+
+
 # --- read paths at scale --------------------------------------------------------------------------------------
 def timed_runs(times: int, call: Callable[[], object]) -> Figure:
     return summarize([loadgen.timed(call) * 1e3 for _ in range(times)])
@@ -415,9 +426,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=48, help="fleet size for ingest (default 48)")
     parser.add_argument("--rounds", type=int, default=30, help="reports per node (default 30)")
     parser.add_argument("--scale", action="store_true", help="also the 100,000-node stores (make bench-scale)")
-    parser.add_argument("--only", nargs="*", help="sections to run (machine limits ingest profile scale)")
+    parser.add_argument("--only", nargs="*", help="sections to run (machine limits ingest profile storage scale)")
+    parser.add_argument("--storage-nodes", type=int, default=4, help="nodes of the storage section (default 4)")
+    parser.add_argument("--storage-rounds", type=int, default=240, help="their rounds, scaled to a day (default 240)")
+    parser.add_argument(
+        "--full-every",
+        type=int,
+        default=0,
+        help="storage: compact statements, a full one every N rounds (default 0: every one full)",
+    )
     args = parser.parse_args(argv)
-    wanted = set(args.only or ["machine", "limits", "ingest", "profile", "scale"])
+    wanted = set(args.only or ["machine", "limits", "ingest", "profile", "storage", "scale"])
     report = Report()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpucensus-bench-") as tmp:
@@ -431,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                     fleet.generate(fleet.FleetSpec(16, 20, **options), work / f"fleet-{mix}.jsonl")
                     fleets[mix] = fleet.load(work / f"fleet-{mix}.jsonl")[1]
             profile(report, fleets, work)
+        if "storage" in wanted:
+            storage(report, args, work)
         if "scale" in wanted:
             read_paths(report, 10_000, args, work)
             if args.scale:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from gpucensus.collector.store import migrate, open_store
 from gpucensus.collector.store.base import Evidence, Finding
 
+from tests.integration.old_rows import store_as_before
 from tests.integration.test_store_contract import T0, at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
@@ -101,9 +102,7 @@ def test_a_version_1_database_upgrades_to_version_2_keeping_everything(make_stor
     assert old.schema_version() == 1
     registry_as_written_by_version_1(old)
     # the version-1 code kept no current state (its migration, current_state, builds it from the stored attestations)
-    monkeypatch.setattr(type(old), "_store_current", lambda self, cur, record, _id: self._update_gpus(cur, record))
-    monkeypatch.setattr(old, "_sequence", lambda cur, attestation_id: None)  # version 1 had no log
-    old.store_attestation(attestation("k-fra1", 1, [gpu("GPU-a", index=3)]))
+    store_as_before(old, attestation("k-fra1", 1, [gpu("GPU-a", index=3)]))
     with old._tx(True) as cur:  # written by the version-1 code, which knew no digest / once_key
         for _ in range(2):
             cur.execute(

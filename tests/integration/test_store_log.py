@@ -15,6 +15,7 @@ from gpucensus.collector.store import migrate, open_store
 from gpucensus.collector.store.base import ConflictError
 from gpucensus.common import merkle
 
+from tests.integration.old_rows import store_as_before
 from tests.integration.test_store_contract import at, attestation, gpu, registry
 
 pytest_plugins = ["tests.integration.store_fixtures"]  # make_store, store_kind
@@ -113,10 +114,8 @@ def test_an_upgraded_store_sequences_its_envelopes_in_stored_order(make_store, m
     old = make_store()  # a collector of the schema before the log
     monkeypatch.setattr(old, "_bump_registry", lambda cur: None)  # nor the compliance state's tables (later)
     registry(old)
-    monkeypatch.setattr(old, "_sequence", lambda cur, attestation_id: None)
-    monkeypatch.setattr(old, "_store_current", lambda cur, record, _id: old._update_gpus(cur, record))  # nor this
     for keyid, seq in (("k-sin1", 1), ("k-fra1", 1), ("k-sin1", 2)):
-        old.store_attestation(attestation(keyid, seq, [gpu(f"GPU-{keyid}")]))
+        store_as_before(old, attestation(keyid, seq, [gpu(f"GPU-{keyid}")]))
     old.close()
     monkeypatch.setattr(migrate, "load_migrations", every)
     new = open_store(make_store.kind, **make_store.options)
@@ -144,3 +143,21 @@ def test_log_attestations_selects_by_size_site_and_date(make_store) -> None:
     assert [(i, k) for i, k, _ in store.log_attestations(6, ["fra1"], since=at(2))] == [(2, "k-fra1"), (4, "k-fra1")]
     index, keyid, envelope = store.log_attestations(1)[0]
     assert envelope == store.get_attestation(keyid, 1).envelope and index == 0
+
+
+def test_only_even_levels_are_stored_and_odd_ones_are_computed_from_their_children(make_store) -> None:
+    store = make_store()
+    registry(store)
+    fill(store, 64)
+    store.integrate_log(20)
+    store.integrate_log(100)  # a border with odd levels, derived for the second batch
+    with store._tx(False) as cur:
+        levels = [int(r[0]) for r in cur.execute("SELECT level FROM log_hashes").fetchall()]
+    assert sorted(set(levels)) == [0, 2, 4, 6] and len(levels) == 64 + 16 + 4 + 1  # 1⅓ rows per leaf, not 2
+    tree = reference(store)
+    wanted = [(1, 5), (3, 2), (5, 1), (0, 7), (6, 0)]
+    assert store.log_hashes(wanted) == tree.read(wanted)
+    with store._tx(True) as cur:  # an odd row a store integrated before this layout kept: never read
+        cur.execute("INSERT INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)", (1, 5, b"\0" * 32))
+    assert merkle.inclusion_proof(10, 64, store.log_hashes) == tree.inclusion_proof(10, 64)
+    assert merkle.tree_root(64, store.log_hashes) == tree.root()
