@@ -97,20 +97,15 @@ def measure(spec: fleet.FleetSpec, kinds: list[str], repeat: int, work: Path) ->
 
 
 def make_fleet(spec: fleet.FleetSpec, work: Path) -> list[fleet.FleetNode]:
-    path = work / f"fleet-{spec.nodes}-{spec.rounds}-{spec.changed}.jsonl"
+    path = work / f"fleet-{spec.nodes}-{spec.rounds}-{spec.changed}-{spec.full_every}.jsonl"
     if not path.exists():
         fleet.generate(spec, path)
     return fleet.load(path)[1]
 
 
 def fleet_spec(nodes: int, rounds: int, changed: float, full_every: int) -> fleet.FleetSpec:
-    if full_every:
-        names = {f.name for f in dataclasses.fields(fleet.FleetSpec)}
-        if "full_every" not in names:
-            raise SystemExit("--full-every: this tree's fleet simulator has no compact statements (FleetSpec lacks "
-                             "`full_every`); run without it")  # fmt: skip
-        return fleet.FleetSpec(nodes, rounds, changed, full_every=full_every)  # type: ignore[call-arg]
-    return fleet.FleetSpec(nodes, rounds, changed)
+    """`full_every` 0: every report a full inventory; N: compact statements, a full one every N rounds."""
+    return fleet.FleetSpec(nodes, rounds, changed, full_every=full_every)
 
 
 class _Store:

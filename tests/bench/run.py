@@ -283,13 +283,14 @@ def _ingest_all(pipeline: Any, envelopes: list[bytes]) -> None:
 
 # --- bytes on disk ----------------------------------------------------------------------------------------------
 def storage(report: Report, args: argparse.Namespace, work: Path) -> None:
-    spec = bench_storage.fleet_spec(args.storage_nodes, args.storage_rounds, 0.0, args.full_every)
-    directory = work / "storage"
-    directory.mkdir()
-    results = bench_storage.measure(spec, list(KINDS), args.repeat, directory)
     report.section("storage", "Bytes on disk per 8-GPU node per day, steady state (`bench_storage.py`)")
-    for line in bench_storage.markdown(results, spec, args.full_every):
-        report.line(line)
+    for full_every in args.full_every:  # every report full, then compact statements as agents send by default
+        spec = bench_storage.fleet_spec(args.storage_nodes, args.storage_rounds, 0.0, full_every)
+        directory = work / f"storage-{full_every}"
+        directory.mkdir()
+        results = bench_storage.measure(spec, list(KINDS), args.repeat, directory)
+        for line in bench_storage.markdown(results, spec, full_every):
+            report.line(line)
 
 
 # --- read paths at scale --------------------------------------------------------------------------------------
@@ -432,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--full-every",
         type=int,
-        default=0,
-        help="storage: compact statements, a full one every N rounds (default 0: every one full)",
+        nargs="*",
+        default=[0, 60],
+        help="storage: each mix measured, 0 = every report full, N = compact statements and a full one every N "
+        "rounds (default: 0 60, i.e. hourly at 60 s)",
     )
     args = parser.parse_args(argv)
     wanted = set(args.only or ["machine", "limits", "ingest", "profile", "storage", "scale"])
