@@ -32,7 +32,7 @@ from gpucensus.collector.store.base import (
     Store,
 )
 from gpucensus.common import dsse, verify
-from gpucensus.common.accounting import Rules, load_rules
+from gpucensus.common.accounting import AccountingCache, Rules, load_rules
 from gpucensus.common.catalogue import Catalogue, load_catalogue
 from prometheus_client import CollectorRegistry
 
@@ -92,6 +92,7 @@ class Pipeline:
         self._backdate = max_backdate
         self._catalogue = catalogue or load_catalogue()
         self._rules = rules or load_rules()
+        self._account = AccountingCache(self._catalogue, self._rules)  # identical GPUs are classified once
         self.timings = timings or StepTimings()
         self._metrics = metrics or CollectorMetrics(CollectorRegistry())  # a private one nobody scrapes
         self._locks: dict[str, threading.Lock] = {}
@@ -166,7 +167,7 @@ class Pipeline:
             return IngestResult(keyid, seq, REJECTED, findings=verdict.findings)
         predicate = verified.predicate
         with spent.step("recompute"):
-            recomputed = recompute.recompute(predicate, self._catalogue, self._rules)
+            recomputed = recompute.recompute(predicate, self._catalogue, self._rules, self._account)
         with spent.step("crossnode"):
             site = store.get_site(key.site)
             country = site.country if site else ""
