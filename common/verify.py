@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gpucensus.common import dsse, jcs
 from gpucensus.common.canonical import parse_canonical
-from gpucensus.common.statement import PAYLOAD_TYPE, TIMESTAMP_FORMAT, check_statement, subject_digest
+from gpucensus.common.statement import PAYLOAD_TYPE, check_statement, parse_timestamp, subject_digest
 
 # Chain reasons an ingest treats specially: a duplicate is an idempotent resend, not an error.
 DUPLICATE, FORK, OUT_OF_ORDER, GAP, PREVIOUS_MISMATCH = (
@@ -99,10 +99,10 @@ class VerifiedStatement:
     def timestamp(self) -> str:
         return self.predicate["timestamp"]
 
-    @property
+    @cached_property
     def signed_at(self) -> datetime:
         """The statement's timestamp as a UTC datetime (its format was checked by `check_statement`)."""
-        return datetime.strptime(self.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        return parse_timestamp(self.timestamp).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
