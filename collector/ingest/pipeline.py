@@ -30,6 +30,7 @@ from gpucensus.collector.store.base import (
     Evidence,
     NodeKey,
     Store,
+    StoredLink,
 )
 from gpucensus.common import dsse, verify
 from gpucensus.common.accounting import AccountingCache, Rules, load_rules
@@ -138,9 +139,10 @@ class Pipeline:
     def _judge(self, verified: verify.VerifiedStatement, key: NodeKey, spent: StepTimings) -> IngestResult:
         store, seq, keyid = self._store, verified.sequence, key.keyid
         with spent.step("chain"):
-            stored = store.get_attestation(keyid, seq)
-            before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
-            head = store.last_attestation(keyid)
+            links = store.chain_links(keyid, seq)  # one read; the full record only for a replay or a fork
+            stored = store.get_attestation(keyid, seq) if links.at is not None else None
+            before = links.before if seq > chain.FIRST_SEQUENCE else None
+            head = links.head
             context = chain.ChainContext(
                 stored=_link_at_sequence(stored, verified),
                 predecessor=_link(before),
@@ -217,17 +219,17 @@ class Pipeline:
         )  # fmt: skip
 
     def _previous_host(
-        self, keyid: str, record: AttestationRecord | ChainHead | None, sequence: int
+        self, keyid: str, record: StoredLink | ChainHead | None, sequence: int
     ) -> facts.HostFacts | None:
-        """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
+        """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it
+        (its envelope is read only then: after a restart, or when another collector stored it)."""
         if record is None or record.sequence >= sequence:
             return None
         remembered = self._last_host.get(keyid)
         if remembered is not None and remembered[0] == record.sequence:
             return remembered[1]
-        if isinstance(record, ChainHead):  # after a gap, the chain head: its envelope is read only now
-            record = self._store.get_attestation(keyid, record.sequence)
-        return _stored_host(record) if record is not None else None
+        stored = self._store.get_attestation(keyid, record.sequence)
+        return _stored_host(stored) if stored is not None else None
 
     def _crossnode_context(
         self, node_id: str, devices: list, previous_devices: list[DeviceRecord]
@@ -282,7 +284,7 @@ def _stored_host(record: AttestationRecord) -> facts.HostFacts | None:
         return None
 
 
-def _link(record: AttestationRecord | None) -> chain.Link | None:
+def _link(record: StoredLink | None) -> chain.Link | None:
     return chain.Link(record.sequence, record.digest, record.previous) if record else None
 
 

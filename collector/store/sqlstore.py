@@ -28,6 +28,7 @@ from gpucensus.collector.store.base import (
 )
 from gpucensus.collector.store.inventory import CurrentDevice, build_inventory
 from gpucensus.collector.store.sqlbase import where_equal
+from gpucensus.collector.store.sqlchain import SqlChain
 from gpucensus.collector.store.sqlcompliance import SqlCompliance
 from gpucensus.collector.store.sqlcurrent import SqlCurrent
 from gpucensus.collector.store.sqlfindings import FINDING_COLUMNS
@@ -44,7 +45,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
+class SqlStore(SqlChain, SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:
