@@ -63,7 +63,8 @@ def channel_options(server: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", server.min_ping_interval_seconds * 1000),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),  # a second collector on the same port is an error, not a silent split
+        # a second collector on the same port is an error, not a silent split, unless every one asks to share it
+        ("grpc.so_reuseport", 1 if server.reuse_port else 0),
     ]
 
 
