@@ -174,8 +174,8 @@ class Database:
 def ingest_run(
     kind: str, nodes: list[fleet.FleetNode], streams: int, work: Path, rate: float = 0.0, collectors: int = 1
 ) -> dict:
-    """One run against `collectors` `serve` processes sharing one fresh database (the first one integrates and
-    signs the log, the others only sequence: one integrator is what a deployment runs)."""
+    """One run against `collectors` `serve` processes sharing one fresh database: as docs/operators.md says to
+    run them, each integrates and signs the one log (one key file, each its own checkpoint file), in turns."""
     work.mkdir(parents=True)
     database = Database(kind, work)
     store = database.open()
@@ -188,7 +188,8 @@ def ingest_run(
         for i in range(collectors):
             directory = work / f"collector-{i}"
             directory.mkdir()
-            extra = "" if i == 0 else "[log]\nintegrate = false\n"
+            key, checkpoint = json.dumps(str(work / "log.key")), json.dumps(str(directory / "checkpoint"))
+            extra = f"[log]\nkey_file = {key}\ncheckpoint_file = {checkpoint}\n" if collectors > 1 else ""
             started.append(loadgen.Collector(directory, database.toml(), extra))
         cpu = sum(c.cpu_seconds() for c in started)
         processes = max(min(streams, 4), collectors)
@@ -272,8 +273,8 @@ def scale_out(report: Report, args: argparse.Namespace, work: Path, found: dict[
     report.line(
         f"Fleet: {args.nodes} nodes, {args.rounds} steady rounds each, 16 lockstep streams from "
         "max(4, N) client processes, the client processes spread over the N `gpucensus-collector serve` "
-        "processes (each its own port, store connections and pipeline; the first integrates and signs the log, "
-        "the others run `[log] integrate = false`). The machine has 2 cores for the collectors, the load "
+        "processes (each its own port, store connections and pipeline; each integrates and signs the one log, one "
+        "at a time, with its own checkpoint file). The machine has 2 cores for the collectors, the load "
         "generator and PostgreSQL together, and was shared with other work: beyond 2 processes the figure "
         "measures contention for the cores, not what the design allows.\n"
     )
