@@ -268,7 +268,7 @@ def run_server(
     pipeline = Pipeline(
         store, clock=clock, max_future_skew=skew, max_backdate=backdate, catalogue=catalogue, rules=rules,
         timings=timings, metrics=metrics, checkpoint=transparency_log.checkpoint, location=location,
-        compliance=compliance,
+        compliance=compliance, max_devices=settings.max_devices_per_envelope,
     )  # fmt: skip
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
@@ -284,7 +284,6 @@ def run_server(
         first_message_seconds=settings.first_message_seconds,
         streams=limits.StreamSlots(settings.max_streams, settings.max_streams_per_peer),
         budget=limits.KeyBudget(settings.node_envelopes_per_minute, settings.node_bytes_per_minute),
-        max_devices_per_envelope=settings.max_devices_per_envelope,
         max_ack_bytes=settings.max_message_bytes,
         ingest_executor=ingest_pool,
         unary_executor=unary_pool,

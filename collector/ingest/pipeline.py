@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from gpucensus.collector import limits
 from gpucensus.collector.compliance.state import ComplianceState
 from gpucensus.collector.ingest import chain, crossnode, facts, recompute, signature, sitebinding
 from gpucensus.collector.ingest.errors import BindingError, SignatureError
@@ -83,11 +84,13 @@ class Pipeline:
         checkpoint: Callable[[], bytes] = bytes,
         location: LocationCheck | None = None,
         compliance: ComplianceState | None = None,
+        max_devices: int | None = None,
     ) -> None:
         self._store = store
         self._checkpoint = checkpoint  # the latest signed checkpoint note, for the acks (b"": none yet)
         self._location = location or LocationCheck(store)
         self._compliance = compliance  # the policy state kept current at ingest; None: no policy findings
+        self._max_devices = max_devices  # [server] max_devices_per_envelope; None: no limit
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
@@ -128,6 +131,8 @@ class Pipeline:
                     f"node {key.node_id!r}"
                 )
             verified = signature.verify_signed(parsed, key, self._public_key(key))
+            if self._max_devices is not None:  # read only now: the payload is parsed once, after its signature
+                limits.check_devices(len(verified.predicate["devices"]), self._max_devices)
         with self._key_lock(key.keyid):
             try:
                 return self._judge(verified, key, spent)
