@@ -94,6 +94,10 @@ class ServerConfig:
     # GetCountryTotals), e.g. ["dashboard", "compliance-cli"]; node certificates are refused (a node must not read
     # the whole inventory). Without require_client_auth the query RPCs are open to every client.
     query_clients: tuple[str, ...] = ()
+    # several `serve` processes on one host share `listen` (SO_REUSEPORT: the kernel spreads connections over
+    # them), each with its own store connections and pipeline, to use more than one core; every one of them must
+    # set it. false: a second process on the port is an error. docs/operators.md, "Several collectors"
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True)

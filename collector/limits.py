@@ -3,13 +3,12 @@ envelope, and a per-key budget of envelopes and bytes per minute. Each refusal i
 table maps (`collector/statuses.py`): RESOURCE_EXHAUSTED "retry later" (with a retry-after hint in the trailing
 metadata, so the agent keeps the envelope pending) or INVALID_ARGUMENT for an envelope that can never fit.
 
-Checked before the pipeline runs, so a refused envelope leaves nothing in the store.
+Checked before the pipeline runs (the device limit: by the pipeline, right after the signature holds and before
+anything else is read), so a refused envelope leaves nothing in the store.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import threading
@@ -85,28 +84,24 @@ class Peek:
     """What the collector reads from an envelope before judging it (nothing here is trusted)."""
 
     keyid: str
-    devices: int
 
 
 def peek(envelope: bytes) -> Peek:
-    """The first signature's keyid and the number of devices in the predicate; anything unreadable counts as
-    empty (the pipeline then refuses the envelope with the precise reason)."""
+    """The first signature's keyid, for the key's budget; anything unreadable counts as no key (the pipeline then
+    refuses the envelope with the precise reason). Only the outer JSON is read: the payload is parsed once, by
+    the pipeline, after its signature holds."""
     try:
         outer = json.loads(envelope)
-        keyid = str(outer["signatures"][0]["keyid"])
+        return Peek(keyid=str(outer["signatures"][0]["keyid"]))
     except (ValueError, KeyError, IndexError, TypeError, RecursionError):
-        return Peek(keyid="", devices=0)
-    try:
-        devices = json.loads(base64.b64decode(outer["payload"]))["predicate"]["devices"]
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, RecursionError):
-        return Peek(keyid, 0)
-    return Peek(keyid, len(devices) if isinstance(devices, list) else 0)
+        return Peek(keyid="")
 
 
-def check_devices(seen: Peek, limit: int) -> None:
-    if seen.devices > limit:
+def check_devices(devices: int, limit: int) -> None:
+    """TooManyDevicesError when a (verified) predicate lists more than `limit` devices."""
+    if devices > limit:
         raise TooManyDevicesError(
-            f"envelope-too-many-devices: the envelope lists {seen.devices} devices, the collector accepts at most "
+            f"envelope-too-many-devices: the envelope lists {devices} devices, the collector accepts at most "
             f"{limit} per envelope ([server] max_devices_per_envelope)"
         )
 

@@ -64,7 +64,8 @@ def channel_options(server: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", server.min_ping_interval_seconds * 1000),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),  # a second collector on the same port is an error, not a silent split
+        # a second collector on the same port is an error, not a silent split, unless every one asks to share it
+        ("grpc.so_reuseport", 1 if server.reuse_port else 0),
     ]
 
 
@@ -268,7 +269,7 @@ def run_server(
     pipeline = Pipeline(
         store, clock=clock, max_future_skew=skew, max_backdate=backdate, catalogue=catalogue, rules=rules,
         timings=timings, metrics=metrics, checkpoint=transparency_log.checkpoint, location=location,
-        compliance=compliance,
+        compliance=compliance, max_devices=settings.max_devices_per_envelope,
     )  # fmt: skip
     ingest_pool = futures.ThreadPoolExecutor(settings.max_workers, thread_name_prefix="census-ingest")
     unary_pool = futures.ThreadPoolExecutor(settings.unary_workers, thread_name_prefix="census-unary")
@@ -284,7 +285,6 @@ def run_server(
         first_message_seconds=settings.first_message_seconds,
         streams=limits.StreamSlots(settings.max_streams, settings.max_streams_per_peer),
         budget=limits.KeyBudget(settings.node_envelopes_per_minute, settings.node_bytes_per_minute),
-        max_devices_per_envelope=settings.max_devices_per_envelope,
         max_ack_bytes=settings.max_message_bytes,
         ingest_executor=ingest_pool,
         unary_executor=unary_pool,

@@ -74,7 +74,6 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         first_message_seconds: float = 5,
         streams: limits.StreamSlots | None = None,
         budget: limits.KeyBudget | None = None,
-        max_devices_per_envelope: int = 4096,
         max_ack_bytes: int = codec.DEFAULT_MAX_ACK_BYTES,
         ingest_executor: Executor | None = None,
         unary_executor: Executor | None = None,
@@ -98,7 +97,6 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         self._first_message = min(first_message_seconds, stream_idle_timeout_seconds)
         self.streams = streams or limits.StreamSlots(total=1000, per_peer=32)
         self._budget = budget or limits.KeyBudget(0, 0)
-        self._max_devices = max_devices_per_envelope
         self._max_ack_bytes = max_ack_bytes
         self._ingest_pool = ingest_executor or ThreadPoolExecutor(4, thread_name_prefix="census-ingest")
         self._unary_pool = unary_executor or ThreadPoolExecutor(2, thread_name_prefix="census-unary")
@@ -198,7 +196,6 @@ class CensusServicer(census_pb2_grpc.CensusServicer):
         """Judge one envelope within the limits; the ack always fits the message limit."""
         seen = limits.peek(envelope)
         try:
-            limits.check_devices(seen, self._max_devices)
             self._budget.check(seen.keyid, len(envelope))
         except Exception as err:
             self._metrics.envelope(status_for(err).name.lower(), ())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
@@ -209,6 +210,51 @@ def account_device(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> Acc
     if derived is None:
         return accounting
     return dataclasses.replace(accounting, dram_bandwidth_gbs=derived, bandwidth_basis=BASIS_DERIVED)
+
+
+# The facts `account_device` reads (catalogue match, lost-device test, TPP and bandwidth derivation): two devices
+# that agree on all of them get the same `Accounting`, whatever their index, UUID, serial or bus id.
+ACCOUNTED_FACTS = ("pci_device_id", "name", "status", "cuda_compute_capability", "architecture", "sm_count",
+                   "cuda_core_count", "max_sm_clock_mhz", "memory_bus_width_bits", "max_memory_clock_mhz")  # fmt: skip
+DEFAULT_CACHE_SIZE = 1024  # distinct part/fact combinations: a fleet has a few dozen
+
+
+class AccountingCache:
+    """`account_device` with one catalogue and one set of rules, memoised on exactly the facts it reads
+    (`ACCOUNTED_FACTS`, each with its type, so 1 and True never share an entry): a collector classifies the
+    same eight GPUs of every node again and again, each time with exact `Fraction`s. Bounded (least recently
+    used entry dropped first); an `Accounting` is immutable, so a cached one is shared safely. Not locked: a
+    race only computes an entry twice (dict operations are atomic under the GIL)."""
+
+    def __init__(self, catalogue: Catalogue, rules: Rules, maxsize: int = DEFAULT_CACHE_SIZE) -> None:
+        if maxsize < 1:
+            raise ValueError("the cache needs room for at least one entry")
+        self.catalogue, self.rules, self.maxsize = catalogue, rules, maxsize
+        self._entries: OrderedDict[tuple[Any, ...], Accounting] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __call__(self, device: GpuDevice) -> Accounting:
+        key = tuple((type(value), value) for value in (getattr(device, name) for name in ACCOUNTED_FACTS))
+        found = self._entries.get(key)
+        if found is not None:
+            self.hits += 1
+            try:
+                self._entries.move_to_end(key)
+            except KeyError:  # dropped by another thread meanwhile: still a right answer
+                pass
+            return found
+        self.misses += 1
+        accounting = account_device(device, self.catalogue, self.rules)
+        self._entries[key] = accounting
+        while len(self._entries) > self.maxsize:
+            try:
+                self._entries.popitem(last=False)
+            except KeyError:
+                break
+        return accounting
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _account(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> Accounting:

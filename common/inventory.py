@@ -7,6 +7,7 @@ of integers and strings only. A fact a device did not report is absent (and name
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from fractions import Fraction
 from typing import Any
@@ -62,8 +63,15 @@ def _accounting_fields(acc: Accounting) -> dict[str, Any]:
     return out
 
 
-def device_entry(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> dict[str, Any]:
-    acc = account_device(device, catalogue, rules)
+Account = Callable[[GpuDevice], Accounting]  # a device's figures: `account_device`, or an `AccountingCache`
+
+
+def device_entry(
+    device: GpuDevice, catalogue: Catalogue, rules: Rules, account: Account | None = None
+) -> dict[str, Any]:
+    """The predicate entry of one device. `account`: the same figures as `account_device` with this catalogue and
+    these rules, e.g. memoised (`accounting.AccountingCache`)."""
+    acc = account(device) if account is not None else account_device(device, catalogue, rules)
     entry: dict[str, Any] = {"index": device.index}
     for name in _FACTS:
         value = getattr(device, name)
@@ -89,7 +97,11 @@ def device_entry(device: GpuDevice, catalogue: Catalogue, rules: Rules) -> dict[
 
 
 def pci_entries(
-    functions: list[PciFunction], devices: list[GpuDevice], catalogue: Catalogue, rules: Rules
+    functions: list[PciFunction],
+    devices: list[GpuDevice],
+    catalogue: Catalogue,
+    rules: Rules,
+    account: Account | None = None,
 ) -> list[dict[str, Any]]:
     """Each NVIDIA PCI function beside the NVML device on the same bus id; one NVML does not report is flagged."""
     entries = []
@@ -107,7 +119,8 @@ def pci_entries(
         else:
             hidden = GpuDevice(index=-1, pci_device_id=function.device_id, pci_bus_id=function.bus_id)
             entry["status"] = PCI_NOT_IN_NVML
-            entry.update(_accounting_fields(account_device(hidden, catalogue, rules)))
+            acc = account(hidden) if account is not None else account_device(hidden, catalogue, rules)
+            entry.update(_accounting_fields(acc))
         entries.append(entry)
     return entries
 

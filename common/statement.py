@@ -40,6 +40,19 @@ def subject_digest(raw_public_key: bytes) -> str:
     return hashlib.sha256(raw_public_key).hexdigest()
 
 
+def parse_timestamp(timestamp: str) -> datetime:
+    """A `YYYY-MM-DDTHH:MM:SSZ` timestamp as a naive datetime, exactly as `datetime.strptime(timestamp,
+    TIMESTAMP_FORMAT)` reads it (ValueError when it does not). ASCII text, the only form an agent writes, takes
+    `datetime.fromisoformat` (about 20x faster, same answers for this format: tests/unit/test_statement.py);
+    anything else takes strptime itself."""
+    if timestamp.isascii() and len(timestamp) == 20 and timestamp[10] == "T" and timestamp[19] == "Z":
+        if timestamp[4] == timestamp[7] == "-" and timestamp[13] == timestamp[16] == ":":
+            if (timestamp[:4] + timestamp[5:7] + timestamp[8:10] + timestamp[11:13] + timestamp[14:16]
+                    + timestamp[17:19]).isdigit():  # fmt: skip
+                return datetime.fromisoformat(timestamp[:19])
+    return datetime.strptime(timestamp, TIMESTAMP_FORMAT)
+
+
 def format_timestamp(moment: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` in UTC; a naive datetime is refused (its zone would be a guess)."""
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -132,7 +145,7 @@ def _check_chain_fields(predicate: dict[str, Any]) -> list[str]:
         problems.append("predicate.timestamp must be YYYY-MM-DDTHH:MM:SSZ")
     else:
         try:
-            datetime.strptime(timestamp, TIMESTAMP_FORMAT)
+            parse_timestamp(timestamp)
         except ValueError:
             problems.append(f"predicate.timestamp {timestamp!r} is not a valid date and time")
     checkpoint_problem = _check_checkpoint(predicate.get("last_checkpoint"))

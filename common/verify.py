@@ -40,8 +40,8 @@ from gpucensus.common.canonical import parse_canonical
 from gpucensus.common.statement import (
     COMPACT,
     PAYLOAD_TYPE,
-    TIMESTAMP_FORMAT,
     check_statement,
+    parse_timestamp,
     statement_kind,
     subject_digest,
 )
@@ -120,10 +120,10 @@ class VerifiedStatement:
         named = self.predicate["inventory"]
         return named["sequence"], named["digest"]
 
-    @property
+    @cached_property
     def signed_at(self) -> datetime:
         """The statement's timestamp as a UTC datetime (its format was checked by `check_statement`)."""
-        return datetime.strptime(self.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        return parse_timestamp(self.timestamp).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from gpucensus.collector import limits
 from gpucensus.collector.compliance.state import ComplianceState
 from gpucensus.collector.ingest import chain, compact, crossnode, facts, recompute, signature, sitebinding
 from gpucensus.collector.ingest.errors import BindingError, SignatureError
@@ -33,9 +34,10 @@ from gpucensus.collector.store.base import (
     Evidence,
     NodeKey,
     Store,
+    StoredLink,
 )
 from gpucensus.common import dsse, verify
-from gpucensus.common.accounting import Rules, load_rules
+from gpucensus.common.accounting import AccountingCache, Rules, load_rules
 from gpucensus.common.catalogue import Catalogue, load_catalogue
 from gpucensus.common.statement import COMPACT
 from prometheus_client import CollectorRegistry
@@ -86,16 +88,19 @@ class Pipeline:
         checkpoint: Callable[[], bytes] = bytes,
         location: LocationCheck | None = None,
         compliance: ComplianceState | None = None,
+        max_devices: int | None = None,
     ) -> None:
         self._store = store
         self._checkpoint = checkpoint  # the latest signed checkpoint note, for the acks (b"": none yet)
         self._location = location or LocationCheck(store)
         self._compliance = compliance  # the policy state kept current at ingest; None: no policy findings
+        self._max_devices = max_devices  # [server] max_devices_per_envelope; None: no limit
         self._clock = clock
         self._skew = max_future_skew
         self._backdate = max_backdate
         self._catalogue = catalogue or load_catalogue()
         self._rules = rules or load_rules()
+        self._account = AccountingCache(self._catalogue, self._rules)  # identical GPUs are classified once
         self.timings = timings or StepTimings()
         self._metrics = metrics or CollectorMetrics(CollectorRegistry())  # a private one nobody scrapes
         self._locks: dict[str, threading.Lock] = {}
@@ -130,6 +135,8 @@ class Pipeline:
                     f"node {key.node_id!r}"
                 )
             verified = signature.verify_signed(parsed, key, self._public_key(key))
+            if self._max_devices is not None:  # read only now: the payload is parsed once, after its signature
+                limits.check_devices(len(verified.predicate["devices"]), self._max_devices)
         with self._key_lock(key.keyid):
             try:
                 return self._judge(verified, key, spent)
@@ -141,14 +148,11 @@ class Pipeline:
     def _judge(self, verified: verify.VerifiedStatement, key: NodeKey, spent: StepTimings) -> IngestResult:
         store, seq, keyid = self._store, verified.sequence, key.keyid
         with spent.step("chain"):
-            head = store.last_attestation(keyid)
-            if head is not None and head.sequence == seq - 1:  # the steady state: it extends the chain head, so
-                stored, before = None, None  # nothing is stored at seq (one read instead of seven)
-                predecessor: chain.Link | None = chain.Link(head.sequence, head.digest)
-            else:
-                stored = store.get_attestation(keyid, seq)
-                before = store.get_attestation(keyid, seq - 1) if seq > chain.FIRST_SEQUENCE else None
-                predecessor = _link(before)
+            links = store.chain_links(keyid, seq)  # one read; the full record only for a replay or a fork
+            stored = store.get_attestation(keyid, seq) if links.at is not None else None
+            before = links.before if seq > chain.FIRST_SEQUENCE else None
+            head = links.head
+            predecessor = _link(before)
             context = chain.ChainContext(
                 stored=_link_at_sequence(stored, verified),
                 predecessor=predecessor,
@@ -179,7 +183,7 @@ class Pipeline:
             return self._judge_compact(verified, key, verdict.findings, now, spent)
         predicate = verified.predicate
         with spent.step("recompute"):
-            recomputed = recompute.recompute(predicate, self._catalogue, self._rules)
+            recomputed = recompute.recompute(predicate, self._catalogue, self._rules, self._account)
         with spent.step("crossnode"):
             site = store.get_site(key.site)
             country = site.country if site else ""
@@ -297,24 +301,24 @@ class Pipeline:
         )  # fmt: skip
 
     def _previous_host(
-        self, keyid: str, record: AttestationRecord | ChainHead | None, sequence: int
+        self, keyid: str, record: StoredLink | ChainHead | None, sequence: int
     ) -> facts.HostFacts | None:
-        """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it."""
+        """The host facts of the key's accepted attestation before `sequence`: remembered, else read from it
+        (its envelope is read only then: after a restart, or when another collector stored it)."""
         if record is None or record.sequence >= sequence:
             return None
         remembered = self._last_host.get(keyid)
         if remembered is not None and remembered[0] == record.sequence:
             return remembered[1]
-        if isinstance(record, ChainHead):  # after a gap, the chain head: its envelope is read only now
-            record = self._store.get_attestation(keyid, record.sequence)
-        if record is not None and record.kind == COMPACT:  # it repeats the key's latest full inventory: compare that
+        stored = self._store.get_attestation(keyid, record.sequence)
+        if stored is not None and stored.kind == COMPACT:  # it repeats the key's latest full inventory: compare that
             full = self._store.latest_full(keyid)
             if full is None or full.sequence >= sequence:
                 return None
             if remembered is not None and remembered[0] == full.sequence:
                 return remembered[1]
-            record = self._store.get_attestation(keyid, full.sequence)
-        return _stored_host(record) if record is not None else None
+            stored = self._store.get_attestation(keyid, full.sequence)
+        return _stored_host(stored) if stored is not None else None
 
     def _crossnode_context(
         self, node_id: str, devices: list, previous_devices: list[DeviceRecord]
@@ -369,7 +373,7 @@ def _stored_host(record: AttestationRecord) -> facts.HostFacts | None:
         return None
 
 
-def _link(record: AttestationRecord | None) -> chain.Link | None:
+def _link(record: StoredLink | None) -> chain.Link | None:
     return chain.Link(record.sequence, record.digest, record.previous) if record else None
 
 

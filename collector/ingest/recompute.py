@@ -75,12 +75,15 @@ def _record(entry: Mapping[str, Any], uuid: str, status: str, error: str, catalo
     )
 
 
-def recompute(predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules) -> Recomputed:
-    """The collector's figures and findings for a predicate; `MalformedFactError` names a fact it cannot use."""
+def recompute(
+    predicate: Mapping[str, Any], catalogue: Catalogue, rules: Rules, account: inventory.Account | None = None
+) -> Recomputed:
+    """The collector's figures and findings for a predicate; `MalformedFactError` names a fact it cannot use.
+    `account`: `account_device` with this catalogue and these rules, memoised (`accounting.AccountingCache`)."""
     raw_devices, facts = read_facts.devices(predicate)
     functions = read_facts.pci_functions(predicate)
-    ours = [inventory.device_entry(f, catalogue, rules) for f in facts]
-    pci = inventory.pci_entries(functions, facts, catalogue, rules)
+    ours = [inventory.device_entry(f, catalogue, rules, account) for f in facts]
+    pci = inventory.pci_entries(functions, facts, catalogue, rules, account)
     findings: list[Finding] = []
     records: list[DeviceRecord] = []
     for raw, fact, entry in zip(raw_devices, facts, ours, strict=True):

@@ -246,6 +246,22 @@ class ChainHead(NamedTuple):
     digest: str
 
 
+class StoredLink(NamedTuple):
+    """A stored envelope's place in its key's chain (no envelope bytes, devices or findings)."""
+
+    sequence: int
+    digest: str
+    previous: str
+
+
+class ChainLinks(NamedTuple):
+    """The stored neighbours of an incoming (keyid, sequence), read together (`Store.chain_links`)."""
+
+    at: StoredLink | None  # stored at the incoming sequence: a replay or an equivocation
+    before: StoredLink | None  # at sequence - 1
+    head: ChainHead | None  # the key's highest stored sequence
+
+
 # --- per-GPU state, nodes, queries --------------------------------------------------------------------------
 
 
@@ -450,6 +466,10 @@ class Store(LocationStore, Protocol):
 
     def pruned_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
         """{keyid: [(first, last), ...]} of the sequences `prune_compact` removed."""
+        ...
+
+    def chain_links(self, keyid: str, sequence: int) -> ChainLinks:
+        """The envelopes stored at `sequence` and `sequence - 1` for the key and its highest one, in one read."""
         ...
 
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:

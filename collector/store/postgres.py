@@ -5,6 +5,11 @@ Correctness under concurrency comes from the database, not from this process: `U
 `UPDATE … WHERE used_at IS NULL AND expires_at > now RETURNING`, upserts for per-node and per-GPU state taken
 in one lock order, and an advisory lock around migrations. Each thread borrows its own connection from a small
 pool; a connection that broke is dropped and the error becomes StoreError (the agent retries UNAVAILABLE).
+
+A read (`_tx(False)`) runs its statements in autocommit, without BEGIN and COMMIT: under PostgreSQL's default
+READ COMMITTED every statement takes its own snapshot even inside a transaction, so a read-only transaction adds
+two round trips and no consistency (the ingest path makes about eight reads per envelope). Writes are
+transactions as before.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import queue
 import select
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,7 +113,7 @@ class PostgresStore(SqlStore):
             raise StoreError(f"the PostgreSQL store {self.where} is closed")
         conn = self._borrow()
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with conn.transaction() if write else nullcontext(), conn.cursor() as cur:
                 yield _Cursor(cur)
         except psycopg.OperationalError as err:
             self._discard(conn)

@@ -46,6 +46,23 @@ def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissio
     return [buckets[k] for k in sorted(buckets)]
 
 
+NodeDevices = tuple[list[tuple[str, int | None, str]], set[str]]  # a node's (uuid, tpp, eccn), its decommissioned
+
+
+def _add_deltas(
+    deltas: dict[tuple[str, str], tuple[int, ...]],
+    site: str,
+    add: dict[str, tuple[int, ...]],
+    remove: dict[str, tuple[int, ...]],
+) -> None:
+    """Accumulate `add - remove` per ECCN class into `deltas[(site, class)]`."""
+    zero = (0, 0, 0)
+    for eccn in add.keys() | remove.keys():
+        change = tuple(a - r for a, r in zip(add.get(eccn, zero), remove.get(eccn, zero), strict=True))
+        previous = deltas.get((site, eccn), zero)
+        deltas[(site, eccn)] = tuple(p + c for p, c in zip(previous, change, strict=True))
+
+
 class SqlCurrent(SqlNodes):
     """Current-state writes and the reads summed from them (see the module docstring)."""
 
@@ -55,21 +72,26 @@ class SqlCurrent(SqlNodes):
     # --- writes (inside the caller's transaction) -------------------------------------------------------
     def _store_current(self, cur: Any, record: AttestationRecord, latest: bool, country: str | None) -> None:
         """Per-GPU state, then the node's totals if this attestation is now its latest (`latest`: the node row
-        was updated first and named it), then the totals of other nodes listing a GPU whose decommission this
+        was updated first and named it), and the totals of other nodes listing a GPU whose decommission this
         report cleared. `country`: of the record's site if the caller read it (None: read here)."""
         uuids = sorted({d.uuid for d in record.devices if d.uuid})
         before = self._decommissioned(cur, uuids)
         self._update_gpus(cur, record, country)
         after = self._decommissioned(cur, before) if before else set()
-        written = set()
+        nodes: dict[str, NodeDevices] = {}
         if latest:
-            self._write_totals(cur, record.node_id, [(d.uuid, d.tpp, d.eccn) for d in record.devices], after)
-            written.add(record.node_id)
+            nodes[record.node_id] = ([(d.uuid, d.tpp, d.eccn) for d in record.devices], after)
         if before != after:
-            self._refresh_listing(cur, before - after, skip=written)
+            nodes.update(self._listing(cur, before - after, skip=nodes))
+        self._write_totals(cur, nodes)
 
-    def _refresh_listing(self, cur: Any, uuids: Iterable[str], skip: Iterable[str] = ()) -> None:
+    def _refresh_listing(self, cur: Any, uuids: Iterable[str]) -> None:
         """Recompute the totals of every node whose latest attestation lists one of `uuids`."""
+        self._write_totals(cur, self._listing(cur, uuids))
+
+    def _listing(self, cur: Any, uuids: Iterable[str], skip: Iterable[str] = ()) -> dict[str, NodeDevices]:
+        """The current devices and decommissioned GPUs of every node whose latest attestation lists one of
+        `uuids` (reads only)."""
         nodes: set[str] = set()
         for chunk in _chunks(sorted(set(uuids))):
             nodes.update(
@@ -81,7 +103,8 @@ class SqlCurrent(SqlNodes):
                     tuple(chunk),
                 ).fetchall()
             )
-        for node_id in sorted(nodes - set(skip)):  # one order in every writer
+        found: dict[str, NodeDevices] = {}
+        for node_id in sorted(nodes - set(skip)):
             rows = cur.execute(
                 "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at FROM nodes n "
                 "JOIN attestations a ON a.id = n.last_attestation_id "
@@ -89,50 +112,59 @@ class SqlCurrent(SqlNodes):
                 "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' WHERE n.node_id = ?",
                 (node_id,),
             ).fetchall()
-            gone = {r[0] for r in rows if r[3] is not None}
-            self._write_totals(cur, node_id, [(r[0], r[1], r[2]) for r in rows], gone)
+            found[node_id] = ([(r[0], r[1], r[2]) for r in rows], {r[0] for r in rows if r[3] is not None})
+        return found
 
-    def _write_totals(
-        self, cur: Any, node_id: str, devices: Iterable[tuple[str, int | None, str]], decommissioned: set[str]
-    ) -> None:
-        """Replace the node's totals and move its site's by the difference; nothing is written when they are
-        unchanged (the steady state: one indexed read per report)."""
-        new = {r[0]: tuple(r[1:]) for r in node_totals_rows(devices, decommissioned)}
-        rows = cur.execute("SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?", (node_id,))
-        old = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
-        if new == old:
-            return
-        site = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (node_id,)).fetchone()[0]
-        self._add_site_totals(cur, site, new, old)
-        cur.execute("DELETE FROM node_totals WHERE node_id = ?", (node_id,))
-        if new:
-            cur.executemany(
-                "INSERT INTO node_totals (node_id, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?)",
-                [(node_id, eccn, *values) for eccn, values in sorted(new.items())],
-            )
+    def _write_totals(self, cur: Any, nodes: dict[str, NodeDevices]) -> None:
+        """Replace each node's totals and move its site's by the difference; nothing is written for a node whose
+        totals are unchanged (the steady state: one indexed read per report).
+
+        Lock order, the same in every writer (ingest, decommission, move): `node_totals` rows by node id, then
+        every `site_totals` row the transaction changes in one batch by (site, class). Writing each node's site
+        rows right after its own (the report's node first, then the nodes listing a GPU whose decommission it
+        cleared) let two collectors take the same rows in opposite orders: a deadlock, answered UNAVAILABLE."""
+        deltas: dict[tuple[str, str], tuple[int, ...]] = {}
+        for node_id in sorted(nodes):
+            devices, decommissioned = nodes[node_id]
+            new = {r[0]: tuple(r[1:]) for r in node_totals_rows(devices, decommissioned)}
+            old = self._node_totals(cur, node_id, "")
+            if new == old:
+                continue
+            if self._for_update:  # PostgreSQL: read again under the rows' lock, so no other writer's delta is lost
+                old = self._node_totals(cur, node_id, self._for_update)
+                if new == old:
+                    continue
+            site = cur.execute("SELECT site FROM nodes WHERE node_id = ?", (node_id,)).fetchone()[0]
+            _add_deltas(deltas, site, new, old)
+            cur.execute("DELETE FROM node_totals WHERE node_id = ?", (node_id,))
+            if new:
+                cur.executemany(
+                    "INSERT INTO node_totals (node_id, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?)",
+                    [(node_id, eccn, *values) for eccn, values in sorted(new.items())],
+                )
+        self._add_site_totals(cur, deltas)
+
+    def _node_totals(self, cur: Any, node_id: str, lock: str) -> dict[str, tuple[int, ...]]:
+        rows = cur.execute(f"SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?{lock}", (node_id,))
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
 
     def _move_totals(self, cur: Any, node_id: str, old_site: str, new_site: str) -> None:
         """A node moved: its totals leave the old site's and join the new site's (same transaction)."""
-        rows = cur.execute("SELECT eccn, gpus, tpp, unaccounted FROM node_totals WHERE node_id = ?", (node_id,))
-        totals = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
-        for site, add, remove in sorted([(old_site, {}, totals), (new_site, totals, {})], key=lambda x: x[0]):
-            self._add_site_totals(cur, site, add, remove)
+        totals = self._node_totals(cur, node_id, "")
+        deltas: dict[tuple[str, str], tuple[int, ...]] = {}
+        _add_deltas(deltas, old_site, {}, totals)
+        _add_deltas(deltas, new_site, totals, {})
+        self._add_site_totals(cur, deltas)
 
-    def _add_site_totals(
-        self, cur: Any, site: str, add: dict[str, tuple[int, ...]], remove: dict[str, tuple[int, ...]]
-    ) -> None:
-        zero = (0, 0, 0)
-        delta = []
-        for eccn in sorted(add.keys() | remove.keys()):
-            change = tuple(a - r for a, r in zip(add.get(eccn, zero), remove.get(eccn, zero), strict=True))
-            if change != zero:
-                delta.append((site, eccn, *change))
-        if delta:
+    def _add_site_totals(self, cur: Any, deltas: dict[tuple[str, str], tuple[int, ...]]) -> None:
+        """Add each (site, class) delta to `site_totals`, in (site, class) order (the lock order)."""
+        rows = [(site, eccn, *change) for (site, eccn), change in sorted(deltas.items()) if any(change)]
+        if rows:
             cur.executemany(
                 "INSERT INTO site_totals (site, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (site, eccn) DO UPDATE SET gpus = site_totals.gpus + excluded.gpus, "
                 "tpp = site_totals.tpp + excluded.tpp, unaccounted = site_totals.unaccounted + excluded.unaccounted",
-                delta,
+                rows,
             )
 
     def _decommissioned(self, cur: Any, uuids: Iterable[str]) -> set[str]:

@@ -29,6 +29,7 @@ from gpucensus.collector.store.base import (
 )
 from gpucensus.collector.store.inventory import CurrentDevice, build_inventory
 from gpucensus.collector.store.sqlbase import where_equal
+from gpucensus.collector.store.sqlchain import SqlChain
 from gpucensus.collector.store.sqlcompact import SqlCompact
 from gpucensus.collector.store.sqlcompliance import SqlCompliance
 from gpucensus.collector.store.sqlcurrent import SqlCurrent
@@ -47,7 +48,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
+class SqlStore(SqlChain, SqlCurrent, SqlCompact, SqlLog, SqlLocation, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:

@@ -158,14 +158,20 @@ def _client(args: tuple[str, list[tuple[float, list[bytes]]], float, float]) -> 
     return latencies, sum(r[1] for r in results), first, time.time()
 
 
-def drive(address: str, nodes: list[FleetNode], streams: int, processes: int, rate: float = 0.0) -> LoadResult:
+def drive(
+    address: str | list[str], nodes: list[FleetNode], streams: int, processes: int, rate: float = 0.0
+) -> LoadResult:
     """Send every node's envelopes over `streams` streams from `processes` client processes; `rate` > 0 paces the
-    whole load to that many envelopes per second (spread evenly over the streams)."""
+    whole load to that many envelopes per second (spread evenly over the streams). Several addresses (collectors
+    sharing one database): the client processes take them in turn, as a DNS round robin would hand them out;
+    a node's envelopes all go over one stream, so to one collector."""
+    addresses = [address] if isinstance(address, str) else address
     per_stream: list[list[bytes]] = [list(interleaved(nodes[i::streams])) for i in range(streams)]
     per_stream = [s for s in per_stream if s]
     interval = len(per_stream) / rate if rate > 0 else 0.0
     phased = [(i / len(per_stream), envelopes) for i, envelopes in enumerate(per_stream)]
-    plan = [(address, phased[p::processes], interval) for p in range(processes) if phased[p::processes]]
+    plan = [(addresses[p % len(addresses)], phased[p::processes], interval)
+            for p in range(processes) if phased[p::processes]]  # fmt: skip
     with multiprocessing.get_context("spawn").Pool(len(plan)) as pool:
         pool.map(abs, range(len(plan)))  # the client processes start before the clock does
         start_at = time.time() + 0.5

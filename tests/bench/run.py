@@ -2,9 +2,9 @@
 
     python tests/bench/run.py [--repeat 3] [--nodes 48] [--rounds 30] [--scale] [--only SECTION ...]
 
-Sections (each replaced in RESULTS.md only when it ran): machine, limits, ingest, profile, storage, scale-10000
-and, with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max, printed next to its
-ratio to a limit measured in the same run.
+Sections (each replaced in RESULTS.md only when it ran): machine, limits, ingest, scaleout, profile, storage,
+scale-10000 and, with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max, printed
+next to its ratio to a limit measured in the same run.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class Report:
         old = path.read_text() if path.exists() else ""
         kept = dict(re.findall(r"<!-- section:(\S+) -->\n(.*?)<!-- end:\1 -->\n", old, re.S))
         kept.update({name: "\n".join(lines) + "\n" for name, lines in self.sections.items()})
-        order = ["machine", "limits", "ingest", "profile", "storage", "scale-10000", "scale-100000"]
+        order = ["machine", "limits", "ingest", "scaleout", "profile", "storage", "scale-10000", "scale-100000"]
         body = "".join(f"<!-- section:{n} -->\n{kept[n]}<!-- end:{n} -->\n" for n in order if n in kept)
         path.write_text(HEADER + body)
 
@@ -177,7 +177,11 @@ class Database:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{self.options["schema"]}" CASCADE')
 
 
-def ingest_run(kind: str, nodes: list[fleet.FleetNode], streams: int, work: Path, rate: float = 0.0) -> dict:
+def ingest_run(
+    kind: str, nodes: list[fleet.FleetNode], streams: int, work: Path, rate: float = 0.0, collectors: int = 1
+) -> dict:
+    """One run against `collectors` `serve` processes sharing one fresh database: as docs/operators.md says to
+    run them, each integrates and signs the one log (one key file, each its own checkpoint file), in turns."""
     work.mkdir(parents=True)
     database = Database(kind, work)
     store = database.open()
@@ -185,13 +189,21 @@ def ingest_run(kind: str, nodes: list[fleet.FleetNode], streams: int, work: Path
         loadgen.enroll_fleet(store, nodes, loadgen.utc_now())
     finally:
         store.close()
-    collector = loadgen.Collector(work, database.toml())
+    started: list[loadgen.Collector] = []
     try:
-        cpu = collector.cpu_seconds()
-        result = loadgen.drive(collector.address, nodes, streams, processes=min(streams, 4), rate=rate)
-        cpu = collector.cpu_seconds() - cpu
+        for i in range(collectors):
+            directory = work / f"collector-{i}"
+            directory.mkdir()
+            key, checkpoint = json.dumps(str(work / "log.key")), json.dumps(str(directory / "checkpoint"))
+            extra = f"[log]\nkey_file = {key}\ncheckpoint_file = {checkpoint}\n" if collectors > 1 else ""
+            started.append(loadgen.Collector(directory, database.toml(), extra))
+        cpu = sum(c.cpu_seconds() for c in started)
+        processes = max(min(streams, 4), collectors)
+        result = loadgen.drive([c.address for c in started], nodes, streams, processes=processes, rate=rate)
+        cpu = sum(c.cpu_seconds() for c in started) - cpu
     finally:
-        collector.stop()
+        for collector in started:
+            collector.stop()
         database.drop()
     if result.refused:
         raise RuntimeError(f"{result.refused} envelopes were not accepted: the bench fleet is wrong")
@@ -245,6 +257,40 @@ def ingest(report: Report, args: argparse.Namespace, work: Path, found: dict[str
     report.table(["store", "mix", "offered envelopes/s", "ack p50 ms", "ack p99 ms", "ratio to the 50 ms target"],
                  half)  # fmt: skip
     return fleets
+
+
+# --- several collectors on one database ------------------------------------------------------------------------
+SCALE_OUT = {"postgres": (1, 2, 4), "sqlite": (1, 2)}  # SQLite: one file, one writer at a time; two to compare
+
+
+def scale_out(report: Report, args: argparse.Namespace, work: Path, found: dict[str, Figure]) -> None:
+    """N `serve` processes sharing one database, the fleet's streams spread over them (DNS round robin)."""
+    path = work / "fleet-scaleout.jsonl"
+    if not path.exists():
+        fleet.generate(fleet.FleetSpec(args.nodes, args.rounds, MIXES["steady"]), path)
+    nodes = fleet.load(path)[1]
+    verify = found["verify_1"].median if "verify_1" in found else 0.0
+    rows, base = [], {}
+    for kind, counts in SCALE_OUT.items():
+        for count in counts:
+            runs = [ingest_run(kind, nodes, 16, work / f"scaleout-{kind}-{count}-{i}", collectors=count)
+                    for i in range(args.repeat)]  # fmt: skip
+            figure = {k: summarize([r[k] for r in runs]) for k in runs[0]}
+            base.setdefault(kind, figure["rate"].median)
+            rows.append([kind, str(count), figure["rate"].text(), f"{figure['rate'].median / base[kind]:.2f}×",
+                         ratio(figure["rate"].median, verify), f"{1e3 * figure['p50'].median:.1f}",
+                         f"{1e3 * figure['p99'].median:.1f}", figure["cpu_us"].text()])  # fmt: skip
+    report.section("scaleout", "Several collectors sharing one database (scale-out)")
+    report.line(
+        f"Fleet: {args.nodes} nodes, {args.rounds} steady rounds each, 16 lockstep streams from "
+        "max(4, N) client processes, the client processes spread over the N `gpucensus-collector serve` "
+        "processes (each its own port, store connections and pipeline; each integrates and signs the one log, one "
+        "at a time, with its own checkpoint file). The machine has 2 cores for the collectors, the load "
+        "generator and PostgreSQL together, and was shared with other work: beyond 2 processes the figure "
+        "measures contention for the cores, not what the design allows.\n"
+    )
+    report.table(["store", "collectors", "envelopes/s", "vs 1 collector", "ratio to 1-core verify", "ack p50 ms",
+                  "ack p99 ms", "collector CPU µs/envelope (all)"], rows)  # fmt: skip
 
 
 # --- profile of the ingest path -------------------------------------------------------------------------------
@@ -427,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=48, help="fleet size for ingest (default 48)")
     parser.add_argument("--rounds", type=int, default=30, help="reports per node (default 30)")
     parser.add_argument("--scale", action="store_true", help="also the 100,000-node stores (make bench-scale)")
-    parser.add_argument("--only", nargs="*", help="sections to run (machine limits ingest profile storage scale)")
+    parser.add_argument(
+        "--only", nargs="*", help="sections to run (machine limits ingest scaleout profile storage scale)"
+    )
     parser.add_argument("--storage-nodes", type=int, default=4, help="nodes of the storage section (default 4)")
     parser.add_argument("--storage-rounds", type=int, default=240, help="their rounds, scaled to a day (default 240)")
     parser.add_argument(
@@ -439,14 +487,16 @@ def main(argv: list[str] | None = None) -> int:
         "rounds (default: 0 60, i.e. hourly at 60 s)",
     )
     args = parser.parse_args(argv)
-    wanted = set(args.only or ["machine", "limits", "ingest", "profile", "storage", "scale"])
+    wanted = set(args.only or ["machine", "limits", "ingest", "scaleout", "profile", "storage", "scale"])
     report = Report()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpucensus-bench-") as tmp:
         work = Path(tmp)
         machine(report)
-        found = machine_limits(report, args.repeat, work) if wanted & {"limits", "ingest"} else {}
+        found = machine_limits(report, args.repeat, work) if wanted & {"limits", "ingest", "scaleout"} else {}
         fleets = ingest(report, args, work, found) if "ingest" in wanted else {}
+        if "scaleout" in wanted:
+            scale_out(report, args, work, found)
         if "profile" in wanted:
             if not fleets:
                 for mix, options in MIXES.items():

@@ -6,7 +6,10 @@ rebuilds it from the stored attestations."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store
 from gpucensus.collector.store.migrate import load_migrations
@@ -95,4 +98,84 @@ def test_the_migration_rebuilds_current_state_from_the_attestations(make_store) 
             if statement.startswith("INSERT"):
                 cur.execute(statement)
     assert (store.country_totals(), store.site_status()) == maintained
+    _assert_current_equals_scan(store)
+
+
+class _Recorder:
+    """A store cursor that logs every statement (and its rows, for executemany) before running it."""
+
+    def __init__(self, cur: Any, log: list[tuple[str, Any]]) -> None:
+        self._cur, self._log = cur, log
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        self._log.append((query, params))
+        return self._cur.execute(query, params) if params is not None else self._cur.execute(query)
+
+    def executemany(self, query: str, rows: Any) -> Any:
+        rows = list(rows)
+        self._log.append((query, rows))
+        return self._cur.executemany(query, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+def _recording(store: Store) -> list[tuple[str, Any]]:
+    log: list[tuple[str, Any]] = []
+    original = store._tx  # type: ignore[attr-defined]
+
+    @contextmanager
+    def tx(write: bool) -> Iterator[Any]:
+        with original(write) as cur:
+            yield _Recorder(cur, log)
+
+    store._tx = tx  # type: ignore[attr-defined]
+    return log
+
+
+def _totals_lock_order(log: list[tuple[str, Any]]) -> tuple[list[str], list[tuple[str, str]], bool]:
+    """The node ids whose node_totals rows were written, the (site, class) site_totals rows in the order they
+    were written, and whether every site_totals write came after every node_totals write."""
+    nodes, sites, sites_started, interleaved = [], [], False, False
+    for query, params in log:
+        if query.startswith("DELETE FROM node_totals"):
+            nodes.append(params[0])
+            interleaved = interleaved or sites_started
+        elif query.startswith("INSERT INTO site_totals"):
+            sites += [(row[0], row[1]) for row in params]
+            sites_started = True
+    return nodes, sites, not interleaved
+
+
+def test_totals_rows_are_locked_in_one_order_by_every_writer(make_store) -> None:
+    """A report that clears a GPU's decommission rewrites its own node's totals and those of the nodes listing the
+    GPU; a decommission rewrites every node listing it. Both take `node_totals` by node id, then every
+    `site_totals` row by (site, class), so two collectors never take the same rows in opposite orders (which
+    PostgreSQL ends as a deadlock, answered UNAVAILABLE)."""
+    store = make_store()
+    _registry(store)
+    keys = {node: _enroll(store, node, site) for node, site in (("n1", "sin1"), ("n2", "fra1"), ("n3", "waw1"))}
+
+    def report(node: str, seq: int, devices: list[DeviceRecord]) -> None:
+        when = NOW + timedelta(minutes=seq)
+        store.store_attestation(
+            AttestationRecord(keys[node], seq, f"{node}-{seq}".ljust(64, "0"), b"{}", node, "", when, when,
+                              devices=devices)
+        )  # fmt: skip
+
+    a, b = KINDS[0], KINDS[1]
+    report("n1", 1, [DeviceRecord(uuid="GPU-g", tpp=a[0], eccn=a[1])])
+    report("n2", 1, [DeviceRecord(uuid="GPU-h", tpp=b[0], eccn=b[1])])
+    store.decommission_gpu("GPU-g", "scrapped", NOW + timedelta(minutes=2))
+    log = _recording(store)
+    # n3 reports GPU-g (listed by n1) beside a GPU of the other class: n1 < n3, sin1 > waw1, classes a and b
+    report("n3", 5, [DeviceRecord(uuid="GPU-g", tpp=a[0], eccn=a[1]), DeviceRecord(uuid="GPU-x", tpp=b[0],
+                                                                                  eccn=b[1])])  # fmt: skip
+    nodes, sites, after = _totals_lock_order(log)
+    assert nodes == ["n1", "n3"] and after
+    assert sites == sorted(sites) and len(sites) == 3  # sin1 a (n1 counts GPU-g again), waw1 a and b (n3)
+    log.clear()
+    store.decommission_gpu("GPU-g", "scrapped again", NOW + timedelta(minutes=9))  # listed by n1 and n3
+    nodes, sites, after = _totals_lock_order(log)
+    assert nodes == ["n1", "n3"] and after and sites == sorted(sites)
     _assert_current_equals_scan(store)

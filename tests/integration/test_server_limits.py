@@ -19,6 +19,7 @@ from gpucensus.collector.config import ServerConfig
 from gpucensus.collector.limits import RETRY_AFTER_KEY
 from gpucensus.collector.store import open_store
 from gpucensus.collector.store.base import Store
+from gpucensus.common import canonical, verify
 from gpucensus.protos import census_pb2 as pb
 from gpucensus.protos import census_pb2_grpc
 
@@ -101,6 +102,27 @@ def test_an_envelope_over_the_device_limit_is_refused_before_anything_is_stored(
     assert store.get_attestation(node.keyid, 1) is None and store.list_findings(keyid=node.keyid) == []
     (ack,) = served.stub.Report(iter([pb.Envelope(dsse=node.next())]), timeout=DEADLINE)  # the node goes on
     assert ack.status == pb.ACK_STATUS_ACCEPTED
+
+
+def test_the_devices_of_an_envelope_whose_signature_fails_are_never_read(store, serve, monkeypatch) -> None:
+    """Verify before parse: the device limit is checked on the verified predicate, so a forged envelope over the
+    limit is refused for its signature and its payload is never parsed (the collector parses a payload once)."""
+    served = serve(max_devices_per_envelope=10)
+    node, forger = TestNode("node-1"), TestNode("node-1")
+    enroll(store, node)
+    forged = many_devices(forger, 50).replace(forger.keyid.encode(), node.keyid.encode())
+    parsed: list[bytes] = []
+    real = canonical.parse_canonical
+    monkeypatch.setattr(canonical, "parse_canonical", lambda data: parsed.append(data) or real(data))
+    monkeypatch.setattr(verify, "parse_canonical", canonical.parse_canonical)
+    err = failure(lambda: list(served.stub.Report(iter([pb.Envelope(dsse=forged)]), timeout=DEADLINE)))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert parsed == [forged]  # the envelope's outer JSON only
+    parsed.clear()
+    err = failure(lambda: list(served.stub.Report(iter([pb.Envelope(dsse=many_devices(node, 50))]), timeout=60)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "50 devices" in err.details()
+    assert len(parsed) == 2  # the envelope, then its payload once
+    assert store.get_attestation(node.keyid, 1) is None
 
 
 def test_a_key_over_its_envelope_budget_gets_retry_later_and_nothing_is_stored(store, serve) -> None:

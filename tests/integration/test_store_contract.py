@@ -15,6 +15,7 @@ from gpucensus.collector.store import STORES, migrate, open_store
 from gpucensus.collector.store.base import (
     AttestationRecord,
     ChainHead,
+    ChainLinks,
     ConflictError,
     DeviceRecord,
     EccnTotals,
@@ -26,6 +27,7 @@ from gpucensus.collector.store.base import (
     RecordNotFoundError,
     Site,
     Store,
+    StoredLink,
     TokenRejectedError,
 )
 
@@ -284,6 +286,29 @@ def test_last_attestation_is_the_highest_sequence(make_store) -> None:
         store.store_attestation(attestation("k-fra1", seq, [], minutes=seq))
     assert store.last_attestation("k-fra1") == ChainHead(5, "digest-k-fra1-5")
     assert tuple(store.last_attestation("k-fra1")) == (5, "digest-k-fra1-5")
+
+
+def test_chain_links_are_the_neighbours_of_a_sequence_in_one_read(make_store) -> None:
+    store = make_store()
+    registry(store)
+    assert store.chain_links("k-fra1", 1) == ChainLinks(None, None, None)
+    for seq in (1, 2, 5, 3):
+        store.store_attestation(attestation("k-fra1", seq, [], minutes=seq))
+    store.store_attestation(attestation("k-sin1", 9, [], minutes=9))  # another key's chain is not read
+
+    def link(seq: int) -> StoredLink:
+        stored = store.get_attestation("k-fra1", seq)
+        assert stored is not None
+        return StoredLink(seq, stored.digest, stored.previous)
+
+    head = ChainHead(5, "digest-k-fra1-5")
+    assert store.chain_links("k-fra1", 3) == ChainLinks(link(3), link(2), head)  # a replay of 3
+    assert store.chain_links("k-fra1", 4) == ChainLinks(None, link(3), head)  # out of order, below the head
+    assert store.chain_links("k-fra1", 6) == ChainLinks(None, link(5), head)  # the next one
+    assert store.chain_links("k-fra1", 8) == ChainLinks(None, None, head)  # after a gap
+    assert store.chain_links("k-fra1", 1) == ChainLinks(link(1), None, head)
+    assert store.chain_links("k-fra1", 2**53 - 1) == ChainLinks(None, None, head)
+    assert store.chain_links("k-none", 2) == ChainLinks(None, None, None)
 
 
 def test_concurrent_ingest_from_many_nodes_loses_nothing(make_store) -> None:

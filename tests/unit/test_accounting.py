@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -9,13 +10,16 @@ from gpucensus.common.accounting import (
     BASIS_CATALOGUE,
     BASIS_DERIVED,
     BASIS_UNKNOWN,
+    AccountingCache,
     account_device,
     classify,
     load_rules,
     milli,
 )
 from gpucensus.common.catalogue import load_catalogue
-from gpucensus.common.devices import STATUS_LOST, GpuDevice
+from gpucensus.common.devices import STATUS_INCOMPLETE, STATUS_LOST, STATUS_OK, GpuDevice
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 RULES = load_rules()
 CATALOGUE = load_catalogue()
@@ -147,3 +151,65 @@ def test_lost_device_without_identity_is_unknown() -> None:
 def test_negative_tpp_is_refused() -> None:
     with pytest.raises(ValueError):
         classify(-1, None, True, RULES)
+
+
+# --- memoised accounting (the collector's ingest classifies the same parts again and again) -------------------
+_SMALL = st.one_of(st.none(), st.sampled_from([0, 1, 7, 132, 1980, 4096]))
+
+
+_FIELDS = {  # every GpuDevice fact, with values that reach the catalogue, the derivations and the lost-device rule
+    "index": st.integers(0, 3),
+    "uuid": st.sampled_from([None, "GPU-a", "GPU-b"]),
+    "serial": st.sampled_from([None, "s1"]),
+    "name": st.sampled_from([None, "", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "Mystery GPU"]),
+    "pci_bus_id": st.sampled_from([None, "00000000:18:00.0", "00000000:19:00.0"]),
+    "pci_device_id": st.sampled_from([None, "", "0x2330", "0x20b0", "0xffff"]),
+    "pci_subsystem_id": st.sampled_from([None, "0x16c110de"]),
+    "memory_total_bytes": _SMALL,
+    "architecture": st.sampled_from([None, "hopper", "ampere", "martian"]),
+    "cuda_compute_capability": st.sampled_from([None, "9.0", "8.0", "99.9"]),
+    "sm_count": _SMALL,
+    "cuda_core_count": _SMALL,
+    "max_sm_clock_mhz": _SMALL,
+    "memory_bus_width_bits": _SMALL,
+    "max_memory_clock_mhz": _SMALL,
+    "mig_mode": st.sampled_from([None, "enabled"]),
+    "board_part_number": st.sampled_from([None, "692-2G520"]),
+    "vbios_version": st.sampled_from([None, "96.00.30"]),
+    "status": st.sampled_from([STATUS_OK, STATUS_LOST, STATUS_INCOMPLETE]),
+    "error": st.sampled_from(["", "gone"]),
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_cached_accounting_is_account_device(data: st.DataObject) -> None:
+    """Devices that differ in one fact at a time, through one shared cache (small, so entries are evicted): each
+    answer is exactly what `account_device` says for that device, so a fact the figures depend on but the cache
+    key lacks would hand one device another's figures."""
+    base = GpuDevice(**{name: data.draw(values, label=name) for name, values in _FIELDS.items()})
+    cache = AccountingCache(CATALOGUE, RULES, maxsize=data.draw(st.integers(1, 4), label="size"))
+    devices = [base]
+    for name in data.draw(st.lists(st.sampled_from(sorted(_FIELDS)), min_size=1, max_size=6), label="changed"):
+        devices.append(dataclasses.replace(devices[-1], **{name: data.draw(_FIELDS[name], label=name)}))
+    for device in devices + devices[::-1]:
+        assert cache(device) == account_device(device, CATALOGUE, RULES)
+    assert len(cache) <= cache.maxsize
+
+
+def test_cache_serves_identical_parts_once_and_tells_types_apart() -> None:
+    cache = AccountingCache(CATALOGUE, RULES)
+    gpus = [GpuDevice(index=i, uuid=f"GPU-{i}", pci_device_id="0x2330", name="NVIDIA H100 80GB HBM3") for i in range(8)]
+    assert [cache(g) for g in gpus] == [account_device(g, CATALOGUE, RULES) for g in gpus]
+    assert (cache.misses, cache.hits) == (1, 7)
+    derived = GpuDevice(index=0, architecture="hopper", cuda_compute_capability="9.0", sm_count=1, max_sm_clock_mhz=1)
+    as_bool = GpuDevice(index=0, architecture="hopper", cuda_compute_capability="9.0", sm_count=True,  # type: ignore[arg-type]
+                        max_sm_clock_mhz=1)  # fmt: skip
+    cache(derived)
+    cache(as_bool)
+    assert cache.misses == 3  # 1 and True hash alike but are different facts
+
+
+def test_cache_refuses_no_room() -> None:
+    with pytest.raises(ValueError):
+        AccountingCache(CATALOGUE, RULES, maxsize=0)

@@ -93,13 +93,14 @@ def test_zero_disables_a_budget() -> None:
         budget.charge("k", 10**9)
 
 
-def test_peek_reads_keyid_and_device_count_of_a_real_envelope() -> None:
+def test_peek_reads_the_keyid_of_a_real_envelope_and_the_device_limit_is_invalid_argument() -> None:
     node = TestNode("node-1")
     seen = peek(node.sign())
-    assert seen.keyid == node.keyid and seen.devices == len(node.predicate["devices"])
-    check_devices(seen, seen.devices)
+    assert seen.keyid == node.keyid
+    devices = len(node.predicate["devices"])
+    check_devices(devices, devices)
     with pytest.raises(TooManyDevicesError, match="max_devices_per_envelope") as err:
-        check_devices(seen, seen.devices - 1)
+        check_devices(devices, devices - 1)
     assert status_for(err.value).name == "INVALID_ARGUMENT"
 
 
@@ -120,12 +121,11 @@ def envelope_with(payload: bytes, keyid: object = "kid") -> bytes:
     )
 )  # fmt: skip
 def test_peek_never_raises(data: bytes) -> None:
-    seen = peek(data)
-    assert isinstance(seen.keyid, str) and seen.devices >= 0
+    assert isinstance(peek(data).keyid, str)
 
 
 def test_peek_of_deeply_nested_json_is_empty_not_an_error() -> None:
-    assert peek(b"[" * 100_000).devices == 0
+    assert peek(b"[" * 100_000).keyid == ""
 
 
 findings = st.builds(

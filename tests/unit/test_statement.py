@@ -12,11 +12,15 @@ from gpucensus.common.statement import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
+    TIMESTAMP_FORMAT,
     build_statement,
     check_statement,
     format_timestamp,
+    parse_timestamp,
     subject_digest,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.attest_fixtures import predicate
 
@@ -153,3 +157,49 @@ def test_jcs_strict_parsing() -> None:
     assert not jcs.is_canonical(b'{"b":1,"a":2}')
     assert not jcs.is_canonical(b'{"a": 1}')
     assert not jcs.is_canonical(b'{"a":"\\u00e9"}')
+
+
+_DIGITS = st.sampled_from("0123456789") | st.sampled_from("٢٣९")  # ASCII, and digits strptime's \d also takes
+_PARTS = {"sep": st.sampled_from("-:T Z/+"), "width": st.integers(1, 3)}
+
+
+@st.composite
+def _timestamps(draw: st.DrawFn) -> str:
+    """YYYY-MM-DDTHH:MM:SSZ-shaped text: valid, out-of-range fields, wrong separators, lengths and digits."""
+    fields = [draw(st.text(_DIGITS, min_size=n - 1, max_size=n + 1)) for n in (4, 2, 2, 2, 2, 2)]
+    if draw(st.booleans()):
+        fields = [draw(st.text(st.sampled_from("0123456789"), min_size=n, max_size=n)) for n in (4, 2, 2, 2, 2, 2)]
+    seps = [draw(st.sampled_from(["-", "-", "T", ":", ":", "Z"]) | _PARTS["sep"]) for _ in range(6)]
+    if draw(st.booleans()):
+        seps = ["-", "-", "T", ":", ":", "Z"]
+    return "".join(f + s for f, s in zip(fields, seps, strict=True))
+
+
+def _strptime(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, TIMESTAMP_FORMAT)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_timestamps())
+def test_parse_timestamp_reads_exactly_what_strptime_reads(text: str) -> None:
+    try:
+        parsed: datetime | None = parse_timestamp(text)
+    except ValueError:
+        parsed = None
+    assert parsed == _strptime(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:60Z",
+     "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "٢٠٢٦-01-01T00:00:00Z", "2026-01-01T00:00:00+"],
+)  # fmt: skip
+def test_parse_timestamp_edges(text: str) -> None:
+    try:
+        parsed: datetime | None = parse_timestamp(text)
+    except ValueError:
+        parsed = None
+    assert parsed == _strptime(text)
