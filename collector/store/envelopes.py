@@ -1,6 +1,7 @@
 """Envelopes stored compressed: how `attestations.envelope` is encoded, named by `attestations.envelope_codec`.
 
-- 0 `RAW`: the bytes as received. Every row stored before migration `compact_storage`, and an envelope no encoding shrinks.
+- 0 `RAW`: the bytes as received. Every row stored before migration `compact_storage`, and an envelope no
+  encoding shrinks.
 - 1 `ZLIB`: zlib (RFC 1950, the standard library) of the bytes as received.
 - 2 `DSSE_ZLIB`: zlib, primed with the preset dictionary `envelope_dictionary.json`, of the envelope's JSON
   around its payload plus the payload decoded from base64 (a signed statement is JSON: out of base64 it

@@ -1,6 +1,6 @@
 """Rows as an older collector wrote them, for upgrade tests: `store_as_before(store, record)` inserts an
-attestation the way `store_attestation` did before migration `compact_storage` (the envelope as received, a device row per GPU
-of every report) and before the transparency log (no leaf index), by plain SQL on the store's own connection,
+attestation the way `store_attestation` did before migration `compact_storage` (the envelope as received, a device row
+per GPU of every report) and before the transparency log (no leaf index), by plain SQL on the store's own connection,
 so it runs against a store migrated to any older version."""
 
 from __future__ import annotations
