@@ -149,8 +149,10 @@ class SqlCurrent(SqlNodes):
         return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
 
     def _move_totals(self, cur: Any, node_id: str, old_site: str, new_site: str) -> None:
-        """A node moved: its totals leave the old site's and join the new site's (same transaction)."""
-        totals = self._node_totals(cur, node_id, "")
+        """A node moved: its totals leave the old site's and join the new site's (same transaction). The node's
+        totals are read under their rows' lock (PostgreSQL), as `_write_totals` reads them: a concurrent refresh
+        of them waits for the move and then reads the new site."""
+        totals = self._node_totals(cur, node_id, self._for_update)
         deltas: dict[tuple[str, str], tuple[int, ...]] = {}
         _add_deltas(deltas, old_site, {}, totals)
         _add_deltas(deltas, new_site, totals, {})
