@@ -135,8 +135,8 @@ class Pipeline:
                     f"node {key.node_id!r}"
                 )
             verified = signature.verify_signed(parsed, key, self._public_key(key))
-            if self._max_devices is not None:  # read only now: the payload is parsed once, after its signature
-                limits.check_devices(len(verified.predicate["devices"]), self._max_devices)
+            if self._max_devices is not None and verified.kind != COMPACT:  # a compact statement lists none
+                limits.check_devices(len(verified.predicate["devices"]), self._max_devices)  # read after the signature
         with self._key_lock(key.keyid):
             try:
                 return self._judge(verified, key, spent)
