@@ -61,7 +61,11 @@ def seed(path: Path, nodes: int, every_days: int) -> int:
                 devices += [(next_id, i, f"GPU-{n}-{i}", i, "H100", "", "ok", "", "h100-sxm5", "catalogue", 15832,
                              "814", 19450, "3A090.a", 1000, 1) for i in range(8)]  # fmt: skip
                 next_id += 1
-            db.executemany("INSERT INTO attestations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", attestations)
+            db.executemany(
+                "INSERT INTO attestations (id, keyid, sequence, digest, envelope, node_id, site, stated_at, "
+                "received_at, previous, status, log_index, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                attestations,
+            )
             db.executemany(
                 "INSERT INTO attestation_devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", devices
             )
