@@ -114,6 +114,20 @@ class SqlCompact(SqlLog):
                     cur.execute(f"DELETE FROM attestations WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk))
                 total += len(ids)
 
+    def rejected_compact_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """{keyid: [(first, last), ...]} of the compact statements this collector rejected (never stored)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        with self._tx(False) as cur:
+            for keyid in sorted(set(keyids)):
+                rows = cur.execute(
+                    "SELECT DISTINCT sequence FROM findings WHERE keyid = ? AND sequence IS NOT NULL "
+                    "AND substr(rule_id, 1, 8) = 'compact.' ORDER BY sequence",
+                    (keyid,),
+                ).fetchall()
+                for _, first, last in _ranges([(keyid, int(r[0])) for r in rows]):
+                    out.setdefault(keyid, []).append((first, last))
+        return out
+
     def pruned_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
         """{keyid: [(first, last), ...]} of the sequences `prune_compact` removed, per key, in order."""
         out: dict[str, list[tuple[int, int]]] = {}
