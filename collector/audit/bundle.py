@@ -163,10 +163,12 @@ def write_bundle(
     selection: Mapping[str, str | None],
     references: Sequence[int] = (),
     pruned: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    rejected: Mapping[str, Sequence[tuple[int, int]]] | None = None,
 ) -> None:
     """Write a bundle into the empty (or new) directory `root`: every file, then the manifest listing them.
     `references`: log indices of full inventories included only because a selected compact statement names them;
-    `pruned`: per key, the (first, last) sequences the collector pruned (compact statements past retention)."""
+    `pruned`: per key, the (first, last) sequences the collector pruned (compact statements past retention);
+    `rejected`: per key, the sequences of compact statements it rejected (never stored: holes in the chain)."""
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise ConfigError(f"{root} is not empty", hint="export into a new directory")
@@ -188,6 +190,7 @@ def write_bundle(
         "selection": dict(selection),
         "references": sorted(references),
         "pruned": {keyid: [list(r) for r in ranges] for keyid, ranges in sorted((pruned or {}).items())},
+        "rejected": {keyid: [list(r) for r in ranges] for keyid, ranges in sorted((rejected or {}).items())},
         "registry": {kind: list(registry.get(kind, [])) for kind in ("entities", "sites", "nodes")},
         "files": [{"path": p, "sha256": sha256_hex(d), "bytes": len(d)} for p, d in sorted(files.items())],
     }

@@ -182,7 +182,8 @@ def check_envelopes(bundle: Bundle, keys: Sequence[Ed25519PublicKey], report: Bu
             report.verified.append(result.verified)
     references = _references(bundle)
     chained = [s for s in report.verified if s.source not in references]
-    report.failures += _pruning_explained(check_chains(chained), chained, _pruned(bundle), report)
+    holes = {"pruned": _ranges(bundle, "pruned"), "rejected": _ranges(bundle, "rejected")}
+    report.failures += _pruning_explained(check_chains(chained), chained, holes, report)
 
 
 def _covered(low: int, high: int, ranges: list[tuple[int, int]]) -> bool:
@@ -197,10 +198,10 @@ def _covered(low: int, high: int, ranges: list[tuple[int, int]]) -> bool:
     return False
 
 
-def _pruned(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
-    """The manifest's `pruned`: {keyid: [(first, last), ...]} (what is malformed is left out: then a gap stays a
-    gap)."""
-    listed = bundle.manifest.get("pruned", {})
+def _ranges(bundle: Bundle, name: str) -> dict[str, list[tuple[int, int]]]:
+    """The manifest's `pruned` or `rejected`: {keyid: [(first, last), ...]} (what is malformed is left out: then a
+    gap stays a gap)."""
+    listed = bundle.manifest.get(name, {})
     out: dict[str, list[tuple[int, int]]] = {}
     for keyid, ranges in listed.items() if isinstance(listed, dict) else ():
         for r in ranges if isinstance(ranges, list) else ():
@@ -212,13 +213,14 @@ def _pruned(bundle: Bundle) -> dict[str, list[tuple[int, int]]]:
 def _pruning_explained(
     failures: list[Failure],
     chained: list[VerifiedStatement],
-    pruned: dict[str, list[tuple[int, int]]],
+    holes: dict[str, dict[str, list[tuple[int, int]]]],
     report: BundleReport,
 ) -> list[Failure]:
     """Gap and previous-mismatch failures of a statement whose missing predecessors the collector says it pruned
-    become notes: the manifest is unsigned, so this is the collector's word, and the pruned envelopes' leaves
-    remain in the log (their inclusion cannot be shown without them)."""
-    if not pruned:
+    (`holes["pruned"]`) or rejected as compact statements (`holes["rejected"]`, never stored) become notes: the
+    manifest is unsigned, so this is the collector's word; pruned envelopes' leaves remain in the log (their
+    inclusion cannot be shown without them), rejected ones were never leaves."""
+    if not any(holes.values()):
         return failures
     explained: set[tuple[str, int]] = set()
     by_key: dict[str, list[int]] = defaultdict(list)
@@ -228,13 +230,17 @@ def _pruning_explained(
         sources[(statement.keyid, statement.sequence)] = statement.source
     for keyid, sequences in by_key.items():
         ordered = sorted(set(sequences))
-        ranges = sorted(pruned.get(keyid, ()))
+        kinds = {name: sorted(ranges.get(keyid, ())) for name, ranges in holes.items()}
+        both = sorted(r for ranges in kinds.values() for r in ranges)
         for before, after in itertools.pairwise(ordered):
-            if after > before + 1 and _covered(before + 1, after - 1, ranges):
-                explained.add((sources[(keyid, after)], after))
-                span = f"{before + 1}..{after - 1}" if after - 1 > before + 1 else str(before + 1)
-                report.notes.append(f"key {keyid[:16]}: sequence(s) {span} pruned by the collector (compact "
-                                    "statements past retention; its manifest says so, nothing proves it)")  # fmt: skip
+            if after <= before + 1 or not _covered(before + 1, after - 1, both):
+                continue
+            explained.add((sources[(keyid, after)], after))
+            span = f"{before + 1}..{after - 1}" if after - 1 > before + 1 else str(before + 1)
+            named = [name for name, ranges in kinds.items() if _covered(before + 1, after - 1, ranges)]
+            how = named[0] if named else "pruned or rejected"
+            report.notes.append(f"key {keyid[:16]}: sequence(s) {span} {how} by the collector (compact statements; "
+                                "its manifest says so, nothing proves it)")  # fmt: skip
     return [f for f in failures if not ((f.source, f.sequence) in explained and f.reason in (GAP, PREVIOUS_MISMATCH))]
 
 

@@ -97,6 +97,7 @@ def run_export(args: argparse.Namespace) -> int:
         proofs = {index: merkle.inclusion_proof(index, size, store.log_hashes) for index in envelopes}
         keyids = sorted({keyid for _, keyid, _ in rows})
         pruned = store.pruned_ranges(keyids)
+        rejected = store.rejected_compact_ranges(keyids)
         node_keys = [store.get_key(keyid) for keyid in keyids]
         entities = {e.id: e for e in store.list_entities()}
     keys = [k for k in node_keys if k is not None]
@@ -134,6 +135,7 @@ def run_export(args: argparse.Namespace) -> int:
         },
         references=sorted(references),
         pruned=pruned,
+        rejected=rejected,
     )
     print(f"wrote {len(envelopes)} envelope(s) with proofs against checkpoint {size} to {args.out}")
     return 0

@@ -56,9 +56,11 @@ class StepTimings:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
     envelopes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    ran: set[str] = field(default_factory=set, repr=False, compare=False)  # the steps entered (one envelope's)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        self.ran.add(name)
         start = time.perf_counter()
         try:
             yield
@@ -122,7 +124,7 @@ class Pipeline:
         finally:
             self.timings.add(spent)
         if result.status == ACCEPTED and not result.duplicate:
-            self._metrics.accepted_steps(spent.seconds)
+            self._metrics.accepted_steps({name: spent.seconds[name] for name in STEPS if name in spent.ran})
         return result
 
     def _ingest(self, envelope_bytes: bytes, client_identity: str | None, spent: StepTimings) -> IngestResult:

@@ -472,6 +472,10 @@ class Store(LocationStore, Protocol):
         """The envelopes stored at `sequence` and `sequence - 1` for the key and its highest one, in one read."""
         ...
 
+    def rejected_compact_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """{keyid: [(first, last), ...]} of the compact statements this collector rejected (never stored)."""
+        ...
+
     def store_attestation(self, record: AttestationRecord) -> AttestationRecord:
         """Store in one transaction that also sequences it in the transparency log; the stored record (with `id`
         and `log_index`). ConflictError if (keyid, sequence) exists."""

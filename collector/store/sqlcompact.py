@@ -2,9 +2,9 @@
 
 A compact statement is one row of `attestations` (`kind` 'compact', `inventory_digest` the full envelope it
 names) and no device rows. Storing one is four statements in one transaction: claim (keyid, sequence), move
-the node's last report forward (staleness), its findings (usually none), its log index. The node's current
-inventory (`last_attestation_id`, `last_stated_at`, `last_sequence`), its totals and the GPUs' state stay the
-full attestation's: nothing the read paths sum changes.
+the node's last report and last sequence forward (staleness, `node list`), its findings (usually none), its log
+index. The node's current inventory (`last_attestation_id`, `last_stated_at`), its totals and the GPUs' state
+stay the full attestation's: nothing the read paths sum changes.
 """
 
 from __future__ import annotations
@@ -117,6 +117,20 @@ class SqlCompact(SqlLog):
                     cur.execute(f"DELETE FROM attestations WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk))
                 total += len(ids)
 
+    def rejected_compact_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
+        """{keyid: [(first, last), ...]} of the compact statements this collector rejected (never stored)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        with self._tx(False) as cur:
+            for keyid in sorted(set(keyids)):
+                rows = cur.execute(
+                    "SELECT DISTINCT sequence FROM findings WHERE keyid = ? AND sequence IS NOT NULL "
+                    "AND substr(rule_id, 1, 8) = 'compact.' ORDER BY sequence",
+                    (keyid,),
+                ).fetchall()
+                for _, first, last in _ranges([(keyid, int(r[0])) for r in rows]):
+                    out.setdefault(keyid, []).append((first, last))
+        return out
+
     def pruned_ranges(self, keyids: list[str]) -> dict[str, list[tuple[int, int]]]:
         """{keyid: [(first, last), ...]} of the sequences `prune_compact` removed, per key, in order."""
         out: dict[str, list[tuple[int, int]]] = {}
@@ -131,11 +145,14 @@ class SqlCompact(SqlLog):
         return out
 
     def _report_seen(self, cur: Any, r: AttestationRecord) -> None:
-        """The node's last report (what staleness reads), by its bound key only, as a full attestation moves it."""
+        """The node's last report (what staleness reads) and last sequence, by its bound key only; never back."""
+        received = self._t(r.received_at)
         cur.execute(
-            "UPDATE nodes SET last_attested_at = ?, interval_seconds = COALESCE(?, interval_seconds) "
-            "WHERE node_id = ? AND keyid = ? AND (last_attested_at IS NULL OR last_attested_at < ?)",
-            (self._t(r.received_at), r.interval_seconds, r.node_id, r.keyid, self._t(r.received_at)),
+            "UPDATE nodes SET last_attested_at = CASE WHEN last_attested_at IS NULL OR last_attested_at < ? THEN ? "
+            "ELSE last_attested_at END, interval_seconds = COALESCE(?, interval_seconds), "
+            "last_sequence = CASE WHEN last_sequence IS NULL OR last_sequence < ? THEN ? ELSE last_sequence END "
+            "WHERE node_id = ? AND keyid = ?",
+            (received, received, r.interval_seconds, r.sequence, r.sequence, r.node_id, r.keyid),
         )
 
 

@@ -112,3 +112,33 @@ def test_a_chain_gap_left_by_pruning_is_reported_as_pruning_not_as_tampering(tmp
     (out / "manifest.json").write_text(json.dumps(manifest))
     caught = audit(out, str(vkey(data)))
     assert caught.returncode == 1 and "gap" in caught.stdout + caught.stderr
+
+
+def test_a_hole_left_by_a_rejected_compact_statement_is_reported_as_such(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = open_store("sqlite", data_dir=str(data))
+    node = TestNode("node-a")
+    enroll(store, node, "fra1", "DE")
+    server, port = serve(store, data)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = census_pb2_grpc.CensusStub(channel)
+        first = node.full()
+        node.sequence += 1  # sequence 2, never sent: a real gap
+        expected = [pb.ACK_STATUS_ACCEPTED, pb.ACK_STATUS_ACCEPTED, pb.ACK_STATUS_REJECTED, pb.ACK_STATUS_ACCEPTED]
+        envelopes = [first, node.compact(), node.compact((1, "ab" * 32)), node.full()]
+        for envelope, status in zip(envelopes, expected, strict=True):
+            (ack,) = stub.Report(iter([pb.Envelope(dsse=envelope)]), timeout=DEADLINE)
+            assert ack.status == status, ack
+        wait_for_size(stub, vkey(data), 3)
+    finally:
+        channel.close()
+        server.stop(None).wait()
+        store.close()
+    out = tmp_path / "bundle"
+    assert export(data, out).returncode == 0
+    assert json.loads((out / "manifest.json").read_text())["rejected"] == {node.keyid: [[4, 4]]}
+    verified = audit(out, str(vkey(data)))
+    output = verified.stdout + verified.stderr
+    assert "sequence(s) 4 rejected by the collector" in output  # the hole the rejected one left: a note
+    assert verified.returncode == 1 and "gap" in output and "sequence 3" in output  # the unexplained one stays
