@@ -16,13 +16,13 @@ stored device row by UUID.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from gpucensus.collector.store.base import AttestationRecord, CountryTotals, EccnTotals, SiteStatus
-from gpucensus.collector.store.sqlnodes import SqlNodes
+from gpucensus.collector.store.sqlgroups import Group, SqlGroups, device_group
 
 _CHUNK = 200  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 
@@ -46,8 +46,9 @@ def node_totals_rows(devices: Iterable[tuple[str, int | None, str]], decommissio
     return [buckets[k] for k in sorted(buckets)]
 
 
-class SqlCurrent(SqlNodes):
-    """Current-state writes and the reads summed from them (see the module docstring)."""
+class SqlCurrent(SqlGroups):
+    """Current-state writes and the reads summed from them (see the module docstring); the inventory's
+    device groups (`collector.store.sqlgroups`) follow the same writes."""
 
     def _update_gpus(self, cur: Any, record: AttestationRecord) -> None:
         raise NotImplementedError  # sqlstore
@@ -64,6 +65,7 @@ class SqlCurrent(SqlNodes):
         written = set()
         if row is not None and row[0] == attestation_id:
             self._write_totals(cur, record.node_id, [(d.uuid, d.tpp, d.eccn) for d in record.devices], after)
+            self._write_groups(cur, record.node_id, self._record_groups(cur, record, after))
             written.add(record.node_id)
         if before != after:
             self._refresh_listing(cur, before - after, skip=written)
@@ -82,13 +84,35 @@ class SqlCurrent(SqlNodes):
             )
         for node_id in sorted(nodes - set(skip)):  # one order in every writer
             rows = cur.execute(
-                "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at FROM nodes n "
-                "JOIN attestation_devices d ON d.attestation_id = n.last_attestation_id "
+                "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at, d.basis, d.model, d.die_area_mm2, "
+                "d.datacenter, g.acquired, a.received_at FROM nodes n "
+                "JOIN attestations a ON a.id = n.last_attestation_id "
+                "JOIN attestation_devices d ON d.attestation_id = a.id "
                 "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' WHERE n.node_id = ?",
                 (node_id,),
             ).fetchall()
             gone = {r[0] for r in rows if r[3] is not None}
             self._write_totals(cur, node_id, [(r[0], r[1], r[2]) for r in rows], gone)
+            groups: Counter[Group] = Counter(
+                device_group(r[4], r[5], r[1], r[6], bool(r[7]), self._dt(r[8]) or self._dt(r[9]))
+                for r in rows
+                if r[3] is None
+            )
+            self._write_groups(cur, node_id, groups)
+
+    def _record_groups(self, cur: Any, record: AttestationRecord, decommissioned: set[str]) -> Counter[Group]:
+        """The groups of the record's devices: acquired at the GPU's first sighting (its `gpus` row, just
+        written), else at the record's reception (a device without UUID)."""
+        acquired: dict[str, Any] = {}
+        for chunk in _chunks(sorted({d.uuid for d in record.devices if d.uuid})):
+            rows = cur.execute(f"SELECT uuid, acquired FROM gpus WHERE uuid IN ({_marks(chunk)})", tuple(chunk))
+            acquired.update(rows.fetchall())
+        return Counter(
+            device_group(d.basis, d.model, d.tpp, d.die_area_mm2, d.datacenter,
+                         self._dt(acquired.get(d.uuid)) or record.received_at)
+            for d in record.devices
+            if not (d.uuid and d.uuid in decommissioned)
+        )  # fmt: skip
 
     def _write_totals(
         self, cur: Any, node_id: str, devices: Iterable[tuple[str, int | None, str]], decommissioned: set[str]
@@ -115,6 +139,7 @@ class SqlCurrent(SqlNodes):
         totals = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
         for site, add, remove in sorted([(old_site, {}, totals), (new_site, totals, {})], key=lambda x: x[0]):
             self._add_site_totals(cur, site, add, remove)
+        self._move_groups(cur, node_id, old_site, new_site)
 
     def _add_site_totals(
         self, cur: Any, site: str, add: dict[str, tuple[int, ...]], remove: dict[str, tuple[int, ...]]
