@@ -461,6 +461,11 @@ class Store(LocationStore, Protocol):
         """Non-revoked nodes silent (since last attestation, else since enrollment) for > intervals x interval."""
         ...
 
+    def node_counts(self) -> dict[str, int]:
+        """`{"enrolled", "revoked", "never_seen"}`: nodes whose key is not revoked, nodes whose key is, and
+        non-revoked nodes that never attested (counted in the store, not node by node in Python)."""
+        ...
+
     # findings and evidence
     def add_findings(self, findings: Iterable[Finding], evidence: Evidence | None = None) -> None:
         """Record findings (and the evidence they rest on) in one transaction. A finding naming an envelope

@@ -233,6 +233,16 @@ class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
         out.sort(key=lambda n: (n.site, n.node_id))
         return [n for n in out if is_stale(n, now, intervals, default_interval_seconds)]  # the rule itself decides
 
+    def node_counts(self) -> dict[str, int]:
+        with self._tx(False) as cur:
+            row = cur.execute(
+                "SELECT COUNT(*), COUNT(k.revoked_at), "
+                "SUM(CASE WHEN k.revoked_at IS NULL AND n.last_attested_at IS NULL THEN 1 ELSE 0 END) "
+                "FROM nodes n LEFT JOIN node_keys k ON k.keyid = n.keyid"
+            ).fetchone()
+        total, revoked, never_seen = int(row[0]), int(row[1]), int(row[2] or 0)
+        return {"enrolled": total - revoked, "revoked": revoked, "never_seen": never_seen}
+
     # --- queries ----------------------------------------------------------------------------------------
     def _current_devices(
         self, only: Iterable[str] | None = None, last_attested: bool = True, at: datetime | None = None

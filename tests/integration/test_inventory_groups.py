@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from gpucensus.collector.metrics import counted_states, node_states
 from gpucensus.collector.store.base import AttestationRecord, DeviceRecord, Entity, Site, Store, is_stale
 from gpucensus.collector.store.migrate import load_migrations
 
@@ -115,7 +116,8 @@ def test_the_migration_rebuilds_the_groups_from_the_attestations(make_store) -> 
 
 def test_stale_nodes_read_in_sql_are_the_nodes_is_stale_picks(make_store) -> None:
     """`stale_nodes` filters in SQL (one condition per declared interval); it must pick exactly the nodes the
-    rule `is_stale` picks over every node, whatever the intervals (none, zero, negative, beyond the calendar)."""
+    rule `is_stale` picks over every node, whatever the intervals (none, zero, negative, beyond the calendar); the
+    metrics scrape's node states from the store's counts are those counted node by node."""
     store = make_store()
     _registry(store)
     rng = random.Random(7)
@@ -137,5 +139,7 @@ def test_stale_nodes_read_in_sql_are_the_nodes_is_stale_picks(make_store) -> Non
             now = NOW + timedelta(minutes=minutes)
             expected = [n for n in every if is_stale(n, now, intervals, default)]
             assert store.stale_nodes(now, intervals, default) == expected, (minutes, intervals, default)
+            scraped = counted_states(store.node_counts(), expected)  # the metrics scrape's node states
+            assert scraped == node_states(every, {n.node_id for n in expected})
             picked += len(expected)
     assert 0 < picked < 24 * len(every)  # some stale, some not
