@@ -53,19 +53,30 @@ def agent_child(config: Path, cycles: int) -> dict[str, Any]:
         round_of_runner(self)
         marks.append((self.rounds, time.process_time(), rss_mib()))
 
-    def timed_discover(self: MockBackend) -> Any:
-        start = time.process_time()
-        try:
-            return discover(self)
-        finally:
-            discovery[0] += time.process_time() - start
+    def timed(call: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                discovery[0] += time.process_time() - start
+
+        return wrapped
 
     Runner.round = timed_round  # type: ignore[method-assign]
-    MockBackend.discover = timed_discover  # type: ignore[method-assign]
+    # what stands in for NVML: reading the profile (the mock's driver) and building the devices from it
+    MockBackend.__init__ = timed(MockBackend.__init__)  # type: ignore[method-assign]
+    MockBackend.discover = timed(discover)  # type: ignore[method-assign]
     args = argparse.Namespace(config=str(config), rounds=cycles, log_level="warning")
     for dest in run_command.FLAGS:
         setattr(args, dest, None)
-    run_command.handle(args)
+    profile_to = os.environ.get("GPUCENSUS_BENCH_AGENT_PROFILE")  # a cProfile of the loop, to see what dominates
+    if profile_to:
+        import cProfile
+
+        cProfile.runctx("run_command.handle(args)", globals(), {"run_command": run_command, "args": args}, profile_to)
+    else:
+        run_command.handle(args)
     end = time.process_time()
     first, middle, last = marks[0], marks[len(marks) // 2], marks[-1]
     per_cycle = (last[1] - first[1]) / max(1, last[0] - first[0])
