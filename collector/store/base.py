@@ -531,6 +531,11 @@ class Store(LocationStore, Protocol):
         `as_of` (default `at`) is the date the scenario carries."""
         ...
 
+    def inventories_at(self, points: Sequence[datetime]) -> list[dict[str, Any]]:
+        """`[inventory_at(t) for t in points]` from one read transaction, each node's devices read once and
+        then only for the nodes that stated something between two instants (`report --history`)."""
+        ...
+
     def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:
         """The node's stored attestations, newest statement first."""
         ...

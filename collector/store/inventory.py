@@ -30,7 +30,7 @@ class CurrentDevice:
     acquired: datetime | None
 
 
-def _device_key(d: CurrentDevice) -> tuple[Any, ...] | None:
+def device_key(d: CurrentDevice) -> tuple[Any, ...] | None:
     acquired = d.acquired.astimezone(UTC).date().isoformat() if d.acquired else ""
     if d.basis == "catalogue" and d.model:
         return ("model", d.model, acquired)
@@ -50,7 +50,7 @@ def build_inventory(
     groups: dict[str, Counter[tuple[Any, ...]]] = defaultdict(Counter)
     unaccounted: Counter[str] = Counter()
     for d in devices:
-        key = _device_key(d)
+        key = device_key(d)
         if key is None:
             unaccounted[d.site] += 1
         else:
@@ -65,7 +65,7 @@ def inventory_document(
     groups: dict[str, Counter[tuple[Any, ...]]],
     unaccounted: Counter[str],
 ) -> dict[str, Any]:
-    """The scenario document from device counts per site and `_device_key` (and unaccounted counts per site)."""
+    """The scenario document from device counts per site and `device_key` (and unaccounted counts per site)."""
     out_sites = []
     for s in sorted(sites, key=lambda s: s.id):
         rows = []

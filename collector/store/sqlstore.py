@@ -31,6 +31,7 @@ from gpucensus.collector.store.sqlbase import where_equal
 from gpucensus.collector.store.sqlcompliance import SqlCompliance
 from gpucensus.collector.store.sqlcurrent import SqlCurrent
 from gpucensus.collector.store.sqlfindings import FINDING_COLUMNS
+from gpucensus.collector.store.sqlhistory import SqlHistory
 from gpucensus.collector.store.sqllocation import SqlLocation
 from gpucensus.collector.store.sqllog import SqlLog
 
@@ -44,7 +45,7 @@ _ATTESTATION_COLUMNS = (
 )
 
 
-class SqlStore(SqlCurrent, SqlLog, SqlLocation, SqlCompliance):
+class SqlStore(SqlCurrent, SqlHistory, SqlLog, SqlLocation, SqlCompliance):
     # --- attestations -----------------------------------------------------------------------------------
     def get_attestation(self, keyid: str, sequence: int) -> AttestationRecord | None:
         with self._tx(False) as cur:

@@ -7,6 +7,7 @@ them from the stored attestations."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 
@@ -143,3 +144,44 @@ def test_stale_nodes_read_in_sql_are_the_nodes_is_stale_picks(make_store) -> Non
             assert scraped == node_states(every, {n.node_id for n in expected})
             picked += len(expected)
     assert 0 < picked < 24 * len(every)  # some stale, some not
+
+
+def test_inventories_at_a_series_of_instants_equal_each_instant_alone(make_store) -> None:
+    """`inventories_at` (incremental over the instants: `collector.store.sqlhistory`) gives at every instant what
+    `inventory_at` gives alone: through late statements, nodes moving to another site, a node whose newest
+    statement lists nothing, GPUs moving between nodes, decommissions between and exactly at instants."""
+    store = make_store()
+    _registry(store)
+    rng = random.Random(29)
+    nodes = {f"n{i}": _enroll(store, f"n{i}", list(SITES)[i % 3]) for i in range(7)}
+    sequence = dict.fromkeys(nodes, 0)
+    uuids = [f"GPU-{i:03d}" for i in range(16)]
+    decommissioned = 0
+    for step in range(90):
+        node = rng.choice(sorted(nodes))
+        if rng.random() < 0.85:
+            sequence[node] += 1
+            when = NOW + timedelta(hours=5 * step - (rng.randint(20, 200) if rng.random() < 0.15 else 0))
+            devices = [
+                DeviceRecord(uuid=rng.choice(uuids) if rng.random() > 0.1 else "", **kind)
+                for kind in rng.choices(DEVICES, k=rng.choice([0, 1, 2, 4, 5]))
+            ]
+            site = rng.choice([*SITES, "nowhere"])  # the site the statement names: where the node counts then
+            store.store_attestation(
+                AttestationRecord(
+                    nodes[node], sequence[node], f"{step:064x}", b"{}", node, site, when, when, devices=devices
+                )
+            )
+        else:
+            at = NOW + timedelta(hours=5 * step + rng.choice([0, 1, 7]))
+            decommissioned += store.decommission_gpu(rng.choice(uuids), "scrapped", at)
+    end = NOW + timedelta(hours=5 * 90)
+    for i, uuid in enumerate(rng.sample(uuids, 6)):  # after the last statement: nothing clears these
+        decommissioned += store.decommission_gpu(uuid, "scrapped", end + timedelta(hours=3 + 10 * i))
+    points = [NOW + timedelta(hours=h) for h in range(-10, 5 * 90 + 80, 10)]
+    points += [NOW + timedelta(hours=5 * s) for s in range(0, 90, 9)]  # exactly at statement times
+    rng.shuffle(points)  # any order: each result is that instant's
+    series = store.inventories_at(points)
+    alone = [store.inventory_at(at) for at in points]
+    assert series == alone
+    assert decommissioned > 0 and len({json.dumps(i["sites"], sort_keys=True) for i in alone}) > 10
