@@ -4,7 +4,8 @@
 every node, once per instant (a one-year weekly history at 10,000 nodes: 53 times 80,000 rows). Between two
 instants of a series only the nodes with an attestation stated in between change, and the GPUs decommissioned in
 between leave; so `inventories_at` reads every node's devices once, at the first instant, then per instant only
-the nodes that stated something since the last one (found on the index `attestations_node_stated`) and applies
+the nodes that stated something since the last one (their newest statement in between, found on the covering
+index `attestations_node_stated`, is their last one at the instant; its devices read by id) and applies
 the decommissions from memory, moving per-site group counts by the difference. All of it in one read
 transaction, so every instant sees the same stored data. Each result equals `inventory_at` of that instant
 (a property test compares the two on random stores).
@@ -36,6 +37,14 @@ _ROWS_SQL = (
     "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> ''"
 )
 
+_DEVICES_OF_SQL = (
+    "SELECT a.site, a.node_id, d.uuid, d.model, d.basis, d.tpp, d.die_area_mm2, d.eccn, d.datacenter, g.acquired, "
+    "a.stated_at, g.decommissioned_at, a.id "
+    "FROM attestations a JOIN nodes n ON n.node_id = a.node_id "
+    "JOIN attestation_devices d ON d.attestation_id = a.id "
+    "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> ''"
+)
+
 
 @dataclass
 class _Node:
@@ -60,15 +69,19 @@ class SqlHistory(SqlGroups):
             for index in sorted(range(len(points)), key=lambda i: points[i]):
                 at = points[index]
                 if previous is None:
-                    changed = self._rows_at(cur, at, None)
-                else:
+                    changed = self._rows_at(cur, at)
+                else:  # a node's newest statement in (previous, at] is its last at `at`: nothing older can be
                     stated = cur.execute(
-                        "SELECT DISTINCT node_id FROM attestations WHERE stated_at > ? AND stated_at <= ?",
+                        "SELECT node_id, stated_at, id FROM attestations WHERE stated_at > ? AND stated_at <= ?",
                         (self._t(previous), self._t(at)),
-                    ).fetchall()
-                    ids = sorted(r[0] for r in stated)
-                    changed = self._rows_at(cur, at, ids) if ids else {}
-                    for node_id in ids:  # its new last attestation lists no device (or none of its rows came)
+                    ).fetchall()  # on the covering index attestations_node_stated
+                    newest: dict[str, tuple[Any, int]] = {}
+                    for node_id, when, attestation_id in stated:
+                        mine = (self._dt(when), int(attestation_id))
+                        if node_id not in newest or mine > newest[node_id]:
+                            newest[node_id] = mine
+                    changed = self._rows_of(cur, sorted(i for _, i in newest.values())) if newest else {}
+                    for node_id in newest:  # its new last attestation lists no device
                         changed.setdefault(node_id, _Node())
                 for node_id, node in changed.items():
                     old = nodes.get(node_id)
@@ -90,25 +103,30 @@ class SqlHistory(SqlGroups):
                 previous = at
         return out
 
-    def _rows_at(self, cur: Any, at: datetime, only: Iterable[str] | None) -> dict[str, _Node]:
-        """Per node (all, or `only`): its site and devices at `at` as (inventory key, decommission time)."""
+    def _rows_at(self, cur: Any, at: datetime) -> dict[str, _Node]:
+        """Per node: its site and devices at `at` as (inventory key, decommission time)."""
+        return self._nodes(cur.execute(_ROWS_SQL, (self._t(at),)).fetchall())
+
+    def _rows_of(self, cur: Any, attestations: Sequence[int]) -> dict[str, _Node]:
+        """The same for the nodes of these attestations, each its node's last at the instant."""
         rows: list[Any] = []
-        if only is None:
-            rows = cur.execute(_ROWS_SQL, (self._t(at),)).fetchall()
-        else:
-            wanted = list(only)
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                rows += cur.execute(
-                    f"{_ROWS_SQL} WHERE n.node_id IN ({', '.join('?' * len(chunk))})", (self._t(at), *chunk)
-                ).fetchall()
+        for start in range(0, len(attestations), _CHUNK):
+            chunk = attestations[start : start + _CHUNK]
+            rows += cur.execute(
+                f"{_DEVICES_OF_SQL} WHERE a.id IN ({', '.join('?' * len(chunk))})", tuple(chunk)
+            ).fetchall()
+        return self._nodes(rows)
+
+    def _nodes(self, rows: Iterable[Any]) -> dict[str, _Node]:
         found: dict[str, _Node] = {}
+        shared: dict[Any, Any] = {}  # one tuple per distinct key: a node's 8 identical GPUs share it
         for r in rows:
             first, stated = self._dt(r[9]), self._dt(r[10])
             acquired = stated if first is None or (stated is not None and stated < first) else first
             device = CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), acquired)
             node = found.setdefault(r[1], _Node(site=r[0]))
-            node.devices.append((device_key(device), self._dt(r[11])))
+            key = device_key(device)
+            node.devices.append((shared.setdefault(key, key), self._dt(r[11])))
         return found
 
 
