@@ -119,14 +119,20 @@ class SqlHistory(SqlGroups):
 
     def _nodes(self, rows: Iterable[Any]) -> dict[str, _Node]:
         found: dict[str, _Node] = {}
-        shared: dict[Any, Any] = {}  # one tuple per distinct key: a node's 8 identical GPUs share it
+        keys: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}  # per distinct row: a node's 8 GPUs share one
         for r in rows:
-            first, stated = self._dt(r[9]), self._dt(r[10])
-            acquired = stated if first is None or (stated is not None and stated < first) else first
-            device = CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), acquired)
-            node = found.setdefault(r[1], _Node(site=r[0]))
-            key = device_key(device)
-            node.devices.append((shared.setdefault(key, key), self._dt(r[11])))
+            raw = (r[3], r[4], r[5], r[6], r[8], r[9], r[10])
+            if raw in keys:
+                key = keys[raw]
+            else:
+                first, stated = self._dt(r[9]), self._dt(r[10])
+                acquired = stated if first is None or (stated is not None and stated < first) else first
+                device = CurrentDevice(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), acquired)
+                key = keys[raw] = device_key(device)
+            node = found.get(r[1])
+            if node is None:
+                node = found[r[1]] = _Node(site=r[0])
+            node.devices.append((key, None if r[11] is None else self._dt(r[11])))
         return found
 
 
