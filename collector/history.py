@@ -124,7 +124,11 @@ def point(at: datetime, ev: Evaluation) -> Point:
 
 
 def history(store: Store, points: list[datetime], pack: Pack, catalogue: Catalogue, rules: Rules) -> list[Point]:
-    return [point(at, evaluate_at(store, at, pack, catalogue, rules)) for at in points]
+    """Each instant as `evaluate_at` evaluates it; the inventories read together (`Store.inventories_at`)."""
+    return [
+        point(at, evaluate(parse_scenario(inventory, f"inventory at {iso(at)}", at.date()), pack, catalogue, rules))
+        for at, inventory in zip(points, store.inventories_at(points), strict=True)
+    ]
 
 
 # --- output ---------------------------------------------------------------------------------------------------

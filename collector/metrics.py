@@ -168,13 +168,13 @@ class StoreGauges(Collector):
     def _read(self) -> tuple[GaugeMetricFamily, ...]:
         up, nodes, stale, by_state, gpus, tpp, unaccounted = _families()
         try:
-            listed = self._store.list_nodes()
-            nodes.add_metric([], sum(1 for n in listed if not n.revoked))
+            counted = self._store.node_counts()  # counted in the store: a scrape never lists every node
+            nodes.add_metric([], counted["enrolled"])
             stale_nodes = self._store.stale_nodes(
                 self._clock(), intervals=self._stale_intervals, default_interval_seconds=self._default_interval
             )
             stale.add_metric([], len(stale_nodes))
-            for state, count in node_states(listed, {n.node_id for n in stale_nodes}).items():
+            for state, count in counted_states(counted, stale_nodes).items():
                 by_state.add_metric([state], count)
             for totals in self._store.country_totals():
                 gpus.add_metric([totals.country], totals.gpus)
@@ -215,6 +215,18 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
 
 
 NODE_STATES = ("reporting", "stale", "never_seen", "revoked")
+
+
+def counted_states(counted: dict[str, int], stale: Iterable[NodeStatus]) -> dict[str, int]:
+    """`node_states` from the store's counts (`Store.node_counts`) and the stale nodes (never revoked): a stale
+    node that never attested is `never_seen`, as there."""
+    stale_seen = sum(1 for n in stale if n.last_attested_at is not None)
+    return {
+        "reporting": counted["enrolled"] - counted["never_seen"] - stale_seen,
+        "stale": stale_seen,
+        "never_seen": counted["never_seen"],
+        "revoked": counted["revoked"],
+    }
 
 
 def node_states(nodes: Iterable[NodeStatus], stale: set[str]) -> dict[str, int]:

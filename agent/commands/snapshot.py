@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from gpucensus.agent.host import node_info, read_host_facts
 from gpucensus.agent.pci import scan_sysfs
 from gpucensus.agent.render import snapshot_table
 from gpucensus.agent.snapshot import build_predicate
-from gpucensus.common.accounting import load_rules
-from gpucensus.common.catalogue import load_catalogue
+from gpucensus.common.accounting import Rules, load_rules
+from gpucensus.common.catalogue import Catalogue, load_catalogue
 from gpucensus.common.errors import ConfigError
 
 DEFAULT_PROFILE = "dgx-h100"
@@ -53,7 +54,15 @@ def predicate_from_args(args: argparse.Namespace) -> dict[str, Any]:
         pci = scan_sysfs(_sysfs_root(args.sysfs_root))
     simulated_host = getattr(backend, "host_facts", None)
     host = simulated_host() if simulated_host is not None else read_host_facts()
-    return build_predicate(node, backend.name, discovery, pci, load_catalogue(), load_rules(), host)
+    catalogue, rules = reference_data()
+    return build_predicate(node, backend.name, discovery, pci, catalogue, rules, host)
+
+
+@functools.cache
+def reference_data() -> tuple[Catalogue, Rules]:
+    """The catalogue and the 3A090 rules shipped with the package: read once per process (they cannot change
+    while it runs; every round re-read and re-parsed them, the largest part of a round's CPU)."""
+    return load_catalogue(), load_rules()
 
 
 def _sysfs_root(given: str | None) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
+from fractions import Fraction
+from typing import Any
 
 from gpucensus.collector.policy import rules_licensing, rules_tiers, rules_veu
 from gpucensus.collector.policy.pack import Pack
@@ -28,7 +30,7 @@ from gpucensus.collector.policy.result import (
     worst,
 )
 from gpucensus.collector.policy.scenario import DeviceGroup, Scenario, Site
-from gpucensus.common.accounting import Rules, classify
+from gpucensus.common.accounting import Classification, Rules, classify
 from gpucensus.common.catalogue import Catalogue
 
 
@@ -36,8 +38,9 @@ def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules)
     pack = pack.on(scenario.as_of)  # tier lists as they stood on the evaluation date
     findings: list[Finding] = []
     devices: list[ResolvedDevice] = []
+    classified: dict[tuple[Any, ...], Classification] = {}  # one classification per distinct chip, not per group
     for site in scenario.sites:
-        devices.extend(_resolve_site(site, scenario.as_of, pack, catalogue, rules, findings))
+        devices.extend(_resolve_site(site, scenario.as_of, pack, catalogue, rules, findings, classified))
     findings.extend(_policy_dates(pack, scenario.as_of))
     findings.extend(rules_tiers.tier3(scenario, pack, devices))
     findings.extend(rules_licensing.destinations(scenario, pack, devices))
@@ -59,8 +62,9 @@ def evaluate(scenario: Scenario, pack: Pack, catalogue: Catalogue, rules: Rules)
 
 
 def _resolve_site(
-    site: Site, as_of: date, pack: Pack, catalogue: Catalogue, rules: Rules, findings: list[Finding]
-) -> list[ResolvedDevice]:
+    site: Site, as_of: date, pack: Pack, catalogue: Catalogue, rules: Rules, findings: list[Finding],
+    classified: dict[tuple[Any, ...], Classification],
+) -> list[ResolvedDevice]:  # fmt: skip
     """The site's devices with class and TPP; warnings for unknown ones, info for later or flagged ones."""
     out: list[ResolvedDevice] = []
     unknown = [f"{site.unaccounted} reported without an established TPP"] if site.unaccounted else []
@@ -70,7 +74,7 @@ def _resolve_site(
         if group.acquired is not None and group.acquired > as_of:
             later += group.count
             continue
-        device = _resolve(site, group, as_of, pack, catalogue, rules)
+        device = _resolve(site, group, as_of, pack, catalogue, rules, classified)
         out.append(device)
         if device.basis == "unknown":
             named = catalogue.by_id(group.model) is not None
@@ -93,8 +97,9 @@ def _resolve_site(
 
 
 def _resolve(
-    site: Site, group: DeviceGroup, as_of: date, pack: Pack, catalogue: Catalogue, rules: Rules
-) -> ResolvedDevice:
+    site: Site, group: DeviceGroup, as_of: date, pack: Pack, catalogue: Catalogue, rules: Rules,
+    classified: dict[tuple[Any, ...], Classification],
+) -> ResolvedDevice:  # fmt: skip
     tier = pack.tier(site.country)
     acquired = group.acquired or as_of
 
@@ -105,13 +110,24 @@ def _resolve(
                               bandwidth)  # fmt: skip
 
     if group.tpp is not None:
-        c = classify(group.tpp, group.die_area_mm2, group.datacenter, rules)
+        c = _classify(group.tpp, group.die_area_mm2, group.datacenter, rules, classified)
         return made(group.model, c.tpp, c.eccn, "given", c.review, group.datacenter, group.dram_bandwidth_gbs)
     entry = catalogue.by_id(group.model)
     if entry is None or entry.tpp is None:  # unknown, or named without published figures: give `tpp`
         return made(group.model, None, "unknown", "unknown")
-    c = classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules)
+    c = _classify(entry.tpp, entry.die_area_mm2, entry.datacenter, rules, classified)
     return made(entry.id, c.tpp, c.eccn, "catalogue", c.review, entry.datacenter, entry.dram_bandwidth_gbs)
+
+
+def _classify(
+    tpp: int, die_area_mm2: Fraction | None, datacenter: bool, rules: Rules, seen: dict[tuple[Any, ...], Classification]
+) -> Classification:
+    """`classify`, pure: computed once per (tpp, die area, data-centre flag) in one evaluation."""
+    key = (tpp, die_area_mm2, datacenter)
+    found = seen.get(key)
+    if found is None:
+        found = seen[key] = classify(tpp, die_area_mm2, datacenter, rules)
+    return found
 
 
 def _policy_dates(pack: Pack, as_of: date) -> list[Finding]:
@@ -169,15 +185,21 @@ def _entities(scenario: Scenario, devices: list[ResolvedDevice], findings: list[
 def _sites(
     scenario: Scenario, pack: Pack, devices: list[ResolvedDevice], findings: list[Finding]
 ) -> tuple[SiteResult, ...]:
+    by_site: dict[str, list[ResolvedDevice]] = defaultdict(list)  # one pass each, not one per site
+    for d in devices:
+        by_site[d.site].append(d)
+    by_subject: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_subject[f.subject].append(f)
     out = []
     for s in sorted(scenario.sites, key=lambda s: s.id):
-        mine = tuple(d for d in devices if d.site == s.id)
+        mine = tuple(by_site.get(s.id, ()))
         out.append(SiteResult(
             id=s.id, country=s.country, entity=s.entity, tier=pack.tier(s.country),
             gpus=sum(d.count for d in mine) + s.unaccounted,
             tpp=sum(d.total_tpp for d in mine if d.counted),
             unknown=sum(d.count for d in mine if d.tpp is None) + s.unaccounted,
             devices=mine,
-            status=worst(f for f in findings if f.subject == f"site:{s.id}"),
+            status=worst(by_subject.get(f"site:{s.id}", ())),
         ))  # fmt: skip
     return tuple(out)

@@ -526,6 +526,11 @@ class Store(LocationStore, Protocol):
         """Non-revoked nodes silent (since last attestation, else since enrollment) for > intervals x interval."""
         ...
 
+    def node_counts(self) -> dict[str, int]:
+        """`{"enrolled", "revoked", "never_seen"}`: nodes whose key is not revoked, nodes whose key is, and
+        non-revoked nodes that never attested (counted in the store, not node by node in Python)."""
+        ...
+
     # findings and evidence
     def add_findings(self, findings: Iterable[Finding], evidence: Evidence | None = None) -> None:
         """Record findings (and the evidence they rest on) in one transaction. A finding naming an envelope
@@ -589,6 +594,11 @@ class Store(LocationStore, Protocol):
         """The inventory at the instant `at` in the same shape: each node's last attestation stated at or before
         `at` (at the site that attestation names), less the GPUs decommissioned by then (see `collector.history`).
         `as_of` (default `at`) is the date the scenario carries."""
+        ...
+
+    def inventories_at(self, points: Sequence[datetime]) -> list[dict[str, Any]]:
+        """`[inventory_at(t) for t in points]` from one read transaction, each node's devices read once and
+        then only for the nodes that stated something between two instants (`report --history`)."""
         ...
 
     def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:

@@ -30,7 +30,7 @@ class CurrentDevice:
     acquired: datetime | None
 
 
-def _device_key(d: CurrentDevice) -> tuple[Any, ...] | None:
+def device_key(d: CurrentDevice) -> tuple[Any, ...] | None:
     acquired = d.acquired.astimezone(UTC).date().isoformat() if d.acquired else ""
     if d.basis == "catalogue" and d.model:
         return ("model", d.model, acquired)
@@ -50,15 +50,26 @@ def build_inventory(
     groups: dict[str, Counter[tuple[Any, ...]]] = defaultdict(Counter)
     unaccounted: Counter[str] = Counter()
     for d in devices:
-        key = _device_key(d)
+        key = device_key(d)
         if key is None:
             unaccounted[d.site] += 1
         else:
             groups[d.site][key] += 1
+    return inventory_document(as_of, entities, sites, groups, unaccounted)
+
+
+def inventory_document(
+    as_of: datetime,
+    entities: Iterable[Entity],
+    sites: Iterable[Site],
+    groups: dict[str, Counter[tuple[Any, ...]]],
+    unaccounted: Counter[str],
+) -> dict[str, Any]:
+    """The scenario document from device counts per site and `device_key` (and unaccounted counts per site)."""
     out_sites = []
     for s in sorted(sites, key=lambda s: s.id):
         rows = []
-        for key, count in sorted(groups[s.id].items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        for key, count in sorted(groups.get(s.id, {}).items(), key=lambda kv: tuple(str(x) for x in kv[0])):
             if key[0] == "model":
                 row: dict[str, Any] = {"model": key[1]}
             else:
@@ -69,7 +80,7 @@ def build_inventory(
             row["acquired"] = key[-1]
             rows.append(row)
         site: dict[str, Any] = {"id": s.id, "country": s.country, "entity": s.entity, "devices": rows}
-        if unaccounted[s.id]:
+        if unaccounted.get(s.id):
             site["unaccounted"] = unaccounted[s.id]
         out_sites.append(site)
     return {

@@ -16,13 +16,13 @@ stored device row by UUID.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from gpucensus.collector.store.base import AttestationRecord, CountryTotals, EccnTotals, SiteStatus
-from gpucensus.collector.store.sqlnodes import SqlNodes
+from gpucensus.collector.store.sqlgroups import Group, SqlGroups, device_group
 
 _CHUNK = 200  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
 
@@ -63,8 +63,9 @@ def _add_deltas(
         deltas[(site, eccn)] = tuple(p + c for p, c in zip(previous, change, strict=True))
 
 
-class SqlCurrent(SqlNodes):
-    """Current-state writes and the reads summed from them (see the module docstring)."""
+class SqlCurrent(SqlGroups):
+    """Current-state writes and the reads summed from them (see the module docstring); the inventory's
+    device groups (`collector.store.sqlgroups`) follow the same writes."""
 
     def _update_gpus(self, cur: Any, record: AttestationRecord, country: str | None) -> None:
         raise NotImplementedError  # sqlstore
@@ -79,19 +80,28 @@ class SqlCurrent(SqlNodes):
         self._update_gpus(cur, record, country)
         after = self._decommissioned(cur, before) if before else set()
         nodes: dict[str, NodeDevices] = {}
+        groups: dict[str, Counter[Group]] = {}
         if latest:
             nodes[record.node_id] = ([(d.uuid, d.tpp, d.eccn) for d in record.devices], after)
+            groups[record.node_id] = self._record_groups(cur, record, after)
         if before != after:
-            nodes.update(self._listing(cur, before - after, skip=nodes))
+            listed, listed_groups = self._listing(cur, before - after, skip=nodes)
+            nodes.update(listed)
+            groups.update(listed_groups)
         self._write_totals(cur, nodes)
+        self._write_groups(cur, groups)  # after every totals row: one lock order in every writer
 
     def _refresh_listing(self, cur: Any, uuids: Iterable[str]) -> None:
-        """Recompute the totals of every node whose latest attestation lists one of `uuids`."""
-        self._write_totals(cur, self._listing(cur, uuids))
+        """Recompute the totals and groups of every node whose latest attestation lists one of `uuids`."""
+        nodes, groups = self._listing(cur, uuids)
+        self._write_totals(cur, nodes)
+        self._write_groups(cur, groups)
 
-    def _listing(self, cur: Any, uuids: Iterable[str], skip: Iterable[str] = ()) -> dict[str, NodeDevices]:
-        """The current devices and decommissioned GPUs of every node whose latest attestation lists one of
-        `uuids` (reads only)."""
+    def _listing(
+        self, cur: Any, uuids: Iterable[str], skip: Iterable[str] = ()
+    ) -> tuple[dict[str, NodeDevices], dict[str, Counter[Group]]]:
+        """The current devices and decommissioned GPUs, and the device groups, of every node whose latest
+        attestation lists one of `uuids` (reads only)."""
         nodes: set[str] = set()
         for chunk in _chunks(sorted(set(uuids))):
             nodes.update(
@@ -104,16 +114,37 @@ class SqlCurrent(SqlNodes):
                 ).fetchall()
             )
         found: dict[str, NodeDevices] = {}
+        grouped: dict[str, Counter[Group]] = {}
         for node_id in sorted(nodes - set(skip)):
             rows = cur.execute(
-                "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at FROM nodes n "
+                "SELECT d.uuid, d.tpp, d.eccn, g.decommissioned_at, d.basis, d.model, d.die_area_mm2, "
+                "d.datacenter, g.acquired, a.received_at FROM nodes n "
                 "JOIN attestations a ON a.id = n.last_attestation_id "
                 "JOIN attestation_devices d ON d.attestation_id = COALESCE(a.devices_from, a.id) "
                 "LEFT JOIN gpus g ON g.uuid = d.uuid AND d.uuid <> '' WHERE n.node_id = ?",
                 (node_id,),
             ).fetchall()
             found[node_id] = ([(r[0], r[1], r[2]) for r in rows], {r[0] for r in rows if r[3] is not None})
-        return found
+            grouped[node_id] = Counter(
+                device_group(r[4], r[5], r[1], r[6], bool(r[7]), self._dt(r[8]) or self._dt(r[9]))
+                for r in rows
+                if r[3] is None
+            )
+        return found, grouped
+
+    def _record_groups(self, cur: Any, record: AttestationRecord, decommissioned: set[str]) -> Counter[Group]:
+        """The groups of the record's devices: acquired at the GPU's first sighting (its `gpus` row, just
+        written), else at the record's reception (a device without UUID)."""
+        acquired: dict[str, Any] = {}
+        for chunk in _chunks(sorted({d.uuid for d in record.devices if d.uuid})):
+            rows = cur.execute(f"SELECT uuid, acquired FROM gpus WHERE uuid IN ({_marks(chunk)})", tuple(chunk))
+            acquired.update(rows.fetchall())
+        return Counter(
+            device_group(d.basis, d.model, d.tpp, d.die_area_mm2, d.datacenter,
+                         self._dt(acquired.get(d.uuid)) or record.received_at)
+            for d in record.devices
+            if not (d.uuid and d.uuid in decommissioned)
+        )  # fmt: skip
 
     def _write_totals(self, cur: Any, nodes: dict[str, NodeDevices]) -> None:
         """Replace each node's totals and move its site's by the difference; nothing is written for a node whose
@@ -157,6 +188,7 @@ class SqlCurrent(SqlNodes):
         _add_deltas(deltas, old_site, {}, totals)
         _add_deltas(deltas, new_site, totals, {})
         self._add_site_totals(cur, deltas)
+        self._move_groups(cur, node_id, old_site, new_site)
 
     def _add_site_totals(self, cur: Any, deltas: dict[tuple[str, str], tuple[int, ...]]) -> None:
         """Add each (site, class) delta to `site_totals`, in (site, class) order (the lock order)."""

@@ -108,9 +108,11 @@ class SqlLocation(SqlBase):
                     (verdict.node_id, verdict.site, verdict.status, verdict.message, self._t(verdict.checked_at)),
                 )
 
-    def location_inventory(self, as_of: datetime, unknown_nodes: frozenset[str], suffix: str) -> dict[str, Any]:
+    def scanned_location_inventory(self, as_of: datetime, unknown_nodes: frozenset[str], suffix: str) -> dict[str, Any]:
         """`inventory(as_of)`, with the devices of `unknown_nodes` in a site of their own: their site's id + `suffix`
-        (same country and entity; the policy option then places it in "unknown")."""
+        (same country and entity; the policy option then places it in "unknown"). Built from every current
+        device: the store's `location_inventory` reads the groups kept at ingest (`collector.store.sqlgroups`);
+        this is the tests' oracle."""
         entities, sites, devices, _ = self._current_devices()  # type: ignore[attr-defined]  # SqlStore's
         moved = {d.site for d in devices if d.node_id in unknown_nodes}
         split = [Site(s.id + suffix, s.country, s.entity) for s in sites if s.id in moved]

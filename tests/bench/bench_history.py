@@ -1,5 +1,7 @@
 """History benchmark (not part of the test suite; `make bench`): the time to answer the inventory at a past instant
-and a one-year weekly history (53 instants, each evaluated under the default pack) from a SQLite store of N nodes,
+and a one-year weekly history (53 instants, each evaluated under the default pack; and its 53 inventories alone, one
+query per instant as `inventory_at` answers them and incrementally as `inventories_at` does) from a SQLite store
+of N nodes,
 each with an attestation of 8 H100 every `--every-days` days for a year. The store is seeded with bulk SQL (the
 ingest path has its own benchmark); the queries are the collector's own (`store.inventory_at`, `history.history`).
 With `--unindexed`, the same instant is also answered WITHOUT the index (dropped), by the same query, for scale.
@@ -111,6 +113,9 @@ def main() -> int:
         _, evaluated_s = timed(lambda: history.evaluate_at(store, at, pack, catalogue, rules))
         points = history.instants(START, START + timedelta(days=364), "1w")
         _, history_s = timed(lambda: history.history(store, points, pack, catalogue, rules))
+        each, each_s = timed(lambda: [store.inventory_at(t) for t in points])  # one query per instant (before)
+        series, series_s = timed(lambda: store.inventories_at(points))  # incremental over the instants (now)
+        assert series == each
         store.close()
         unindexed_s = None
         if args.unindexed:
@@ -124,6 +129,8 @@ def main() -> int:
         "nodes": args.nodes, "attestations": attestations, "seed_seconds": round(seed_s, 1),
         "instant_seconds": round(instant_s, 3), "instant_evaluated_seconds": round(evaluated_s, 3),
         "weekly_year_points": len(points), "weekly_year_seconds": round(history_s, 2),
+        "weekly_year_inventories_each_instant_seconds": round(each_s, 2),
+        "weekly_year_inventories_series_seconds": round(series_s, 2),
         "instant_without_index_seconds": unindexed_s,
     }  # fmt: skip
     if args.json:

@@ -1,10 +1,10 @@
 """`make bench` / `make bench-scale`: measure, print, and rewrite tests/bench/RESULTS.md.
 
-    python tests/bench/run.py [--repeat 3] [--nodes 48] [--rounds 30] [--scale] [--only SECTION ...]
+    python tests/bench/run.py [--repeat 3] [--nodes 48] [--rounds 30] [--cycles 1000] [--scale] [--only SECTION ...]
 
 Sections (each replaced in RESULTS.md only when it ran): machine, limits, ingest, scaleout, profile, storage,
-scale-10000 and, with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max, printed
-next to its ratio to a limit measured in the same run.
+agent, scale-10000 and, with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max,
+printed next to its ratio to a limit measured in the same run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from gpucensus.collector.store import open_store  # noqa: E402
 from gpucensus.protos import census_pb2 as pb  # noqa: E402
 from gpucensus.protos import census_pb2_grpc  # noqa: E402
 
-from tests.bench import bench_storage, fleet, limits, loadgen, scale  # noqa: E402
+from tests.bench import bench_agent, bench_storage, fleet, limits, loadgen, scale  # noqa: E402
 from tests.bench.stats import Figure, percentile, ratio, summarize  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -81,7 +82,8 @@ class Report:
         old = path.read_text() if path.exists() else ""
         kept = dict(re.findall(r"<!-- section:(\S+) -->\n(.*?)<!-- end:\1 -->\n", old, re.S))
         kept.update({name: "\n".join(lines) + "\n" for name, lines in self.sections.items()})
-        order = ["machine", "limits", "ingest", "scaleout", "profile", "storage", "scale-10000", "scale-100000"]
+        order = ["machine", "limits", "ingest", "scaleout", "profile", "storage", "agent", "scale-10000",
+                 "scale-100000"]  # fmt: skip
         body = "".join(f"<!-- section:{n} -->\n{kept[n]}<!-- end:{n} -->\n" for n in order if n in kept)
         path.write_text(HEADER + body)
 
@@ -339,6 +341,37 @@ def storage(report: Report, args: argparse.Namespace, work: Path) -> None:
             report.line(line)
 
 
+# --- the agent -------------------------------------------------------------------------------------------------
+def agent(report: Report, args: argparse.Namespace) -> None:
+    """The agent's real loop for --cycles cycles (`bench_agent`), --repeat runs; each with its bare process."""
+    runs = [bench_agent.measure(args.cycles) for _ in range(args.repeat)]
+    cpu = summarize([r["cpu_ms_per_cycle"] for r in runs])
+    mock = summarize([r["discovery_ms_per_cycle"] for r in runs])
+    own = summarize([r["cpu_ms_per_cycle"] - r["discovery_ms_per_cycle"] for r in runs])
+    start, middle, end = (summarize([r["rss_mib"][i] for r in runs]) for i in range(3))
+    bare = summarize([r["bare_rss_mib"] for r in runs])
+    times = summarize([r["rss_mib"][2] / r["bare_rss_mib"] for r in runs])
+    growth = summarize([r["rss_mib"][2] - r["rss_mib"][1] for r in runs])
+    report.section("agent", f"The agent ({bench_agent.PROFILE}: 16 GPUs, {args.cycles:,} cycles)")
+    report.line(
+        "`gpucensus-agent run` in a process of its own (mock backend, snapshot, sign, spool, deliver over gRPC to a "
+        "`gpucensus-collector serve` subprocess on SQLite, checkpoint checks), rounds back to back; CPU is the "
+        "agent process's own time between its first and last round. The bare process imports every module the "
+        f"agent had imported except gpucensus's own ({runs[0]['bare_modules']} modules), in the same run.\n"
+    )
+    report.table(["figure", "median (range)", "ratio to target"], [
+        ["CPU per cycle, all", f"{cpu.text(2)} ms", ""],
+        ["of which the mock backend (profile and devices: what NVML does)", f"{mock.text(2)} ms", ""],
+        ["CPU per cycle, NVML time excluded", f"{own.text(2)} ms", f"{ratio(own.median, 30)} (target ≤ 30 ms)"],
+        ["RSS after the first cycle", f"{start.text(1)} MiB", ""],
+        ["RSS after the middle cycle", f"{middle.text(1)} MiB", ""],
+        ["RSS after the last cycle", f"{end.text(1)} MiB", ""],
+        ["RSS growth, middle to last cycle", f"{growth.text(1)} MiB", ""],
+        ["bare process importing the same libraries", f"{bare.text(1)} MiB", ""],
+        ["RSS after the last cycle / bare", f"{times.text(2)}", f"{ratio(times.median, 1.3)} (target ≤ 1.3)"],
+    ])  # fmt: skip
+
+
 # --- read paths at scale --------------------------------------------------------------------------------------
 def timed_runs(times: int, call: Callable[[], object]) -> Figure:
     return summarize([loadgen.timed(call) * 1e3 for _ in range(times)])
@@ -374,6 +407,11 @@ def scale_case(report: Report, nodes: int, kind: str, args: argparse.Namespace, 
         after_site = timed_runs(times, lambda: store.site_status([site]))
         before = timed_runs(args.repeat, lambda: scale.full_scan_totals(store))
         assert store.country_totals() == scale.full_scan_totals(store)[0]
+        now = loadgen.utc_now()
+        grouped = timed_runs(times, lambda: store.inventory(now))
+        scans = args.repeat if nodes <= 10_000 else 1  # 100,000 nodes: some 20 s and 1 GiB each
+        scanned = timed_runs(scans, lambda: store.scanned_inventory(now))
+        assert store.inventory(now) == store.scanned_inventory(now)
         size = scale.store_bytes(directory / "data") if kind == "sqlite" else 0
     finally:
         store.close()
@@ -394,13 +432,18 @@ def scale_case(report: Report, nodes: int, kind: str, args: argparse.Namespace, 
                 all_site_status(lambda r: pages.append(1) or stub.GetSiteStatus(r, timeout=600))
 
             grpc_all = timed_runs(args.repeat, every_site)
+            fresh_fleet(database, loadgen.utc_now())  # every node reported just now: none stale
             report_runs = [report_cli(collector.config) for _ in range(args.repeat)]
+            fresh_fleet(database, loadgen.utc_now() - timedelta(days=1))  # every node silent: all listed as stale
+            stale_runs = [report_cli(collector.config) for _ in range(args.repeat)]
             stall = ack_while_querying(collector, stub, database, quiet)
     finally:
         collector.stop()
         database.drop()
     r_seconds = summarize([r[0] for r in report_runs])
     r_rss = summarize([r[1] for r in report_runs])
+    s_seconds = summarize([r[0] for r in stale_runs])
+    s_rss = summarize([r[1] for r in stale_runs])
     n = f"{nodes:,}"
     full = f"{before.text(0)} ms (full scan)"
     rows += [
@@ -409,8 +452,11 @@ def scale_case(report: Report, nodes: int, kind: str, args: argparse.Namespace, 
         [kind, n, "GetCountryTotals over gRPC", "", f"{grpc_country.text(1)} ms", ratio(grpc_country.median, 50)],
         [kind, n, "GetSiteStatus, one site, all its pages", "", f"{grpc_site.text(1)} ms", ""],
         [kind, n, f"GetSiteStatus, every site ({len(pages)} pages)", "", f"{grpc_all.text(0)} ms", ""],
+        [kind, n, "live inventory (store)", f"{scanned.text(0)} ms (every device)", f"{grouped.text(1)} ms", ""],
         [kind, n, "`report` (subprocess), seconds", "", r_seconds.text(2), ratio(r_seconds.median, 2)],
         [kind, n, "`report` peak RSS, MiB", "", r_rss.text(0), ratio(r_rss.median, 300)],
+        [kind, n, f"`report`, all {n} nodes stale (listed), seconds", "", s_seconds.text(2), ""],
+        [kind, n, f"`report`, all {n} nodes stale (listed), peak RSS, MiB", "", s_rss.text(0), ""],
         [kind, n, "store built by batched SQL (setup), seconds", "", f"{built:.1f}", ""],
     ]
     if size:
@@ -418,6 +464,16 @@ def scale_case(report: Report, nodes: int, kind: str, args: argparse.Namespace, 
     rows += [
         [kind, n, f"ack latency {what} (p50 / p99 ms)", "", f"{p50:.1f} / {p99:.1f}", ""] for what, p50, p99 in stall
     ]
+
+
+def fresh_fleet(database: Database, when: Any) -> None:
+    """Every node last heard of at `when` (the report lists the nodes silent for three intervals)."""
+    store = database.open()
+    try:
+        with store._tx(True) as cur:
+            cur.execute("UPDATE nodes SET last_attested_at = ?", (store._t(when),))
+    finally:
+        store.close()
 
 
 def ack_while_querying(collector: loadgen.Collector, stub: Any, database: Database, nodes: list) -> list:
@@ -474,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30, help="reports per node (default 30)")
     parser.add_argument("--scale", action="store_true", help="also the 100,000-node stores (make bench-scale)")
     parser.add_argument(
-        "--only", nargs="*", help="sections to run (machine limits ingest scaleout profile storage scale)"
+        "--only", nargs="*", help="sections to run (machine limits ingest scaleout profile storage agent scale)"
     )
     parser.add_argument("--storage-nodes", type=int, default=4, help="nodes of the storage section (default 4)")
     parser.add_argument("--storage-rounds", type=int, default=240, help="their rounds, scaled to a day (default 240)")
@@ -486,8 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         help="storage: each mix measured, 0 = every report full, N = compact statements and a full one every N "
         "rounds (default: 0 60, i.e. hourly at 60 s)",
     )
+    parser.add_argument("--cycles", type=int, default=1000, help="agent cycles per run (default 1000)")
     args = parser.parse_args(argv)
-    wanted = set(args.only or ["machine", "limits", "ingest", "scaleout", "profile", "storage", "scale"])
+    wanted = set(args.only or ["machine", "limits", "ingest", "scaleout", "profile", "storage", "agent", "scale"])
     report = Report()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpucensus-bench-") as tmp:
@@ -505,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
             profile(report, fleets, work)
         if "storage" in wanted:
             storage(report, args, work)
+        if "agent" in wanted:
+            agent(report, args)
         if "scale" in wanted:
             read_paths(report, 10_000, args, work)
             if args.scale:

@@ -16,6 +16,7 @@ from typing import Any
 
 from gpucensus.collector.store.base import CountryTotals, DeviceRecord, EccnTotals, Store
 from gpucensus.collector.store.sqlcurrent import node_totals_rows
+from gpucensus.collector.store.sqlgroups import GROUP_COLUMNS, device_group
 
 from tests.bench.fleet import COUNTRIES, gpu_identity
 
@@ -51,8 +52,9 @@ def device_templates(profiles: Sequence[str] = ("dgx-h100", "hgx-a100", "h20-8x"
 
 def build(store: Store, nodes: int, sites: int, templates: list[list[DeviceRecord]], now: datetime) -> None:
     """`nodes` enrolled nodes over `sites` sites, each with one attestation of its own GPUs (a template's
-    devices under UUIDs of its own), the per-GPU state and the current-state totals; batched transactions, then
-    ANALYZE: without statistics PostgreSQL misjudges every plan (and JIT-compiles a 1 ms query for 110 ms)."""
+    devices under UUIDs of its own), the per-GPU state, the current-state totals and the inventory's groups;
+    batched transactions, then ANALYZE: without statistics PostgreSQL misjudges every plan (and JIT-compiles a
+    1 ms query for 110 ms)."""
     t = store._t(now)  # type: ignore[attr-defined]
     with store._tx(True) as cur:  # type: ignore[attr-defined]
         cur.execute("INSERT INTO entities (id, headquarters, auth) VALUES ('scale', 'US', 'none')")
@@ -63,18 +65,26 @@ def build(store: Store, nodes: int, sites: int, templates: list[list[DeviceRecor
     for first in range(0, nodes, _NODES_PER_TX):
         batch = range(first, min(nodes, first + _NODES_PER_TX))
         with store._tx(True) as cur:  # type: ignore[attr-defined]
-            _insert_batch(cur, batch, sites, templates, t)
+            _insert_batch(cur, batch, sites, templates, t, now)
+    columns = ", ".join(GROUP_COLUMNS)
     with store._tx(True) as cur:  # type: ignore[attr-defined]
         cur.execute(
             "INSERT INTO site_totals (site, eccn, gpus, tpp, unaccounted) SELECT n.site, t.eccn, SUM(t.gpus), "
             "SUM(t.tpp), SUM(t.unaccounted) FROM node_totals t JOIN nodes n ON n.node_id = t.node_id "
             "GROUP BY n.site, t.eccn"
         )
+        cur.execute(
+            f"INSERT INTO site_groups (site, {columns}, devices) SELECT n.site, "
+            f"{', '.join('g.' + c for c in GROUP_COLUMNS)}, SUM(g.devices) FROM node_groups g "
+            f"JOIN nodes n ON n.node_id = g.node_id GROUP BY n.site, {', '.join('g.' + c for c in GROUP_COLUMNS)}"
+        )
     with store._tx(True) as cur:  # type: ignore[attr-defined]
         cur.execute("ANALYZE")  # the statistics autovacuum gathers after such growth (else PostgreSQL guesses)
 
 
-def _insert_batch(cur: Any, batch: range, sites: int, templates: list[list[DeviceRecord]], t: Any) -> None:
+def _insert_batch(
+    cur: Any, batch: range, sites: int, templates: list[list[DeviceRecord]], t: Any, now: datetime
+) -> None:
     site = {i: f"site-{i % sites:04d}" for i in batch}
     country = {i: COUNTRIES[(i % sites) % len(COUNTRIES)] for i in batch}
     cur.executemany(
@@ -94,7 +104,11 @@ def _insert_batch(cur: Any, batch: range, sites: int, templates: list[list[Devic
         "last_attestation_id, last_stated_at, last_sequence) VALUES (?, ?, ?, ?, ?, 60, ?, ?, 1)",
         [(f"node-{i:07d}", site[i], _keyid(i), t, t, ids[f"node-{i:07d}"], t) for i in batch],
     )
-    devices, gpus, totals = [], [], []
+    devices, gpus, totals, groups = [], [], [], []
+    template_groups = [
+        sorted(Counter(device_group(d.basis, d.model, d.tpp, d.die_area_mm2, d.datacenter, now) for d in devs).items())
+        for devs in templates
+    ]
     for i in batch:
         node_id = f"node-{i:07d}"
         own = []
@@ -105,6 +119,7 @@ def _insert_batch(cur: Any, batch: range, sites: int, templates: list[list[Devic
             devices.append((ids[node_id], pos, uuid, *row, d.eccn, d.h100e_milli, d.datacenter))
             gpus.append((uuid, node_id, site[i], country[i], _keyid(i), t, t, t))
         totals += [(node_id, *row) for row in node_totals_rows(own, set())]
+        groups += [(node_id, *group, count) for group, count in template_groups[i % len(templates)]]
     marks = ", ".join("?" * 16)
     cur.executemany(f"INSERT INTO attestation_devices ({_DEVICE_COLUMNS}) VALUES ({marks})", devices)
     cur.executemany(
@@ -113,6 +128,10 @@ def _insert_batch(cur: Any, batch: range, sites: int, templates: list[list[Devic
         gpus,
     )
     cur.executemany("INSERT INTO node_totals (node_id, eccn, gpus, tpp, unaccounted) VALUES (?, ?, ?, ?, ?)", totals)
+    cur.executemany(
+        f"INSERT INTO node_groups (node_id, {', '.join(GROUP_COLUMNS)}, devices) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        groups,
+    )
 
 
 def _keyid(index: int) -> str:

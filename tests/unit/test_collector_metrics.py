@@ -22,7 +22,7 @@ def node(node_id: str, silent_for: timedelta, revoked: bool = False) -> NodeStat
 
 
 class FakeStore:
-    """Just the three reads the scrape makes; `fail` makes every read raise it. Counts the reads."""
+    """Just the reads the scrape makes; `fail` makes every read raise it. Counts the reads."""
 
     def __init__(self) -> None:
         self.nodes = [node("fresh", timedelta(seconds=30)), node("quiet", timedelta(hours=1)),
@@ -40,6 +40,12 @@ class FakeStore:
     def list_nodes(self, site: str | None = None) -> list[NodeStatus]:
         self._read()
         return list(self.nodes)
+
+    def node_counts(self) -> dict[str, int]:
+        self._read()
+        revoked = sum(1 for n in self.nodes if n.revoked)
+        never = sum(1 for n in self.nodes if not n.revoked and n.last_attested_at is None)
+        return {"enrolled": len(self.nodes) - revoked, "revoked": revoked, "never_seen": never}
 
     def stale_nodes(self, now, intervals: int = 3, default_interval_seconds: int = 60) -> list[NodeStatus]:
         self._read()

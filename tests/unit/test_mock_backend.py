@@ -10,7 +10,16 @@ from gpucensus.agent.backends import create_backend
 from gpucensus.agent.backends.mock import MockBackend, profile_names
 from gpucensus.common.errors import ConfigError
 
-REQUIRED = {"dgx-h100", "hgx-a100", "mixed", "one-lost-of-8", "mig-enabled", "rtx-4090-workstation", "h20-8x"}
+REQUIRED = {
+    "dgx-h100",
+    "hgx-a100",
+    "mixed",
+    "one-lost-of-8",
+    "mig-enabled",
+    "rtx-4090-workstation",
+    "h20-8x",
+    "hgx-h100-16x",
+}
 
 
 def test_required_profiles_ship() -> None:
@@ -25,6 +34,7 @@ def test_required_profiles_ship() -> None:
         ("mixed", ["NVIDIA H100 80GB HBM3"] * 2 + ["NVIDIA L40S"] * 2 + ["NVIDIA L4"] * 2),
         ("rtx-4090-workstation", ["NVIDIA GeForce RTX 4090"] * 2),
         ("h20-8x", ["NVIDIA H20"] * 8),
+        ("hgx-h100-16x", ["NVIDIA H100 80GB HBM3"] * 16),  # two 8-GPU boards: the agent benchmark's node
     ],
 )
 def test_profile_devices(profile: str, names: list[str]) -> None:
