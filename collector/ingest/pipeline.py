@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gpucensus.collector import limits
 from gpucensus.collector.compliance.state import ComplianceState
@@ -204,22 +205,7 @@ class Pipeline:
             located = self._location.check(key.node_id, keyid, site, key.enrolled_at, predicate, now)
         findings = (*verdict.findings, *recomputed.findings, *cross, *claimed_site, *host, *located.findings)
         with spent.step("store"):
-            record = store.store_attestation(
-                AttestationRecord(
-                    keyid=keyid,
-                    sequence=seq,
-                    digest=verified.digest,
-                    envelope=verified.envelope_bytes,
-                    node_id=key.node_id,
-                    site=key.site,
-                    timestamp=verified.signed_at,
-                    received_at=now,
-                    previous=verified.previous,
-                    devices=recomputed.devices,
-                    findings=_tagged(findings, keyid, seq, now, verified.digest),
-                    status=ACCEPTED,
-                )
-            )
+            record = store.store_attestation(_accepted(verified, key, now, findings, devices=recomputed.devices))
             self._location.record(located)
         self._last_host[keyid] = (seq, host_facts)
         policy: tuple[Finding, ...] = ()
@@ -277,21 +263,7 @@ class Pipeline:
             return IngestResult(keyid, seq, REJECTED, findings=findings)
         with spent.step("store"):
             record = store.store_compact(
-                AttestationRecord(
-                    keyid=keyid,
-                    sequence=seq,
-                    digest=verified.digest,
-                    envelope=verified.envelope_bytes,
-                    node_id=key.node_id,
-                    site=key.site,
-                    timestamp=verified.signed_at,
-                    received_at=now,
-                    previous=verified.previous,
-                    findings=_tagged(chain_findings, keyid, seq, now, verified.digest),
-                    status=ACCEPTED,
-                    kind=COMPACT,
-                    inventory_digest=named[1],
-                )
+                _accepted(verified, key, now, chain_findings, kind=COMPACT, inventory_digest=named[1])
             )
         policy: tuple[Finding, ...] = ()
         if self._compliance is not None:  # nothing changed: the site's open findings as they stand
@@ -373,6 +345,26 @@ def _stored_host(record: AttestationRecord) -> facts.HostFacts | None:
         return facts.host(payload["predicate"])
     except (ValueError, KeyError, TypeError, RecursionError, facts.MalformedFactError):
         return None
+
+
+def _accepted(
+    verified: verify.VerifiedStatement, key: NodeKey, now: datetime, findings: tuple[Finding, ...], **fields: Any
+) -> AttestationRecord:
+    """The record of an accepted statement; `fields`: what only one kind carries (devices, or kind and reference)."""
+    return AttestationRecord(
+        keyid=key.keyid,
+        sequence=verified.sequence,
+        digest=verified.digest,
+        envelope=verified.envelope_bytes,
+        node_id=key.node_id,
+        site=key.site,
+        timestamp=verified.signed_at,
+        received_at=now,
+        previous=verified.previous,
+        findings=_tagged(findings, key.keyid, verified.sequence, now, verified.digest),
+        status=ACCEPTED,
+        **fields,
+    )
 
 
 def _link(record: StoredLink | None) -> chain.Link | None:
