@@ -269,7 +269,7 @@ def scale_out(report: Report, args: argparse.Namespace, work: Path, found: dict[
     """N `serve` processes sharing one database, the fleet's streams spread over them (DNS round robin)."""
     path = work / "fleet-scaleout.jsonl"
     if not path.exists():
-        fleet.generate(fleet.FleetSpec(args.nodes, args.rounds, MIXES["steady"]), path)
+        fleet.generate(fleet.FleetSpec(args.nodes, args.rounds, **MIXES["steady"]), path)
     nodes = fleet.load(path)[1]
     verify = found["verify_1"].median if "verify_1" in found else 0.0
     rows, base = [], {}
