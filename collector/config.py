@@ -324,7 +324,7 @@ def load_config(
 
 def validate(config: CollectorConfig) -> None:
     where = f"{config.source}: " if config.source else ""
-    from gpucensus.collector.store import STORES  # late: the store package imports the database drivers
+    from gpucensus.collector.store import STORES  # late: only validation needs the registry of stores
 
     store, server, nodes = config.store, config.server, config.nodes
     if store.kind not in STORES:

@@ -20,9 +20,6 @@ from gpucensus.collector import __version__
 from gpucensus.collector.audit import bundle
 from gpucensus.collector.commands.common import add_store_arguments, config_from_args, iso, store_from_args
 from gpucensus.collector.countries import is_alpha2
-from gpucensus.collector.log import state
-from gpucensus.collector.log.service import LogRangeError, b64, data_dir
-from gpucensus.collector.policy.pack import load_pack, pack_text
 from gpucensus.collector.store.base import RecordNotFoundError, Store
 from gpucensus.common import dsse, merkle
 from gpucensus.common.errors import ConfigError, StateError
@@ -60,6 +57,12 @@ def _since(text: str) -> datetime:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    # here, not at the top: the log's keys (cryptography) and service (metrics) and the policy packs load only when
+    # this command runs, so building the command line parser stays cheap (collector/commands/__init__.py)
+    from gpucensus.collector.log import state
+    from gpucensus.collector.log.service import LogRangeError, b64, data_dir
+    from gpucensus.collector.policy.pack import load_pack, pack_text
+
     config = config_from_args(args)
     where = data_dir(config)
     key = state.load_or_create_key(config.log.key_path(where), config.log.origin)

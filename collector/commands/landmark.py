@@ -9,15 +9,13 @@ import signal
 import threading
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gpucensus.collector.commands.common import command_group, emit, iso, now, store_action, store_from_args
 from gpucensus.collector.errors import ConfigError
-from gpucensus.collector.location import landmark_keys
-from gpucensus.collector.location.landmark_server import Landmark as LandmarkService
-from gpucensus.collector.location.landmark_server import LandmarkServer
 from gpucensus.collector.location.records import Landmark
 from gpucensus.collector.registry import validate_id
-from gpucensus.common.verify import public_key_id
+
+# The keys (cryptography) and the timing service are imported by the handlers that use them: building the
+# command line parser stays cheap for every command (collector/commands/__init__.py).
 
 log = logging.getLogger("gpucensus.landmark")
 
@@ -75,12 +73,19 @@ def _address(value: str, lowest_port: int = 1) -> tuple[str, int]:
 
 
 def run_keygen(args: argparse.Namespace) -> int:
+    from gpucensus.collector.location import landmark_keys
+    from gpucensus.common.verify import public_key_id
+
     key = landmark_keys.generate(args.key)
     print(f"landmark key {public_key_id(key.public_key())} written to {args.key} and {args.key}.pub")
     return 0
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from gpucensus.collector.location import landmark_keys
+    from gpucensus.common.verify import public_key_id
+
     name, address = validate_id("landmark", args.name), args.address
     _address(address)
     lat, lon = coordinates(args.lat, args.lon)  # type: ignore[misc]
@@ -109,6 +114,11 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from gpucensus.collector.location import landmark_keys
+    from gpucensus.collector.location.landmark_server import Landmark as LandmarkService
+    from gpucensus.collector.location.landmark_server import LandmarkServer
+    from gpucensus.common.verify import public_key_id
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     key = landmark_keys.load_private(args.key)
     host, port = _address(args.listen, lowest_port=0)  # port 0: any free port (printed)

@@ -7,13 +7,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpucensus.collector.commands.common import command_group, config_from_args, store_action, store_from_args
-from gpucensus.collector.config import CollectorConfig
-from gpucensus.collector.log import cosign, state
-from gpucensus.collector.log.service import LogRangeError, b64, data_dir
-from gpucensus.common import merkle, note
+from gpucensus.common import merkle
 from gpucensus.common.errors import ConfigError, StateError
+
+# The log's keys and checkpoints (cryptography) and its service (metrics) are imported by the handlers: building
+# the command line parser stays cheap for every command (collector/commands/__init__.py).
+if TYPE_CHECKING:
+    from gpucensus.collector.config import CollectorConfig
+    from gpucensus.collector.log import state
+    from gpucensus.common import note
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,10 +55,16 @@ def _count(text: str) -> int:
 
 
 def _key(config: CollectorConfig) -> note.SignerKey:
+    from gpucensus.collector.log import state
+    from gpucensus.collector.log.service import data_dir
+
     return state.load_or_create_key(config.log.key_path(data_dir(config)), config.log.origin)
 
 
 def _signed(config: CollectorConfig) -> tuple[Path, state.Signed]:
+    from gpucensus.collector.log import state
+    from gpucensus.collector.log.service import data_dir
+
     path = config.log.checkpoint_path(data_dir(config))
     signed = state.load_checkpoint(path, _key(config))
     if signed is None:
@@ -67,6 +78,8 @@ def run_key(args: argparse.Namespace) -> int:
 
 
 def run_checkpoint(args: argparse.Namespace) -> int:
+    from gpucensus.collector.log import state
+
     path, signed = _signed(config_from_args(args))
     sys.stdout.buffer.write(state.load_cosigned(path, signed))
     sys.stdout.flush()
@@ -74,6 +87,8 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _tree_size(config: CollectorConfig, args: argparse.Namespace, store_size: int, size: int) -> int:
+    from gpucensus.collector.log.service import LogRangeError
+
     if size == 0:
         size = _signed(config)[1].checkpoint.size
     if size > store_size:
@@ -82,6 +97,8 @@ def _tree_size(config: CollectorConfig, args: argparse.Namespace, store_size: in
 
 
 def run_prove(args: argparse.Namespace) -> int:
+    from gpucensus.collector.log.service import LogRangeError, b64
+
     config = config_from_args(args)
     with store_from_args(args, config) as store:
         size = _tree_size(config, args, store.log_size(), args.size)
@@ -93,6 +110,8 @@ def run_prove(args: argparse.Namespace) -> int:
 
 
 def run_cons(args: argparse.Namespace) -> int:
+    from gpucensus.collector.log.service import LogRangeError, b64
+
     config = config_from_args(args)
     with store_from_args(args, config) as store:
         size = _tree_size(config, args, store.log_size(), args.new)
@@ -104,6 +123,8 @@ def run_cons(args: argparse.Namespace) -> int:
 
 
 def run_cosign(args: argparse.Namespace) -> int:
+    from gpucensus.collector.log import cosign
+
     config = config_from_args(args)
     path, signed = _signed(config)
     try:

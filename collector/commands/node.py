@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gpucensus.collector.commands.common import (
     command_group,
     config_from_args,
@@ -22,7 +21,6 @@ from gpucensus.collector.commands.common import (
 from gpucensus.collector.errors import ConfigError
 from gpucensus.collector.registry import validate_id
 from gpucensus.collector.store.base import NodeStatus, RecordNotFoundError
-from gpucensus.common import verify
 from gpucensus.common.safe_text import printable
 
 
@@ -89,6 +87,10 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 def read_public_key(path: str) -> tuple[str, str]:
     """(keyid, PEM) of an Ed25519 public key file; ConfigError naming the file if it is not one."""
+    # here, not at the top: only the actions that read a key load cryptography (collector/commands/__init__.py)
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from gpucensus.common import verify
+
     try:
         public_key = verify.public_key_from_pem(Path(path).read_bytes())
     except OSError as err:

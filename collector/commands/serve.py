@@ -13,12 +13,6 @@ import signal
 import sys
 import threading
 
-from gpucensus.collector.config import load_config
-from gpucensus.collector.dashboard.server import start_dashboard
-from gpucensus.collector.ingest.pipeline import utc_now
-from gpucensus.collector.server import run_server
-from gpucensus.collector.store import open_store
-
 log = logging.getLogger("gpucensus.collector")
 
 
@@ -44,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # here, not at the top: gRPC, the protos, metrics and the dashboard load only when the collector runs, so that
+    # building the command line parser stays cheap for every other command (collector/commands/__init__.py)
+    from gpucensus.collector.config import load_config
+    from gpucensus.collector.dashboard.server import start_dashboard
+    from gpucensus.collector.ingest.pipeline import utc_now
+    from gpucensus.collector.server import run_server
+    from gpucensus.collector.store import open_store
+
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
