@@ -178,7 +178,9 @@ def node(doc: dict[str, Any]) -> str:
         f"({_e(doc['country'])}); key <code>{_e(keyid)}</code>{' (revoked)' if doc['revoked'] else ''}.</p>"
         "<h2>GPUs</h2>"
         + render_table("node", "gpus", doc["tables"]["gpus"], {"id": doc["node"]}, {})
-        + "<h2>Attestation history</h2><p>Each envelope downloads as the exact signed bytes the node sent.</p>"
+        + "<h2>Attestation history</h2><p>Each envelope downloads as the exact signed bytes the node sent. While "
+        "its inventory is unchanged a node sends compact statements that name its last full inventory: a run of "
+        "them is one line (its newest statement), with the GPUs of the inventory it vouches for.</p>"
         + render_table(
             "node",
             "attestations",

@@ -19,7 +19,7 @@ from gpucensus.collector.config import NodesConfig
 from gpucensus.collector.dashboard.source import ComplianceSource
 from gpucensus.collector.errors import ConfigError
 from gpucensus.collector.location.status import current_statuses, location_rows
-from gpucensus.collector.store.base import NodeStatus, Store
+from gpucensus.collector.store.base import AttestationSummary, NodeStatus, Store
 
 HISTORY_MAX_POINTS = 200  # a dashboard history is one page: coarser steps for longer ranges
 HISTORY_DEFAULT_WEEKS = 12
@@ -203,9 +203,7 @@ def node(ctx: Context, node_id: str) -> dict[str, Any]:
                      "decommissioned_at": when(state.decommissioned_at) if state else None,
                      "last_attested_at": when(status.last_attested_at),
                      "log_index": latest.log_index if latest else None})  # fmt: skip
-    history_rows = [{"sequence": a.sequence, "keyid": a.keyid, "site": a.site, "stated_at": when(a.timestamp),
-                     "received_at": when(a.received_at), "log_index": a.log_index, "gpus": a.gpus,
-                     "digest": a.digest} for a in attestations]  # fmt: skip
+    history_rows = [_history_row(a) for a in attestations]
     return {
         "title": f"Node {node_id}",
         "node": node_id,
@@ -216,10 +214,26 @@ def node(ctx: Context, node_id: str) -> dict[str, Any]:
         "tables": {
             "gpus": table(["index", "model", "uuid", "status", "tpp", "eccn", "first_seen", "decommissioned_at",
                            "last_attested_at", "log_index"], gpus),
-            "attestations": table(["sequence", "keyid", "site", "stated_at", "received_at", "log_index", "gpus",
-                                   "digest"], history_rows),
+            "attestations": table(["sequence", "statement", "keyid", "site", "stated_at", "received_at", "log_index",
+                                   "gpus", "digest"], history_rows),
         },
     }  # fmt: skip
+
+
+def _history_row(a: AttestationSummary) -> dict[str, Any]:
+    """One line of a node's history. A run of compact statements is one line: its newest statement (sequence,
+    times, log index, digest: the envelope it links to), how many statements it holds since which, and the full
+    inventory they all vouch for, whose GPUs it counts (a compact statement lists none: it says "unchanged")."""
+    row = {"sequence": a.sequence, "statement": "full inventory", "keyid": a.keyid, "site": a.site,
+           "stated_at": when(a.timestamp), "received_at": when(a.received_at), "log_index": a.log_index,
+           "gpus": a.gpus, "digest": a.digest, "kind": a.kind, "statements": a.statements,
+           "first_sequence": a.sequence, "first_stated_at": when(a.timestamp), "unchanged_since": None}  # fmt: skip
+    if a.kind == "compact":
+        row |= {"first_sequence": a.first_sequence, "first_stated_at": when(a.first_timestamp),
+                "unchanged_since": a.unchanged_since}  # fmt: skip
+        run = f"{a.statements} statements, #{a.first_sequence} to #{a.sequence}, from {row['first_stated_at']}"
+        row["statement"] = f"unchanged since #{a.unchanged_since} ({'1 statement' if a.statements == 1 else run})"
+    return row
 
 
 def envelope(ctx: Context, keyid: str, sequence: str) -> tuple[str, bytes]:

@@ -228,7 +228,10 @@ class FullInventory:
 
 @dataclass(frozen=True)
 class AttestationSummary:
-    """One stored attestation without its bytes (a node's history): fetch the envelope with `get_attestation`."""
+    """One line of a node's history, without envelope bytes (fetch one with `get_attestation`): a full inventory,
+    or a run of compact statements ("inventory unchanged") that all name one full inventory. A run is described by
+    its newest statement (sequence, digest, times, log index), counts its statements and names the inventory it
+    repeats; `gpus` is that inventory's GPU count (a compact statement carries no devices, it vouches for those)."""
 
     keyid: str
     sequence: int
@@ -239,6 +242,11 @@ class AttestationSummary:
     received_at: datetime
     log_index: int  # the transparency-log index (the attestation id where no log exists)
     gpus: int
+    kind: str = "full"  # full | compact (a run of compact statements)
+    statements: int = 1  # how many statements the line stands for: a run's length
+    first_sequence: int | None = None  # compact: the run's oldest statement (sequence and statement time)
+    first_timestamp: datetime | None = None
+    unchanged_since: int | None = None  # compact: the sequence of the full inventory the run names
 
 
 class ChainHead(NamedTuple):
@@ -602,5 +610,6 @@ class Store(LocationStore, Protocol):
         ...
 
     def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:
-        """The node's stored attestations, newest statement first."""
+        """The node's history, newest statement first, at most `limit` lines: each full inventory, and each run of
+        compact statements naming one full inventory as a single line (`AttestationSummary`)."""
         ...

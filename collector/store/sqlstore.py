@@ -30,7 +30,7 @@ from gpucensus.collector.store.base import (
 from gpucensus.collector.store.inventory import CurrentDevice, build_inventory
 from gpucensus.collector.store.sqlbase import where_equal
 from gpucensus.collector.store.sqlchain import SqlChain
-from gpucensus.collector.store.sqlcompact import SqlCompact
+from gpucensus.collector.store.sqlcompact import COMPACT, SqlCompact
 from gpucensus.collector.store.sqlcompliance import SqlCompliance
 from gpucensus.collector.store.sqlcurrent import SqlCurrent
 from gpucensus.collector.store.sqlfindings import FINDING_COLUMNS
@@ -342,18 +342,28 @@ class SqlStore(SqlChain, SqlCurrent, SqlCompact, SqlHistory, SqlLog, SqlLocation
         return build_inventory(as_of or at, entities, sites, devices)
 
     def node_attestations(self, node_id: str, limit: int = 100) -> list[AttestationSummary]:
+        """The node's newest `limit` full inventories, each with the run of compact statements that follows it in
+        its key's chain (one statement: `_NODE_HISTORY_SQL`), as lines newest first, cut to `limit`."""
         with self._tx(False) as cur:
-            rows = cur.execute(
-                "SELECT a.id, a.keyid, a.sequence, a.digest, a.site, a.stated_at, a.received_at, a.log_index, "
-                "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = COALESCE(a.devices_from, a.id)) "
-                "FROM attestations a WHERE a.node_id = ? ORDER BY a.stated_at DESC, a.id DESC LIMIT ?",
-                (node_id, limit),
-            ).fetchall()
-        return [
-            AttestationSummary(r[1], r[2], r[3], node_id, r[4], self._dt(r[5]), self._dt(r[6]),
-                               r[7] if r[7] is not None else r[0], int(r[8]))  # type: ignore[arg-type]
-            for r in rows
-        ]  # fmt: skip
+            rows = cur.execute(_NODE_HISTORY_SQL, (node_id, limit)).fetchall()
+        lines = []
+        for r in rows:
+            full = self._summary(node_id, r[1], r[2:8], r[0], int(r[8]))
+            lines.append(((full.timestamp, int(r[0])), full))
+            if r[9]:  # the run after it: its newest statement (r[10:17]) and its oldest (r[17:19])
+                run = replace(self._summary(node_id, r[1], r[10:16], r[16], int(r[8])), kind=COMPACT,
+                              statements=int(r[9]), first_sequence=int(r[17]), first_timestamp=self._dt(r[18]),
+                              unchanged_since=int(r[2]))  # fmt: skip
+                lines.append(((run.timestamp, int(r[16])), run))
+        lines.sort(key=lambda line: line[0], reverse=True)
+        return [summary for _, summary in lines[:limit]]
+
+    def _summary(self, node_id: str, keyid: str, row: Any, attestation_id: int, gpus: int) -> AttestationSummary:
+        """From (sequence, digest, site, stated_at, received_at, log_index) of an attestation row."""
+        sequence, digest, site, stated, received, log_index = row
+        index = int(log_index if log_index is not None else attestation_id)
+        return AttestationSummary(keyid, int(sequence), digest, node_id, site, self._dt(stated),  # type: ignore[arg-type]
+                                  self._dt(received), index, gpus)  # type: ignore[arg-type]  # fmt: skip
 
     def inventory(self, as_of: datetime, sites: Iterable[str] | None = None) -> dict[str, Any]:
         return self.grouped_inventory(as_of, sites)  # kept at ingest: collector.store.sqlgroups
@@ -366,6 +376,26 @@ class SqlStore(SqlChain, SqlCurrent, SqlCompact, SqlHistory, SqlLog, SqlLocation
         entities, registered, devices, _ = self._current_devices(sites, last_attested=False)
         return build_inventory(as_of, entities, registered, devices)
 
+
+# A node's history (`node_attestations`): its newest full inventories (index attestations_full_node_stated), each
+# with the run of compact statements after it in its key's chain, up to the key's next full inventory in the page
+# (the page holds the newest ones, so the next full inventory of a key is in it too, or there is none). Every
+# statement between two full inventories of a key is a compact one naming the earlier (the collector stores a
+# compact statement only when it names the key's latest full inventory), so a run is counted and bounded on the
+# (keyid, sequence) index alone, without reading its rows; its first and last rows are read by key.
+_RUN = "FROM attestations c WHERE c.keyid = p.keyid AND c.sequence > p.sequence AND c.sequence < p.next_sequence"
+_NODE_HISTORY_SQL = (
+    "SELECT p.id, p.keyid, p.sequence, p.digest, p.site, p.stated_at, p.received_at, p.log_index, "
+    "(SELECT COUNT(*) FROM attestation_devices d WHERE d.attestation_id = COALESCE(p.devices_from, p.id)), "
+    f"(SELECT COUNT(*) {_RUN}), "
+    "l.sequence, l.digest, l.site, l.stated_at, l.received_at, l.log_index, l.id, f.sequence, f.stated_at "
+    "FROM (SELECT a.*, LEAD(a.sequence, 1, 9223372036854775807) OVER (PARTITION BY a.keyid ORDER BY a.sequence) "
+    "AS next_sequence FROM (SELECT b.id, b.keyid, b.sequence, b.digest, b.site, b.stated_at, b.received_at, "
+    "b.log_index, b.devices_from FROM attestations b WHERE b.node_id = ? AND b.kind = 'full' "
+    "ORDER BY b.stated_at DESC, b.id DESC LIMIT ?) a) p "
+    f"LEFT JOIN attestations l ON l.keyid = p.keyid AND l.sequence = (SELECT MAX(c.sequence) {_RUN}) "
+    f"LEFT JOIN attestations f ON f.keyid = p.keyid AND f.sequence = (SELECT MIN(c.sequence) {_RUN})"
+)
 
 # the devices of one attestation per node: {attestation} names it, {site} the node's site (now: the node's; at
 # an instant: the attestation's), {when} the fallback acquisition time, {at} widens the decommission filter
