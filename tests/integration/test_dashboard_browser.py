@@ -43,6 +43,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 START = NOW - timedelta(weeks=4)
 WEEKS = 5  # rounds at START + 0..4 weeks
+COMPACT = 3  # the US node's compact statements after its last full inventory
 # entity, HQ, authorization, site, country, mock profile, first week
 FLEET = [
     ("acme", "US", "uveu", "us-east-1", "US", "dgx-h100", 0),
@@ -115,10 +116,15 @@ def loaded() -> Iterator[Loaded]:
                     stub.Enroll(pb.EnrollRequest(token=token, node_id=node.node_id,
                                                  public_key_pem=node.public_key_pem), timeout=10)  # fmt: skip
                 sequence = node.sequence
-                envelope = node.next()
+                envelope = node.full()
                 acks = list(stub.Report(iter([pb.Envelope(dsse=envelope)]), timeout=10))
                 assert acks[0].status == pb.ACK_STATUS_ACCEPTED, acks[0]
                 sent[(node.keyid, sequence)] = envelope
+        us = nodes["US"]  # then steady: compact statements naming its last full inventory, a minute apart
+        for _ in range(COMPACT):
+            clock.now += timedelta(minutes=1)
+            acks = list(stub.Report(iter([pb.Envelope(dsse=us.compact())]), timeout=10))
+            assert acks[0].status == pb.ACK_STATUS_ACCEPTED, acks[0]
         dashboard = start_dashboard(DashboardConfig(listen="127.0.0.1:0"), store, PACK, NodesConfig(),
                                     clock, server.compliance)  # fmt: skip
         yield Loaded(dashboard, nodes, sent)
@@ -208,7 +214,10 @@ def test_drill_down_from_country_to_a_gpu_and_its_signed_envelope(loaded: Loaded
     device = node.predicate["devices"][0]
     assert device["uuid"] in gpus and f"{device['tpp']:,}" in gpus and device["eccn"] in gpus
     history = browser.find_elements(By.CSS_SELECTOR, "#table-attestations tbody tr")
-    assert len(history) == WEEKS
+    assert len(history) == WEEKS + 1  # the compact statements are one line, above the full inventories
+    steady = [td.text for td in history[0].find_elements(By.TAG_NAME, "td")]
+    assert steady[1].startswith(f"unchanged since #{WEEKS} ({COMPACT} statements, #{WEEKS + 1} to #{WEEKS + COMPACT}")
+    assert steady[7] == str(len(node.predicate["devices"]))  # the GPUs it vouches for, not 0
     shot(browser, "node")
     link = browser.find_element(By.CSS_SELECTOR, "#table-attestations").find_element(By.LINK_TEXT, "1")
     with urllib.request.urlopen(link.get_attribute("href"), timeout=10) as answer:  # what the download gets
