@@ -193,6 +193,9 @@ def node(ctx: Context, node_id: str) -> dict[str, Any]:
     status = found[0]
     record = ctx.store.get_site(status.site)
     latest = next((a for a in attestations if (a.keyid, a.sequence) == (status.keyid, status.last_sequence)), None)
+    if latest is not None and latest.kind == "compact":  # the GPUs come from the full inventory it vouches for
+        named = (latest.keyid, latest.unchanged_since)
+        latest = next((a for a in attestations if (a.keyid, a.sequence) == named and a.kind == "full"), None)
     devices = ctx.store.node_devices(node_id)
     states = ctx.store.gpu_states(d.uuid for d in devices if d.uuid)
     gpus = []

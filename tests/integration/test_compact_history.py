@@ -76,6 +76,8 @@ def test_a_run_of_compact_statements_is_one_line_with_its_inventory_gpus(make_st
         (at(5), at(6)),
         (at(1), at(3)),
     ]
+    [status] = [n for n in store.list_nodes() if n.node_id == "node-steady"]  # `node list`, the site page
+    assert (status.gpus, status.last_sequence) == (16, 7)
     newest = store.get_attestation(lines[0].keyid, 7)
     assert newest is not None and (lines[0].digest, lines[0].log_index) == (newest.digest, newest.log_index)
     # bounded by lines, not statements: the newest two lines, then one
@@ -133,6 +135,9 @@ def test_the_dashboard_shows_compact_runs_as_unchanged_not_as_zero_gpus(dashboar
     assert rows[2]["first_stated_at"] == "2026-11-23T12:01:00Z" and rows[2]["stated_at"] == "2026-11-23T12:03:00Z"
     assert rows[1]["statement"] == "full inventory" and rows[1]["unchanged_since"] is None
     assert 0 not in [r["gpus"] for r in rows]
+    # the GPUs' log index is that of the full inventory they are listed in, not of the compact statement after it
+    assert {g["log_index"] for g in doc["tables"]["gpus"]["rows"]} == {rows[1]["log_index"]}
+    assert len(doc["tables"]["gpus"]["rows"]) == 16
 
     page = fetch(f"{dashboard.url}node?id=node-steady")
     assert "unchanged since #5 (2 statements, #6 to #7, from 2026-11-23T12:05:00Z)" in page
