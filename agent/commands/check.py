@@ -26,19 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from gpucensus.agent import config as agent_config
 from gpucensus.agent.chain import ChainStore
 from gpucensus.agent.commands.run import open_spool_of_chain, refuse_lost_spool
-from gpucensus.agent.hints import address_problem, connection_hint, rejection_hint
 from gpucensus.agent.keys import NodeKey, load_key
 from gpucensus.agent.spool import REJECTED, Spool
 from gpucensus.agent.tls import read_tls_files
-from gpucensus.agent.uplink import open_channel
 from gpucensus.common.errors import GpucensusError
 from gpucensus.common.safe_text import printable
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
+
+# gRPC and its health service (and the hints, which read gRPC status codes) are imported by the checks that use
+# them: every command's parser is built on every run (agent/commands/__init__.py).
 
 CLOCK_RULES = ("future-timestamp", "before the key's enrolment")
 
@@ -108,6 +107,8 @@ def run_checks(config: agent_config.AgentConfig) -> list[Outcome]:
 
 
 def _address(config: agent_config.AgentConfig) -> str:
+    from gpucensus.agent.hints import address_problem
+
     problem = address_problem(config.collector_address)
     if problem:
         raise Failed(problem, "remove the scheme from collector.address")
@@ -152,6 +153,11 @@ def _state(config: agent_config.AgentConfig, key: list[NodeKey]) -> str:
 
 
 def _collector(config: agent_config.AgentConfig) -> str:
+    import grpc
+    from gpucensus.agent.hints import connection_hint
+    from gpucensus.agent.uplink import open_channel
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     # no issued certificate yet: what `run` reaches first is the enrolment address, without a client certificate
     enrolment = config.collector_request_certificate and not config.issued_certificate_files[0].exists()
     channel = open_channel(config, enrolment=enrolment)
@@ -192,6 +198,8 @@ def _enrollment(config: agent_config.AgentConfig, key: list[NodeKey]) -> str:
 
 
 def _clock(config: agent_config.AgentConfig) -> str:
+    from gpucensus.agent.hints import rejection_hint
+
     path = config.spool_file
     if not path.is_file() or path.stat().st_size == 0:
         return "no verdict of the collector yet (the protocol carries no time; judged by rejected envelopes)"

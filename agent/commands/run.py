@@ -15,31 +15,20 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
 from gpucensus.agent import config as agent_config
 from gpucensus.agent.attest import attest
 from gpucensus.agent.chain import ChainStore
-from gpucensus.agent.commands.snapshot import predicate_from_args
-from gpucensus.agent.compact import FullPolicy
-from gpucensus.agent.connection import Connection
-from gpucensus.agent.hints import connection_hint, rejection_hint
-from gpucensus.agent.host import node_info
-from gpucensus.agent.keys import load_key
-from gpucensus.agent.location import LandmarkInfo, LocationEvidence
-from gpucensus.agent.metrics import AgentMetrics
-from gpucensus.agent.monitor import LogMonitor
-from gpucensus.agent.runner import Runner
-from gpucensus.agent.spool import Spool, SpoolEntry
-from gpucensus.agent.uplink import (
-    Backoff,
-    DrainResult,
-    RetryableError,
-    ensure_enrolled,
-)
+from gpucensus.agent.spool import Spool
 from gpucensus.common.errors import ConfigError, GpucensusError, StateError
-from gpucensus.common.statement import COMPACT_PREDICATE_TYPE, compact_predicate
-from prometheus_client import CollectorRegistry, start_http_server
+
+# The uplink (gRPC, the protos), the metrics, the keys and the location evidence are imported by `handle`: every
+# command's parser is built on every run, and `snapshot`, `classify`, `keygen`, `attest` and `spool` need none of it.
+if TYPE_CHECKING:
+    from gpucensus.agent.runner import Runner
+    from gpucensus.agent.uplink import DrainResult
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("gpucensus.agent")
 
@@ -78,6 +67,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from gpucensus.agent.commands.snapshot import predicate_from_args
+    from gpucensus.agent.compact import FullPolicy
+    from gpucensus.agent.connection import Connection
+    from gpucensus.agent.hints import connection_hint
+    from gpucensus.agent.host import node_info
+    from gpucensus.agent.keys import load_key
+    from gpucensus.agent.location import LandmarkInfo, LocationEvidence
+    from gpucensus.agent.metrics import AgentMetrics
+    from gpucensus.agent.monitor import LogMonitor
+    from gpucensus.agent.runner import Runner
+    from gpucensus.agent.spool import SpoolEntry
+    from gpucensus.agent.uplink import Backoff, RetryableError, ensure_enrolled
+    from gpucensus.common.statement import COMPACT_PREDICATE_TYPE, compact_predicate
+    from prometheus_client import CollectorRegistry
+
     overrides = {dotted: getattr(args, dest) for dest, dotted in FLAGS.items()}
     config = agent_config.load(args.config, overrides=overrides)
     logging.basicConfig(
@@ -199,6 +204,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def _envelopes_rejected(runner: Runner) -> GpucensusError:
     """`--rounds N`: envelopes the collector refused during the run are a failure (exit 1), not a success."""
+    from gpucensus.agent.hints import rejection_hint
+
     reason = runner.last_rejection
     return GpucensusError(
         f"the collector rejected {runner.rejected} envelope(s) during this run (kept in the spool as rejected); "
@@ -276,6 +283,8 @@ def _check_chain_is_ahead_of_spool(chain: ChainStore, spool: Spool) -> None:
 
 
 def _serve_metrics(listen: str, registry: CollectorRegistry) -> None:
+    from prometheus_client import start_http_server
+
     host, _, port = listen.rpartition(":")
     try:
         start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)

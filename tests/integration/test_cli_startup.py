@@ -1,7 +1,8 @@
-"""What a collector command loads before it does its work: building the parser must not import every command's
-dependencies, and a command on a SQLite store must not load what only the server or PostgreSQL needs (gRPC, the
-protos, the metrics library, the PostgreSQL driver, cryptography). A regression test on the modules a real
-process imported, not on its timing (the timings are in tests/bench/RESULTS.md)."""
+"""What a command loads before it does its work: building the parser must not import every command's dependencies.
+A collector command on a SQLite store must not load what only the server or PostgreSQL needs (gRPC, the protos,
+the metrics library, the PostgreSQL driver, cryptography); an agent command other than `run` and `check` loads
+no gRPC. A regression test on the modules a real process imported, not on its timing (the timings are in
+tests/bench/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -22,16 +23,16 @@ HEAVY = ("grpc", "grpc_health", "grpc_reflection", "google", "psycopg", "psycopg
 
 # runs one command in a fresh interpreter and prints the exit code and the top-level packages it imported
 WRAPPER = """
-import json, sys
-from gpucensus.collector.cli import main
-code = main(sys.argv[1:])
+import importlib, json, sys
+code = importlib.import_module(sys.argv[1]).main(sys.argv[2:])
 print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}), file=sys.stderr)
 """
+GRPC = {"grpc", "grpc_health", "google"}
 
 
-def loaded(*argv: str) -> tuple[int, set[str]]:
-    """(exit code, top-level packages imported) of `gpucensus-collector ARGV...` in a new process."""
-    out = subprocess.run([sys.executable, "-c", WRAPPER, *argv], capture_output=True, text=True, timeout=120)
+def loaded(*argv: str, cli: str = "gpucensus.collector.cli") -> tuple[int, set[str]]:
+    """(exit code, top-level packages imported) of `gpucensus-collector ARGV...` (or `cli`) in a new process."""
+    out = subprocess.run([sys.executable, "-c", WRAPPER, cli, *argv], capture_output=True, text=True, timeout=120)
     last = json.loads(out.stderr.strip().splitlines()[-1])
     return last["code"], set(last["modules"])
 
@@ -80,3 +81,24 @@ def test_a_command_that_needs_cryptography_still_loads_it(data_dir: Path, tmp_pa
     code, modules = loaded("log", "key", "--config", str(config))
     assert code == 0
     assert "cryptography" in modules
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("snapshot", "--backend", "mock", "--profile", "dgx-h100", "--node-id", "n1", "--format", "json"),
+        ("classify", "--tpp", "15832", "--die-area", "814"),
+    ],
+)
+def test_an_agent_command_without_the_uplink_loads_no_grpc(argv: tuple[str, ...]) -> None:
+    code, modules = loaded(*argv, cli="gpucensus.agent.cli")
+    assert code == 0
+    assert "gpucensus" in modules and not modules & GRPC, sorted(modules & GRPC)
+
+
+def test_agent_check_still_loads_grpc(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[collector]\naddress = "127.0.0.1:9"\n[node]\nstate_dir = "{tmp_path}"\n')
+    code, modules = loaded("check", "--config", str(config), cli="gpucensus.agent.cli")
+    assert code == 1  # nothing is set up: checks fail, after connecting over gRPC
+    assert GRPC <= modules
