@@ -3,7 +3,7 @@
 Every command's parser is built on every run, so a module imports at its top only what building its parser and
 its light handlers need; gRPC, the protos, the metrics library, cryptography and the dashboard are imported inside
 the handlers that use them, and the store package imports a database driver only when a store of its kind opens
-(tests/integration/test_collector_startup.py checks what `report` on a SQLite store loads).
+(tests/integration/test_cli_startup.py checks what `report` on a SQLite store loads).
 """
 
 from __future__ import annotations
