@@ -8,6 +8,8 @@ is signed by `agent.attest.sign_predicate`, as a node does. A round either repea
 state) or replaces one GPU (a changed inventory), chosen per round with probability `changed`. With
 `full_every` (rounds), an unchanged round signs a compact statement naming the node's last full one, as the
 agent does (`agent.compact`): a full inventory on the first round, on a change and every `full_every` rounds.
+The nodes' hourly refreshes are staggered (node i's first one comes `full_every - phase(i)` rounds after its first
+report), as in a fleet whose agents started at different times, rather than all falling on the same round.
 """
 
 from __future__ import annotations
@@ -99,10 +101,12 @@ def _node(args: tuple[FleetSpec, int, str]) -> dict[str, Any]:
     generations = [0] * len(base["devices"])
     first = datetime.fromisoformat(start) - timedelta(seconds=spec.interval_seconds * spec.rounds)
     envelopes, previous, last_full = [], "", (0, "")
+    phase = index * 37 % spec.full_every if spec.full_every > 0 else 0  # 37: coprime to 60, phases spread
     for number, changed in enumerate(changes(node_id, spec.rounds, spec.changed)):
         if changed and generations:
             generations[number % len(generations)] += 1
-        full = changed or spec.full_every <= 0 or number - last_full[0] + 1 >= spec.full_every or number == 0
+        since_full = number - last_full[0] + 1 + (phase if last_full[0] == 1 else 0)
+        full = changed or spec.full_every <= 0 or since_full >= spec.full_every or number == 0
         envelope = sign_predicate(
             node_predicate(base, node_id, generations) if full else compact_predicate(node_id, *last_full),
             key,

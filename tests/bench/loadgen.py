@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -179,6 +179,12 @@ def drive(
     latencies = [x for o in outcomes for x in o[0]]
     seconds = max(o[3] for o in outcomes) - min(o[2] for o in outcomes)
     return LoadResult(len(latencies), seconds, latencies, sum(o[1] for o in outcomes))
+
+
+def split_rounds(nodes: list[FleetNode], rounds: int) -> tuple[list[FleetNode], list[FleetNode]]:
+    """The fleet's first `rounds` reports per node, and the rest (each node's chain continues where it stopped)."""
+    return ([replace(n, envelopes=n.envelopes[:rounds]) for n in nodes],
+            [replace(n, envelopes=n.envelopes[rounds:]) for n in nodes])  # fmt: skip
 
 
 def utc_now() -> datetime:

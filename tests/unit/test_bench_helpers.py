@@ -3,6 +3,8 @@ statistics, the fleet's per-node GPU identities and change schedule, page tokens
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from gpucensus.collector.errors import ConfigError
 from gpucensus.collector.site_pages import page_token, parse_page_token
@@ -69,6 +71,29 @@ def test_node_totals_buckets_by_class_and_leaves_out_decommissioned_gpus() -> No
     assert node_totals_rows(devices, set()) == [["", 3, 8, 1], ["3A090.a", 2, 150, 0]]
     assert node_totals_rows(devices, {"a", "c"}) == [["", 2, 8, 0], ["3A090.a", 1, 50, 0]]
     assert node_totals_rows([], set()) == []
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [
+        (0, ["full", "compact", "compact", "full", "compact", "compact", "full"]),
+        (1, ["full", "compact", "full", "compact", "compact", "full", "compact"]),  # phase 37 % 3 = 1
+    ],
+)
+def test_the_hourly_full_inventories_are_staggered_over_the_fleet(index: int, expected: list[str]) -> None:
+    """Nodes do not all send their periodic full inventory on the same round (as agents started at different
+    times would not): node i's first refresh comes early by its phase, later ones every `full_every` rounds."""
+    from datetime import UTC, datetime
+
+    from gpucensus.common.statement import COMPACT_PREDICATE_TYPE
+    from gpucensus.common.verify import parse_envelope
+
+    from tests.bench import fleet
+
+    spec = fleet.FleetSpec(nodes=2, rounds=7, changed=0.0, full_every=3)
+    node = fleet._fleet_node(fleet._node((spec, index, datetime.now(UTC).isoformat())))
+    types = [json.loads(parse_envelope(e).envelope.payload)["predicateType"] for e in node.envelopes]
+    assert ["compact" if t == COMPACT_PREDICATE_TYPE else "full" for t in types] == expected
 
 
 def test_a_compact_fleet_is_accepted_as_the_agent_would_send_it(tmp_path) -> None:
