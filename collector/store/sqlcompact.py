@@ -66,7 +66,7 @@ class SqlCompact(SqlLog):
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
                 (record.keyid, record.sequence, record.digest, stored, codec, record.node_id, record.site,
                  self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.checkpoint, COMPACT, record.inventory_digest),
+                 b"", COMPACT, record.inventory_digest),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)

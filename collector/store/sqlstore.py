@@ -90,7 +90,7 @@ class SqlStore(SqlChain, SqlCurrent, SqlCompact, SqlHistory, SqlLog, SqlLocation
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
                 (record.keyid, record.sequence, record.digest, stored, codec, devices_from, record.node_id,
                  record.site, self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.checkpoint),
+                 b""),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)
