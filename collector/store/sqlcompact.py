@@ -15,6 +15,7 @@ from typing import Any
 
 from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.base import AttestationRecord, ConflictError, FullInventory
+from gpucensus.collector.store.compact_fields import RowFacts
 from gpucensus.collector.store.sqllog import SqlLog
 
 COMPACT = "compact"
@@ -57,7 +58,10 @@ class SqlCompact(SqlLog):
         )
 
     def store_compact(self, record: AttestationRecord) -> AttestationRecord:
-        codec, stored = envelopes.encode(record.envelope)  # before the transaction: CPU, not lock time
+        # before the transaction (CPU, not lock time); the row's own columns rebuild most of it (COMPACT_FIELDS)
+        facts = RowFacts(record.keyid, record.sequence, record.previous, record.inventory_digest, record.node_id,
+                         record.digest)  # fmt: skip
+        codec, stored = envelopes.encode(record.envelope, facts)
         with self._tx(True) as cur:
             row = cur.execute(
                 "INSERT INTO attestations (keyid, sequence, digest, envelope, envelope_codec, node_id, site, "
