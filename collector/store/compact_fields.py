@@ -75,8 +75,8 @@ def pack(envelope: bytes, row: RowFacts) -> bytes | None:
             return None
         stored = bytes([len(signature)]) + signature + _FIXED.pack(subject, int(moment.timestamp()),
                                                                    inventory_sequence) + last_checkpoint  # fmt: skip
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError, struct.error,
-            binascii.Error, CanonicalJsonError):  # fmt: skip
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError, RecursionError,
+            struct.error, binascii.Error, CanonicalJsonError):  # fmt: skip
         return None
     try:
         rebuilt = unpack(stored, row, "being stored")

@@ -10,10 +10,12 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from gpucensus.agent.attest import sign_predicate
+from gpucensus.collector.dashboard import views
 from gpucensus.collector.errors import StoreError
 from gpucensus.collector.ingest.pipeline import Pipeline
 from gpucensus.collector.store import compact_fields, envelopes
@@ -95,6 +97,8 @@ def test_a_compact_statement_is_stored_as_its_fields_and_every_reader_gets_the_b
     sizes = [len(bytes(e)) for e in _column(store, "envelope")]
     assert all(sizes[i] <= 120 < len(sent[i]) for i in (1, 2, 4)), sizes  # 64 + 32 + 8 + 8 + 1 + "{}"
     assert _every_reader(store, node, 5) == dict.fromkeys(("get_attestation", "log_entries", "log_attestations"), sent)
+    dashboard = SimpleNamespace(store=store)  # the dashboard's download of an envelope
+    assert [views.envelope(dashboard, node.keyid, str(s))[1] for s in range(1, 6)] == sent
     assert store.integrate_log(10) == (0, 5)
     tree = merkle.MemoryTree()
     for envelope in sent:
