@@ -32,6 +32,8 @@ from typing import Any
 from gpucensus.collector.errors import StoreError
 from gpucensus.common.jcs import CanonicalJsonError, canonical_bytes
 
+# Frozen, like the layout: stored rows rebuild only with exactly these (a new statement format would be a new
+# encoding number, never an edit here), so they are copies rather than imports of common.statement's.
 _FIXED = struct.Struct(">32sqQ")  # subject digest, timestamp, inventory sequence (after the signature)
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # common.statement.TIMESTAMP_FORMAT
 _PREDICATE_TYPE = "https://gpucensus.dev/inventory-unchanged/v1"
