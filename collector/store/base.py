@@ -205,7 +205,9 @@ class AttestationRecord:
     interval_seconds: int | None = None  # the node's expected reporting interval (staleness)
     status: str = "accepted"  # the ack status given the first time
     log_index: int | None = None  # transparency-log leaf index, assigned by store_attestation
-    checkpoint: bytes = b""  # the checkpoint note sent in the first ack, if any
+    # not stored (the column stays empty: every ack, a duplicate's too, carries the log's current checkpoint
+    # instead); a row written before this may still return the note its first ack carried
+    checkpoint: bytes = b""
     id: int | None = None
     kind: str = "full"  # full | compact (inventory unchanged since the full envelope named by inventory_digest)
     inventory_digest: str = ""  # compact: the digest of the full envelope it names; "" for a full one

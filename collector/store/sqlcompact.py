@@ -15,6 +15,7 @@ from typing import Any
 
 from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.base import AttestationRecord, ConflictError, FullInventory
+from gpucensus.collector.store.compact_fields import RowFacts
 from gpucensus.collector.store.sqllog import SqlLog
 
 COMPACT = "compact"
@@ -57,7 +58,10 @@ class SqlCompact(SqlLog):
         )
 
     def store_compact(self, record: AttestationRecord) -> AttestationRecord:
-        codec, stored = envelopes.encode(record.envelope)  # before the transaction: CPU, not lock time
+        # before the transaction (CPU, not lock time); the row's own columns rebuild most of it (COMPACT_FIELDS)
+        facts = RowFacts(record.keyid, record.sequence, record.previous, record.inventory_digest, record.node_id,
+                         record.digest)  # fmt: skip
+        codec, stored = envelopes.encode(record.envelope, facts)
         with self._tx(True) as cur:
             row = cur.execute(
                 "INSERT INTO attestations (keyid, sequence, digest, envelope, envelope_codec, node_id, site, "
@@ -66,7 +70,7 @@ class SqlCompact(SqlLog):
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
                 (record.keyid, record.sequence, record.digest, stored, codec, record.node_id, record.site,
                  self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.checkpoint, COMPACT, record.inventory_digest),
+                 b"", COMPACT, record.inventory_digest),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)

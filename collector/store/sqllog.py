@@ -24,6 +24,7 @@ from typing import Any
 from gpucensus.collector.errors import StoreError
 from gpucensus.collector.log import append as tree
 from gpucensus.collector.store import envelopes
+from gpucensus.collector.store.compact_fields import FACTS, row_facts
 from gpucensus.collector.store.sqlnodes import SqlNodes
 from gpucensus.common.merkle import node_hash
 
@@ -71,18 +72,19 @@ class SqlLog(SqlNodes):
         """The sequenced leaves with index in [start, end), in index order: (index, envelope bytes)."""
         with self._tx(False) as cur:
             rows = cur.execute(
-                "SELECT log_index, envelope, envelope_codec FROM attestations WHERE log_index >= ? AND log_index < ? "
-                "ORDER BY log_index",
+                f"SELECT log_index, envelope, envelope_codec, {FACTS} FROM attestations "
+                "WHERE log_index >= ? AND log_index < ? ORDER BY log_index",
                 (start, end),
             ).fetchall()
-        return [(int(index), self._envelope(index, envelope, codec)) for index, envelope, codec in rows]
+        return [(int(row[0]), self._envelope(*row)) for row in rows]
 
     def log_attestations(
         self, below: int, sites: Sequence[str] | None = None, since: datetime | None = None
     ) -> list[tuple[int, str, bytes]]:
         """(leaf index, keyid, envelope) of the stored attestations with index below `below`, of `sites` (all if
         None), stated at or after `since`, in index order: an audit bundle's envelopes."""
-        sql, params = "SELECT log_index, keyid, envelope, envelope_codec FROM attestations WHERE log_index < ?", [below]
+        sql = f"SELECT log_index, envelope, envelope_codec, {FACTS} FROM attestations WHERE log_index < ?"
+        params: list[Any] = [below]
         if sites is not None:
             if not sites:
                 return []
@@ -93,7 +95,7 @@ class SqlLog(SqlNodes):
             params.append(self._t(since))
         with self._tx(False) as cur:
             rows = cur.execute(sql + " ORDER BY log_index", tuple(params)).fetchall()
-        return [(int(index), keyid, self._envelope(index, envelope, codec)) for index, keyid, envelope, codec in rows]
+        return [(int(row[0]), row[3], self._envelope(*row)) for row in rows]  # row[3]: the keyid (FACTS)
 
     def integrate_log(self, max_leaves: int) -> tuple[int, int]:
         """Integrate up to `max_leaves` sequenced leaves into the stored tree, in one transaction holding the
@@ -101,15 +103,15 @@ class SqlLog(SqlNodes):
         with self._tx(True) as cur:
             size = int(cur.execute(f"SELECT size FROM log_tree WHERE id = 1{self._for_update}").fetchone()[0])
             rows = cur.execute(
-                "SELECT log_index, envelope, envelope_codec FROM attestations WHERE log_index >= ? AND log_index < ? "
-                "ORDER BY log_index",
+                f"SELECT log_index, envelope, envelope_codec, {FACTS} FROM attestations "
+                "WHERE log_index >= ? AND log_index < ? ORDER BY log_index",
                 (size, size + max_leaves),
             ).fetchall()
             leaves = []
-            for expected, (index, envelope, codec) in enumerate(rows, start=size):
-                if int(index) != expected:  # indices commit in order: a gap is a damaged store
-                    raise StoreError(f"the transparency log {self.where} has no leaf {expected} (found {index} next)")
-                leaves.append(self._envelope(index, envelope, codec))
+            for expected, row in enumerate(rows, start=size):
+                if int(row[0]) != expected:  # indices commit in order: a gap is a damaged store
+                    raise StoreError(f"the transparency log {self.where} has no leaf {expected} (found {row[0]} next)")
+                leaves.append(self._envelope(*row))
             if not leaves:
                 return size, size
             coordinates = tree.border(size)
@@ -120,8 +122,9 @@ class SqlLog(SqlNodes):
             cur.execute("UPDATE log_tree SET size = ? WHERE id = 1", (size + len(leaves),))
             return size, size + len(leaves)
 
-    def _envelope(self, index: Any, stored: Any, codec: Any) -> bytes:
-        return envelopes.decode(int(codec), bytes(stored), f"at log index {index} {self.where}")
+    def _envelope(self, index: Any, stored: Any, codec: Any, *facts: Any) -> bytes:
+        """The envelope of a row selected as `log_index, envelope, envelope_codec, {FACTS}`."""
+        return envelopes.decode(int(codec), bytes(stored), f"at log index {index} {self.where}", row_facts(*facts))
 
     def _hashes_in(self, cur: Any, coordinates: list[tuple[int, int]]) -> list[bytes]:
         """The hashes of `coordinates`, in order: stored (even levels) or computed from the two children below."""

@@ -27,6 +27,7 @@ from gpucensus.collector.store.base import (
     Site,
     is_stale,
 )
+from gpucensus.collector.store.compact_fields import row_facts
 from gpucensus.collector.store.inventory import CurrentDevice, build_inventory
 from gpucensus.collector.store.sqlbase import where_equal
 from gpucensus.collector.store.sqlchain import SqlChain
@@ -65,7 +66,8 @@ class SqlStore(SqlChain, SqlCurrent, SqlCompact, SqlHistory, SqlLog, SqlLocation
             ).fetchall()
         return AttestationRecord(
             id=row[0], keyid=row[1], sequence=row[2], digest=row[3], node_id=row[5],
-            envelope=envelopes.decode(int(row[15]), bytes(row[4]), f"{keyid}#{sequence} {self.where}"),
+            envelope=envelopes.decode(int(row[15]), bytes(row[4]), f"{keyid}#{sequence} {self.where}",
+                                      row_facts(row[1], row[2], row[9], row[14], row[5], row[3])),
             site=row[6], timestamp=self._dt(row[7]), received_at=self._dt(row[8]), previous=row[9],
             status=row[10], log_index=row[11], checkpoint=bytes(row[12]), devices=tuple(devices),
             findings=tuple(self._finding(f) for f in findings), kind=row[13], inventory_digest=row[14],
@@ -90,7 +92,7 @@ class SqlStore(SqlChain, SqlCurrent, SqlCompact, SqlHistory, SqlLog, SqlLocation
                 "ON CONFLICT (keyid, sequence) DO NOTHING RETURNING id",
                 (record.keyid, record.sequence, record.digest, stored, codec, devices_from, record.node_id,
                  record.site, self._t(record.timestamp), self._t(record.received_at), record.previous, record.status,
-                 record.checkpoint),
+                 b""),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise ConflictError(record.keyid, record.sequence)

@@ -73,6 +73,10 @@ class StorageResult:
     runs: int = 1
     total_range: tuple[int, int] = (0, 0)  # min, max over the runs
     store_us_range: tuple[float, float] = (0.0, 0.0)
+    # compact statements only: what the store grows by per node-day once those older than the retention window
+    # are pruned (`prune`), by table; empty for a mix without them
+    retained_per_node_day: dict[str, int] = dataclasses.field(default_factory=dict)
+    retained_total: int = 0
 
 
 def median_of(runs: list[StorageResult]) -> StorageResult:
@@ -87,6 +91,9 @@ def median_of(runs: list[StorageResult]) -> StorageResult:
         statements=statistics.median(r.statements for r in runs), store_us=statistics.median(times),
         store_cpu_us=statistics.median(r.store_cpu_us for r in runs),
         store_us_range=(min(times), max(times)), runs=len(runs),
+        retained_per_node_day={n: round(statistics.median(r.retained_per_node_day.get(n, 0) for r in runs))
+                               for n in {n for r in runs for n in r.retained_per_node_day}},
+        retained_total=round(statistics.median(r.retained_total for r in runs)),
     )  # fmt: skip
 
 
@@ -119,14 +126,17 @@ class _Store:
         self.store = open_store(kind, **options)
         self.store.migrate()
 
-    def sizes(self) -> dict[str, int]:
-        """Bytes per table and per table's indexes ("<table> indexes")."""
+    def sizes(self, in_use: bool = False) -> dict[str, int]:
+        """Bytes per table and per table's indexes ("<table> indexes"): of their pages; `in_use` (SQLite): the
+        bytes their pages hold (headers and cell pointers included, free space not), byte-exact where whole pages
+        are too coarse."""
         if self.kind == "sqlite":
             conn = self.store._conn
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             owners = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
             out: dict[str, int] = defaultdict(int)
-            for name, size in conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
+            measure = "SUM(pgsize - unused)" if in_use else "SUM(pgsize)"
+            for name, size in conn.execute(f"SELECT name, {measure} FROM dbstat GROUP BY name"):
                 table = owners.get(name, name)
                 if name.startswith("sqlite_autoindex_") or (name != table and name in owners):
                     out[f"{table} indexes"] += int(size)
@@ -149,15 +159,28 @@ class _Store:
             out[table if relkind == "r" else f"{table} indexes"] += int(size)
         return dict(out)
 
-    def vacuum(self) -> None:
+    def vacuum(self, full: bool = False) -> None:
+        """PostgreSQL: a plain VACUUM of every table (what autovacuum does); `full`: rewrite every table and
+        index packed (SQLite: VACUUM), so two sizes compare what is stored rather than where it was freed."""
         if self.kind != "postgres":
+            if full:
+                self.store._conn.execute("VACUUM")
             return
         import psycopg
 
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (self.schema,)).fetchall()
             for (table,) in tables:
-                conn.execute(f'VACUUM "{self.schema}"."{table}"')
+                conn.execute(f'VACUUM {"FULL " if full else ""}"{self.schema}"."{table}"')
+
+    def pruned_sizes(self) -> dict[str, int]:
+        """Sizes once every compact statement the retention job may delete is deleted (`prune_compact` with a
+        cutoff in the future: all but each key's chain head), the log integrated first and the store packed."""
+        self.store.integrate_log(1 << 30)
+        now = datetime.now(UTC)
+        self.store.prune_compact(now + timedelta(days=1), now)
+        self.vacuum(full=True)
+        return self.sizes(in_use=True)
 
     def scalar(self, sql: str) -> Any:
         with self.store._tx(False) as cur:
@@ -227,12 +250,44 @@ class _Counted:
             cls.execute, cls.executemany = execute, many
 
 
+def _ingest_rounds(handle: _Store, nodes: list[fleet.FleetNode], rounds: int) -> None:
+    """A fresh store fed the fleet's first `rounds` rounds, as `run` feeds its own."""
+    from gpucensus.collector.ingest.pipeline import Pipeline
+
+    total = max(len(n.envelopes) for n in nodes)
+    loadgen.enroll_fleet(handle.store, nodes, datetime.now(UTC) - timedelta(minutes=total + 60))
+    pipeline = Pipeline(handle.store)
+    for number in range(rounds):
+        for node in nodes:
+            result = pipeline.ingest(node.envelopes[number])
+            if result.status != "accepted":
+                raise RuntimeError(f"envelope {node.node_id} #{number + 1} was {result.status}: {result}")
+
+
+def retained_growth(
+    kind: str, nodes: list[fleet.FleetNode], work: Path, warm: int, end: dict[str, int]
+) -> dict[str, int]:
+    """Growth in bytes between the pruned, packed store after `warm` rounds (a second store fed those rounds) and
+    `end`, the same after every round (`_Store.pruned_sizes`): what a store whose compact statements older than
+    the retention window are deleted grows by. Full inventories, log hashes, the record of pruned ranges and
+    each key's chain head stay."""
+    (work / "warm").mkdir(parents=True, exist_ok=True)
+    handle = _Store(kind, work / "warm")
+    try:
+        _ingest_rounds(handle, nodes, warm)
+        before = handle.pruned_sizes()
+    finally:
+        handle.close()
+    return {name: end.get(name, 0) - before.get(name, 0) for name in sorted(end.keys() | before.keys())}
+
+
 def run(kind: str, nodes: list[fleet.FleetNode], work: Path) -> StorageResult:
     from gpucensus.collector.ingest.pipeline import Pipeline
 
     work.mkdir(parents=True, exist_ok=True)
     handle = _Store(kind, work)
     counted = None
+    retained: dict[str, int] = {}
     try:
         store = handle.store
         rounds = max(len(n.envelopes) for n in nodes)
@@ -265,15 +320,21 @@ def run(kind: str, nodes: list[fleet.FleetNode], work: Path) -> StorageResult:
                    for name in sorted(after.keys() | before.keys())}  # fmt: skip
         raw = sum(len(e) for n in nodes for e in n.envelopes) / (len(nodes) * rounds)
         stored = float(handle.scalar("SELECT AVG(LENGTH(envelope)) FROM attestations"))
+        device_rows = int(handle.scalar("SELECT COUNT(*) FROM attestation_devices"))
+        attestations = int(handle.scalar("SELECT COUNT(*) FROM attestations"))
+        if int(handle.scalar("SELECT COUNT(*) FROM attestations WHERE kind = 'compact'")):
+            counted.restore()
+            grown = retained_growth(kind, nodes, work, warm, handle.pruned_sizes())
+            retained = {name: round(v * scale) for name, v in grown.items() if v}
         return StorageResult(
             kind=kind, nodes=len(nodes), rounds=rounds, measured_rounds=measured,
             per_node_day={k: v for k, v in per_day.items() if v}, total_per_node_day=sum(per_day.values()),
             envelope_raw=raw, envelope_stored=stored,
-            device_rows=int(handle.scalar("SELECT COUNT(*) FROM attestation_devices")),
-            attestations=int(handle.scalar("SELECT COUNT(*) FROM attestations")),
+            device_rows=device_rows, attestations=attestations,
             statements=counted.statements / max(1, counted.calls),
             store_us=1e6 * counted.seconds / max(1, counted.calls),
             store_cpu_us=1e6 * counted.cpu / max(1, counted.calls),
+            retained_per_node_day=retained, retained_total=sum(retained.values()),
         )  # fmt: skip
     finally:
         if counted is not None:
@@ -317,6 +378,32 @@ def markdown(results: list[StorageResult], spec: fleet.FleetSpec, full_every: in
     lines.append("|---|" + "---|" * len(kinds))
     for label, value in per:
         lines.append(f"| {label} | " + " | ".join(value(r) for r in results) + " |")
+    lines.append("")
+    if any(r.retained_per_node_day for r in results):
+        lines += retained_markdown(results)
+    return lines
+
+
+def retained_markdown(results: list[StorageResult]) -> list[str]:
+    """The growth once compact statements past the retention window are pruned (one column per store)."""
+    first = results[0]
+    names = sorted({n for r in results for n in r.retained_per_node_day},
+                   key=lambda n: -max(r.retained_per_node_day.get(n, 0) for r in results))  # fmt: skip
+    lines = [
+        "After the retention window: what the store grows by per node-day once compact statements older than "
+        "`[retention] compact_days` are pruned (`gpucensus-collector prune`: every full inventory, every log hash, "
+        "each key's chain head and the record of the pruned ranges stay). Measured as the difference between two "
+        f"stores pruned and packed (SQLite `VACUUM`, PostgreSQL `VACUUM FULL`): after the first "
+        f"{first.rounds - first.measured_rounds} rounds and after all {first.rounds}, extrapolated as above. SQLite: "
+        "the bytes its pages hold (`dbstat`: page size less unused bytes), exact; PostgreSQL: whole 8 KiB pages, "
+        "so each table or index is within one page per reading (at this scale ±16 KB per node-day each).\n",
+        "| bytes per node-day, compact statements pruned | " + " | ".join(r.kind for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{r.retained_per_node_day.get(name, 0):,}" for r in results) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{r.retained_total:,}** ({r.retained_total / TARGET_BYTES:.2f} × "
+                                                 "target)" for r in results) + " |")  # fmt: skip
     lines.append("")
     return lines
 

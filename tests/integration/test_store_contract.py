@@ -231,7 +231,7 @@ def test_an_attestation_round_trips_exactly(make_store) -> None:
     assert (got.digest, got.node_id, got.site, got.timestamp, got.received_at) == (
         record.digest, "node-fra1", "fra1", record.timestamp, record.received_at)  # fmt: skip
     assert stored.log_index == 0  # the store sequences it: the first leaf of the log
-    assert (got.id, got.status, got.log_index, got.checkpoint) == (stored.id, "accepted", 0, b"note\n")
+    assert (got.id, got.status, got.log_index, got.checkpoint) == (stored.id, "accepted", 0, b"")  # not kept
     assert got.devices == record.devices
     assert [(f.rule_id, f.subject, f.keyid, f.sequence) for f in got.findings] == [
         ("accounting.mismatch", "gpu:GPU-a", "k-fra1", 1)]  # fmt: skip
