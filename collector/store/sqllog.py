@@ -25,6 +25,7 @@ are gone, so even a PostgreSQL read of two statements (autocommit) finds every h
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -190,7 +191,10 @@ class SqlLog(SqlNodes):
                 f"SELECT idx, hashes FROM log_tiles WHERE idx IN ({', '.join('?' * len(chunk))})", tuple(chunk)
             ).fetchall()
             for tile, hashes in rows:
-                levels = _tile_levels(bytes(hashes), f"tile {tile} of the transparency log {self.where}")
+                try:
+                    levels = _tile_levels(bytes(hashes))
+                except ValueError as err:
+                    raise StoreError(f"tile {tile} of the transparency log {self.where} is damaged: {err}") from None
                 found.update(((level, n), levels[level][n - (int(tile) << (TILE_HEIGHT - level))])
                              for level, n in coordinates if n << level >> TILE_HEIGHT == int(tile))  # fmt: skip
         return found
@@ -202,10 +206,11 @@ def _in_tiles(row: tuple[int, int, bytes], tiles: range) -> bool:
     return level < TILE_HEIGHT and n << level >> TILE_HEIGHT in tiles
 
 
-def _tile_levels(hashes: bytes, what: str) -> list[list[bytes]]:
-    """The hashes of levels 0 to 7 inside a tile, from its 256 leaf hashes (StoreError if it is damaged)."""
+@functools.lru_cache(maxsize=64)  # by content: an export proves every leaf of a tile in turn (about 2 MB at most)
+def _tile_levels(hashes: bytes) -> list[list[bytes]]:
+    """The hashes of levels 0 to 7 inside a tile, from its 256 leaf hashes (ValueError if it is damaged)."""
     if len(hashes) != TILE_WIDTH * HASH_SIZE:
-        raise StoreError(f"{what} is damaged: {len(hashes)} bytes instead of {TILE_WIDTH * HASH_SIZE}")
+        raise ValueError(f"{len(hashes)} bytes instead of {TILE_WIDTH * HASH_SIZE}")
     levels = [[hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]]
     for _ in range(1, TILE_HEIGHT):
         below = levels[-1]
