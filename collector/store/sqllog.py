@@ -6,17 +6,26 @@ until the commit, so the critical section shared by collectors is only the end o
 commit in order with no gap). Integration (`integrate_log`) locks the one-row `log_tree` instead, so it never
 blocks sequencing in PostgreSQL: one integrator at a time across every collector sharing the database.
 
-The tree is stored as a node-hash table rather than C2SP tlog-tiles: `log_hashes` keeps complete subtree hashes
-by `(level, n)`, the coordinates `common.merkle`'s proof generation asks for, so a `HashReader` is one indexed
-query and every row is written once and never rewritten (a tile layout would rewrite its partial tiles on each
-batch and compute inner levels from the tile on every read). Only EVEN levels are stored (1⅓ rows per leaf
-instead of 2, a third fewer bytes): an odd level's hash is its two children's node hash, read from the level
-below and computed when asked for (one SHA-256 for at most half the coordinates of a proof). A store integrated
-before kept its odd rows too; they are never read.
+The tree is stored as complete-subtree hashes by `(level, n)`, the coordinates `common.merkle`'s proof generation
+asks for, so a `HashReader` is one or two indexed queries. Two layouts, one read path:
+- `log_hashes` rows, written once at integration: only EVEN levels (an odd level's hash is its two children's
+  node hash, read from the level below and computed when asked for: one SHA-256 for at most half the
+  coordinates of a proof). A store integrated before that layout kept its odd rows too; they are never read.
+- `log_tiles`, from migration 0016: once the 256 leaves of a tile are all integrated, their leaf hashes become one
+  row (8,192 bytes in leaf order) and the tile's rows below level 8 are deleted in the same transaction; levels
+  1 to 7 inside it are computed from its leaf hashes when asked for (at most 255 SHA-256 per tile a read touches).
+  32 bytes a leaf instead of 1⅓ rows with their index entries (about 57 bytes a leaf on SQLite, 159 on
+  PostgreSQL). Level 8 (a whole tile) and above stay rows. `log_tree.packed` counts the tiles packed: the
+  integrator packs up to `PACK_PER_ROUND` tiles a round from there, so a store integrated before is packed too.
+  Unlike C2SP tlog-tiles, a partial tile is never stored (its leaves stay rows until it completes), so no row
+  is ever rewritten.
+A reader asks `log_hashes` first and `log_tiles` for what it lacks: packing commits the tile before the rows
+are gone, so even a PostgreSQL read of two statements (autocommit) finds every hash in one or the other.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -26,9 +35,12 @@ from gpucensus.collector.log import append as tree
 from gpucensus.collector.store import envelopes
 from gpucensus.collector.store.compact_fields import FACTS, row_facts
 from gpucensus.collector.store.sqlnodes import SqlNodes
-from gpucensus.common.merkle import node_hash
+from gpucensus.common.merkle import HASH_SIZE, node_hash
 
 _CHUNK = 400  # coordinates per query: well under SQLite's 32766 parameters
+TILE_HEIGHT = 8  # a tile is 2^8 leaves; its leaf hashes are one `log_tiles` row once it is complete
+TILE_WIDTH = 1 << TILE_HEIGHT
+PACK_PER_ROUND = 64  # tiles packed per integration at most (16,384 leaves: a store from before catches up)
 
 
 class SqlLog(SqlNodes):
@@ -117,17 +129,45 @@ class SqlLog(SqlNodes):
             coordinates = tree.border(size)
             border = self._hashes_in(cur, coordinates)
             new_rows = tree.append(size, leaves, border)
+            new_size = size + len(leaves)
+            packed = int(cur.execute("SELECT packed FROM log_tree WHERE id = 1").fetchone()[0])
+            tiles = range(packed, min(new_size // TILE_WIDTH, packed + PACK_PER_ROUND))
+            fresh = {n: digest for level, n, digest in new_rows if level == 0}  # leaf hashes of this batch
             cur.executemany("INSERT INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)",
-                            [row for row in new_rows if row[0] % 2 == 0])  # fmt: skip
-            cur.execute("UPDATE log_tree SET size = ? WHERE id = 1", (size + len(leaves),))
-            return size, size + len(leaves)
+                            [row for row in new_rows if row[0] % 2 == 0 and not _in_tiles(row, tiles)])  # fmt: skip
+            for tile in tiles:
+                self._pack(cur, tile, fresh)
+            cur.execute("UPDATE log_tree SET size = ?, packed = ? WHERE id = 1", (new_size, tiles.stop))
+            return size, new_size
+
+    def _pack(self, cur: Any, tile: int, fresh: dict[int, bytes]) -> None:
+        """Store the leaf hashes of complete tile `tile` as one row and delete its rows below level 8: the leaf
+        hashes come from this batch (`fresh`) or, integrated before, from their rows."""
+        first = tile * TILE_WIDTH
+        stored = {}
+        if any(n not in fresh for n in range(first, first + TILE_WIDTH)):
+            rows = cur.execute(
+                "SELECT idx, hash FROM log_hashes WHERE level = 0 AND idx >= ? AND idx < ?",
+                (first, first + TILE_WIDTH),
+            ).fetchall()
+            stored = {int(n): bytes(digest) for n, digest in rows}
+        try:
+            hashes = b"".join(fresh[n] if n in fresh else stored[n] for n in range(first, first + TILE_WIDTH))
+        except KeyError as err:
+            raise StoreError(f"the transparency log {self.where} lacks the leaf hash of leaf {err.args[0]}") from None
+        cur.execute("INSERT INTO log_tiles (idx, hashes) VALUES (?, ?)", (tile, hashes))
+        for level in range(0, TILE_HEIGHT, 2):
+            width = TILE_WIDTH >> level
+            cur.execute("DELETE FROM log_hashes WHERE level = ? AND idx >= ? AND idx < ?",
+                        (level, tile * width, (tile + 1) * width))  # fmt: skip
 
     def _envelope(self, index: Any, stored: Any, codec: Any, *facts: Any) -> bytes:
         """The envelope of a row selected as `log_index, envelope, envelope_codec, {FACTS}`."""
         return envelopes.decode(int(codec), bytes(stored), f"at log index {index} {self.where}", row_facts(*facts))
 
     def _hashes_in(self, cur: Any, coordinates: list[tuple[int, int]]) -> list[bytes]:
-        """The hashes of `coordinates`, in order: stored (even levels) or computed from the two children below."""
+        """The hashes of `coordinates`, in order: stored (even levels), in a packed tile, or computed from the
+        two children below."""
         stored = list(dict.fromkeys(s for c in coordinates for s in _stored_for(c)))
         found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(stored), _CHUNK):
@@ -136,10 +176,49 @@ class SqlLog(SqlNodes):
             params = tuple(v for coordinate in chunk for v in coordinate)
             for level, idx, digest in cur.execute(f"SELECT level, idx, hash FROM log_hashes WHERE {where}", params):
                 found[(int(level), int(idx))] = bytes(digest)
+        in_tiles = [s for s in stored if s not in found and s[0] < TILE_HEIGHT]
+        if in_tiles:  # after the rows: a tile is committed before its rows go, so no read misses both
+            found.update(self._from_tiles(cur, in_tiles))
         missing = [c for c in dict.fromkeys(coordinates) if any(s not in found for s in _stored_for(c))]
         if missing:
             raise StoreError(f"the transparency log {self.where} lacks the hash of subtree(s) {missing[:4]}")
         return [found[c] if c[0] % 2 == 0 else node_hash(*(found[s] for s in _stored_for(c))) for c in coordinates]
+
+    def _from_tiles(self, cur: Any, coordinates: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The hashes of `coordinates` (levels below 8) found in packed tiles, computed from their leaf hashes."""
+        wanted = sorted({n << level >> TILE_HEIGHT for level, n in coordinates})
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows = cur.execute(
+                f"SELECT idx, hashes FROM log_tiles WHERE idx IN ({', '.join('?' * len(chunk))})", tuple(chunk)
+            ).fetchall()
+            for tile, hashes in rows:
+                try:
+                    levels = _tile_levels(bytes(hashes))
+                except ValueError as err:
+                    raise StoreError(f"tile {tile} of the transparency log {self.where} is damaged: {err}") from None
+                found.update(((level, n), levels[level][n - (int(tile) << (TILE_HEIGHT - level))])
+                             for level, n in coordinates if n << level >> TILE_HEIGHT == int(tile))  # fmt: skip
+        return found
+
+
+def _in_tiles(row: tuple[int, int, bytes], tiles: range) -> bool:
+    """Whether a new row is below level 8 inside one of the tiles packed now (so it is not written at all)."""
+    level, n, _ = row
+    return level < TILE_HEIGHT and n << level >> TILE_HEIGHT in tiles
+
+
+@functools.lru_cache(maxsize=64)  # by content: an export proves every leaf of a tile in turn (about 2 MB at most)
+def _tile_levels(hashes: bytes) -> list[list[bytes]]:
+    """The hashes of levels 0 to 7 inside a tile, from its 256 leaf hashes (ValueError if it is damaged)."""
+    if len(hashes) != TILE_WIDTH * HASH_SIZE:
+        raise ValueError(f"{len(hashes)} bytes instead of {TILE_WIDTH * HASH_SIZE}")
+    levels = [[hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]]
+    for _ in range(1, TILE_HEIGHT):
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)])
+    return levels
 
 
 def _stored_for(coordinate: tuple[int, int]) -> tuple[tuple[int, int], ...]:
