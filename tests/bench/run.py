@@ -1,6 +1,6 @@
 """`make bench` / `make bench-scale`: measure, print, and rewrite tests/bench/RESULTS.md.
 
-    python tests/bench/run.py [--repeat 3] [--nodes 48] [--rounds 30] [--cycles 1000] [--scale] [--only SECTION ...]
+    python tests/bench/run.py [--repeat 3] [--nodes 48] [--rounds 20] [--cycles 1000] [--scale] [--only SECTION ...]
 
 Sections (each replaced in RESULTS.md only when it ran): machine, limits, ingest, scaleout, profile, storage,
 agent, scale-10000 and, with --scale, scale-100000. Every figure is the median of --repeat runs with its min-max,
@@ -552,12 +552,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, median kept (default 3)")
     parser.add_argument("--nodes", type=int, default=48, help="fleet size for ingest (default 48)")
-    parser.add_argument("--rounds", type=int, default=30, help="reports per node (default 30)")
+    parser.add_argument("--rounds", type=int, default=20, help="reports per node (default 20)")
     parser.add_argument("--scale", action="store_true", help="also the 100,000-node stores (make bench-scale)")
     parser.add_argument(
         "--only", nargs="*", help="sections to run (machine limits ingest scaleout profile storage agent scale)"
     )
-    parser.add_argument("--storage-nodes", type=int, default=4, help="nodes of the storage section (default 4)")
+    parser.add_argument("--storage-nodes", type=int, default=16, help="nodes of the storage section (default 16)")
     parser.add_argument("--storage-rounds", type=int, default=240, help="their rounds, scaled to a day (default 240)")
     parser.add_argument(
         "--full-every",
