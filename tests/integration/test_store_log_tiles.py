@@ -78,11 +78,17 @@ def test_a_store_integrated_before_is_packed_a_few_tiles_a_round(make_store, mon
     assert_serves_the_reference(store, tree, LEAVES)
 
 
-def test_a_damaged_tile_is_a_clear_store_error(make_store) -> None:
+def integrated(make_store, leaves: int):
+    """A store with `leaves` envelopes, all integrated (one tile packed from 256 on)."""
     store = make_store()
     registry(store)
-    fill(store, 300)
-    store.integrate_log(300)
+    fill(store, leaves)
+    store.integrate_log(leaves)
+    return store
+
+
+def test_a_damaged_tile_is_a_clear_store_error(make_store) -> None:
+    store = integrated(make_store, 300)
     with store._tx(True) as cur:
         cur.execute("UPDATE log_tiles SET hashes = ? WHERE idx = 0", (b"\x00" * 100,))
     with pytest.raises(StoreError, match=r"tile 0 .* is damaged: 100 bytes instead of 8192"):
@@ -91,10 +97,7 @@ def test_a_damaged_tile_is_a_clear_store_error(make_store) -> None:
 
 
 def test_a_missing_tile_and_missing_rows_are_a_clear_store_error(make_store) -> None:
-    store = make_store()
-    registry(store)
-    fill(store, 300)
-    store.integrate_log(300)
+    store = integrated(make_store, 300)
     with store._tx(True) as cur:
         cur.execute("DELETE FROM log_tiles")
     with pytest.raises(StoreError, match="lacks the hash of subtree"):
