@@ -92,12 +92,29 @@ def postgres_round_trip(dsn: str) -> float:
 
 # --- the null bidi stream: a server that acks each message with its own bytes, nothing else ----------------
 def serve_null(kind: str, port: int) -> None:
-    """Run the null server (`sync` thread pool or `aio`) on 127.0.0.1:port until killed."""
-    if kind == "aio":
+    """Run the null server (`sync` thread pool, `aio`, or `aio-pool`) on 127.0.0.1:port until killed. `aio-pool`
+    is the collector's pattern with nothing to judge: read a message with a timeout, hand it to a thread pool of
+    16 (the default `[server] max_workers`) and back, write a 270-byte ack (the size of the collector's)."""
+    if kind == "aio-pool":
+        pool = ThreadPoolExecutor(16)
+        ack = b"a" * 270
+
+        async def judge_aio(requests, context):  # type: ignore[no-untyped-def]
+            loop = asyncio.get_running_loop()
+            while True:
+                message = await asyncio.wait_for(context.read(), 60)
+                if message is grpc.aio.EOF:
+                    return
+                await context.write(await loop.run_in_executor(pool, lambda m=message: ack if m else b""))
+
+        kind, echo_aio = "aio", judge_aio
+    else:
 
         async def echo_aio(requests, context):  # type: ignore[no-untyped-def]
             async for message in requests:
                 yield message
+
+    if kind == "aio":
 
         async def main() -> None:
             server = grpc.aio.server()
@@ -156,6 +173,21 @@ def _null_client(args: tuple[str, int, int, float]) -> int:
 def null_stream(kind: str, streams: int, size: int = 9000, seconds: float = 2.0, processes: int = 2) -> float:
     """Messages per second through the null server of `kind` over `streams` lockstep streams (client
     processes of their own, so the clients do not share the server's GIL)."""
+    return _null_run(kind, streams, size, seconds, processes)[0]
+
+
+def null_server_cpu(kind: str, streams: int = 16, size: int = 1100, seconds: float = 2.0) -> float:
+    """CPU µs the null server of `kind` spends per message (its process's user and system time), over `streams`
+    lockstep streams of `size`-byte messages (1,100: a compact statement): what the transport costs a collector
+    before any work."""
+    messages, cpu = _null_run(kind, streams, size, seconds, 2)[1:]
+    return 1e6 * cpu / messages
+
+
+def _null_run(kind: str, streams: int, size: int, seconds: float, processes: int) -> tuple[float, int, float]:
+    """(messages per second, messages, server CPU seconds) of one run against a fresh null server."""
+    import psutil
+
     from tests.bench.loadgen import ROOT, free_port
 
     port = free_port()
@@ -168,7 +200,11 @@ def null_stream(kind: str, streams: int, size: int = 9000, seconds: float = 2.0,
         plan = [(f"127.0.0.1:{port}", len(range(p, streams, processes)), size, seconds) for p in range(processes)]
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             pool.map(abs, range(processes))
-            return sum(pool.map(_null_client, plan)) / seconds
+            before = psutil.Process(server.pid).cpu_times()
+            messages = sum(pool.map(_null_client, plan))
+            after = psutil.Process(server.pid).cpu_times()
+        cpu = (after.user + after.system) - (before.user + before.system)
+        return messages / seconds, messages, cpu
     finally:
         server.terminate()
         server.wait()

@@ -133,6 +133,8 @@ def machine_limits(report: Report, times: int, work: Path) -> dict[str, Figure]:
     for kind in ("sync", "aio"):
         for streams in (1, 16):
             found[f"null_{kind}_{streams}"] = repeat(times, lambda k=kind, s=streams: limits.null_stream(k, s))
+    for kind in ("aio", "aio-pool"):
+        found[f"null_cpu_{kind}"] = repeat(times, lambda k=kind: limits.null_server_cpu(k))
     report.section("limits", "The machine's limits (same run)")
     report.table(["limit", "per second"], [
         ["Ed25519 verify, `cryptography`, 1 core", found["verify_1"].text()],
@@ -143,6 +145,17 @@ def machine_limits(report: Report, times: int, work: Path) -> dict[str, Figure]:
         ["PostgreSQL round trip (`SELECT 1`, 127.0.0.1)", found["pg_round_trip"].text()],
         *[[f"null bidi stream, grpc {k}, {s} stream(s), 9 KB messages, lockstep", found[f"null_{k}_{s}"].text()]
           for k in ("sync", "aio") for s in (1, 16)],
+    ])  # fmt: skip
+    budget = 1e6 / (0.5 * found["verify_1"].median)  # CPU µs per envelope the ingest target leaves, one core
+    report.line(
+        f"What the transport alone costs a server, before any work (16 lockstep streams of 1,100-byte "
+        f"messages, the size of a compact statement), against the {budget:,.0f} µs of CPU per envelope "
+        "that ingest at 0.5 × the one-core verify rate leaves:\n"
+    )
+    report.table(["null server", "server CPU µs per message", "ratio to that budget"], [
+        ["grpc aio, echo", found["null_cpu_aio"].text(), ratio(found["null_cpu_aio"].median, budget)],
+        ["grpc aio as the collector runs it: read with a timeout, a thread-pool hop (16 threads), a 270-byte ack",
+         found["null_cpu_aio-pool"].text(), ratio(found["null_cpu_aio-pool"].median, budget)],
     ])  # fmt: skip
     return found
 
